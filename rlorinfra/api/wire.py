@@ -1,0 +1,281 @@
+"""Wire format of the Fireworks RLOR control plane, as pure functions and values.
+
+This module does no I/O and imports no httpx, so the planner and the renderers
+may use the values it defines. It maps a job spec (``JobSpec.spec()``) to the
+create request the official SDK would send (PROTOCOL.md §2.1) and a job
+resource (§3.1) back to a ``LiveJob``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+JOB_STATE_PREFIX = "JOB_STATE_"
+
+# State sets, named as the official SDK names them (PROTOCOL.md §3.2).
+TOMBSTONE_STATES = frozenset({"JOB_STATE_DELETED", "JOB_STATE_ARCHIVED"})
+RESUMABLE_STATES = frozenset(
+    {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_COMPLETED"}
+)
+# Healthy from rlorinfra's point of view: the trainer exists and serves (IDLE is
+# a service-mode job with no active training, not a failure).
+SERVING_STATES = frozenset({"JOB_STATE_RUNNING", "JOB_STATE_IDLE"})
+# States that settle by themselves; apply waits them out.
+TRANSITIONAL_STATES = frozenset(
+    {
+        "JOB_STATE_UNSPECIFIED",
+        "JOB_STATE_CREATING",
+        "JOB_STATE_PENDING",
+        "JOB_STATE_CANCELLING",
+        "JOB_STATE_DELETING",
+        "JOB_STATE_DELETING_CLEANING_UP",
+        "JOB_STATE_WRITING_RESULTS",
+        "JOB_STATE_VALIDATING",
+        "JOB_STATE_RE_QUEUEING",
+        "JOB_STATE_CREATING_INPUT_DATASET",
+    }
+)
+# Terminal and not resumable: the job must be replaced to serve again.
+DEAD_STATES = frozenset({"JOB_STATE_EARLY_STOPPED", "JOB_STATE_EXPIRED"})
+
+SHAPE_OWNER_DEFAULT = "fireworks"
+
+# Spec fields whose default value is left out of a canonical spec, so that a
+# config that spells out a default, a config that omits it and a resource that
+# echoes it all produce the same spec.
+SPEC_DEFAULTS: dict[str, Any] = {
+    "lora_rank": 0,
+    "learning_rate": 1e-5,
+    "skip_validations": False,
+    "forward_only": False,
+    "use_reservation": True,
+}
+
+
+def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset and default-valued fields, turn tuples into lists, sort keys."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if value is None or (key in SPEC_DEFAULTS and value == SPEC_DEFAULTS[key]):
+            continue
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    """A job as the control plane reports it, reduced to what rlorinfra uses."""
+
+    job_id: str
+    name: str
+    display_name: str
+    state: str
+    status_code: str = ""
+    status_message: str = ""
+    create_time: str = ""
+    spec: tuple[tuple[str, Any], ...] = ()  # spec_from_resource(), frozen
+
+    @property
+    def is_tombstone(self) -> bool:
+        """Deleted (or archived) but still readable during retention."""
+        return self.state in TOMBSTONE_STATES
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The spec fields the resource carries, as a dict."""
+        return dict(self.spec)
+
+    @classmethod
+    def from_resource(cls, resource: dict[str, Any]) -> "LiveJob":
+        """Build from a job resource (E3 body or one element of an E4 page)."""
+        name = str(resource.get("name", ""))
+        status = resource.get("status") or {}
+        if not isinstance(status, dict):
+            status = {"message": str(status)}
+        spec = spec_from_resource(resource)
+        return cls(
+            job_id=name.rsplit("/", 1)[-1],
+            name=name,
+            display_name=str(resource.get("displayName") or ""),
+            state=str(resource.get("state") or "JOB_STATE_UNSPECIFIED"),
+            status_code=str(status.get("code") or ""),
+            status_message=str(
+                resource.get("statusMessage") or resource.get("message") or status.get("message") or ""
+            ),
+            create_time=str(resource.get("createTime") or ""),
+            spec=tuple(sorted(spec.items(), key=lambda kv: kv[0])),
+        )
+
+
+@dataclass(frozen=True)
+class ShapeVersion:
+    """A training-shape version (E9/E10), reduced to the profile fields we use."""
+
+    name: str  # accounts/{a}/trainingShapes/{s}/versions/{v}
+    accelerator_type: str = ""
+    accelerator_count: int = 0
+    node_count: int = 1
+    max_supported_context_length: int = 0
+    trainer_image_tag: str = ""
+    trainer_mode: str = ""
+
+    @property
+    def shape(self) -> str:
+        """The parent shape name, without ``/versions/...``."""
+        return self.name.split("/versions/", 1)[0]
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "ShapeVersion":
+        """Parse a version body with the SDK's defaults (PROTOCOL.md §4.2)."""
+        snap = payload.get("snapshot") or {}
+        return cls(
+            name=str(payload.get("name") or ""),
+            accelerator_type=str(snap.get("acceleratorType") or ""),
+            accelerator_count=int(snap.get("acceleratorCount") or 0),
+            node_count=int(snap.get("nodeCount") or 1),
+            max_supported_context_length=int(snap.get("maxSupportedContextLength") or 0),
+            trainer_image_tag=str(snap.get("trainerImageTag") or ""),
+            trainer_mode=str(snap.get("trainerMode") or ""),
+        )
+
+
+def shape_full_name(ref: str) -> str:
+    """Normalize a shape reference: a short id gets the ``fireworks`` owner."""
+    if ref.startswith("accounts/"):
+        return ref
+    return f"accounts/{SHAPE_OWNER_DEFAULT}/trainingShapes/{ref}"
+
+
+def job_name(account_id: str, job_id: str) -> str:
+    """``accounts/{account}/rlorTrainerJobs/{job_id}``."""
+    return f"accounts/{account_id}/rlorTrainerJobs/{job_id}"
+
+
+def trainer_endpoint(gateway_url: str, account_id: str, job_id: str) -> str:
+    """The trainer base URL the SDK returns as ``TrainerServiceEndpoint.base_url``."""
+    return f"{gateway_url.rstrip('/')}/training/v1/rlorTrainerJobs/{account_id}/{job_id}"
+
+
+def _format_duration(seconds: int) -> str:
+    return f"{int(seconds)}s"
+
+
+def _parse_duration(value: Any) -> int | None:
+    if isinstance(value, str) and value.endswith("s"):
+        try:
+            return int(float(value[:-1]))
+        except ValueError:
+            return None
+    return None
+
+
+def create_request(display_name: str, spec: dict[str, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Query parameters (without ``rlorTrainerJobId``) and JSON body for E2.
+
+    Mirrors ``TrainerJobManager._create`` of fireworks-ai 1.2.30: which fields
+    go where on the shape, auto-shape and manual paths (PROTOCOL.md §2.1, §4.3).
+    """
+    shape = spec.get("training_shape")
+    manual = not shape and any(spec.get(k) for k in ("accelerator_type", "accelerator_count", "node_count"))
+    params: list[tuple[str, str]] = []
+    if spec.get("hot_load_deployment_id"):
+        params.append(("deploymentId", spec["hot_load_deployment_id"]))
+    if shape:
+        params.append(("trainingShape", shape))
+        if spec.get("skip_validations"):
+            params.append(("skipValidations", "true"))
+    elif manual:
+        params.append(("skipValidations", "true"))
+    return params, _create_body(display_name, spec, shape=bool(shape), manual=manual)
+
+
+def _training_config(spec: dict[str, Any], *, shape: bool, manual: bool) -> dict[str, Any]:
+    tc: dict[str, Any] = {
+        "baseModel": spec["base_model"],
+        "loraRank": spec.get("lora_rank", 0),
+        "learningRate": spec.get("learning_rate", 1e-5),
+    }
+    if spec.get("max_context_length") and not shape:
+        tc["maxContextLength"] = spec["max_context_length"]
+    if spec.get("custom_image_tag"):
+        tc["customImageTag"] = spec["custom_image_tag"]
+    if manual and spec.get("accelerator_type"):
+        tc["acceleratorType"] = spec["accelerator_type"]
+    if manual and spec.get("accelerator_count"):
+        tc["acceleratorCount"] = spec["accelerator_count"]
+    if spec.get("region"):
+        tc["region"] = spec["region"]
+    if spec.get("extra_args"):
+        # The SDK splits any element containing whitespace into several.
+        tc["extraArgs"] = [part for arg in spec["extra_args"] for part in str(arg).split()]
+    return tc
+
+
+def _create_body(display_name: str, spec: dict[str, Any], *, shape: bool, manual: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "serviceMode": True,
+        "keepAlive": False,
+        "dataset": "",
+        "trainingConfig": _training_config(spec, shape=shape, manual=manual),
+    }
+    if manual:
+        body["nodeCount"] = spec.get("node_count") or 1
+    if spec.get("trainer_replica_count"):
+        body["trainerReplicaCount"] = spec["trainer_replica_count"]
+    body["useReservation"] = bool(spec.get("use_reservation", True)) and not spec.get("reservation_target")
+    if spec.get("reservation_target"):
+        body["reservationTarget"] = spec["reservation_target"]
+    if display_name:
+        body["displayName"] = display_name
+    if spec.get("hot_load_deployment_id"):
+        body["hotLoadDeploymentId"] = spec["hot_load_deployment_id"]
+    if spec.get("forward_only"):
+        body["forwardOnly"] = True
+    if spec.get("inactivity_timeout"):
+        body["inactivityTimeout"] = _format_duration(spec["inactivity_timeout"])
+    return body
+
+
+def spec_from_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields a job resource carries, in ``JobSpec.spec()`` form.
+
+    Only fields present on the resource are returned, so callers compare the
+    intersection with a recorded spec. On the shape path the server fills
+    ``maxContextLength`` and owns ``nodeCount``; those are dropped there so an
+    imported shape job round-trips to an identical spec.
+    """
+    tc = resource.get("trainingConfig") or {}
+    spec: dict[str, Any] = {}
+    _copy(tc, "baseModel", spec, "base_model")
+    _copy(tc, "loraRank", spec, "lora_rank", default=0)
+    _copy(tc, "learningRate", spec, "learning_rate")
+    _copy(tc, "customImageTag", spec, "custom_image_tag")
+    _copy(tc, "region", spec, "region")
+    _copy(tc, "acceleratorType", spec, "accelerator_type")
+    _copy(tc, "acceleratorCount", spec, "accelerator_count")
+    if tc.get("extraArgs"):
+        spec["extra_args"] = list(tc["extraArgs"])
+    shape = resource.get("trainingShape")
+    if shape:
+        spec["training_shape"] = shape
+    else:
+        _copy(tc, "maxContextLength", spec, "max_context_length")
+        if "acceleratorType" in tc or "acceleratorCount" in tc:
+            _copy(resource, "nodeCount", spec, "node_count")
+    _copy(resource, "hotLoadDeploymentId", spec, "hot_load_deployment_id")
+    _copy(resource, "trainerReplicaCount", spec, "trainer_replica_count")
+    _copy(resource, "reservationTarget", spec, "reservation_target")
+    if resource.get("forwardOnly"):
+        spec["forward_only"] = True
+    if resource.get("useReservation") is False and not resource.get("reservationTarget"):
+        spec["use_reservation"] = False
+    timeout = _parse_duration(resource.get("inactivityTimeout"))
+    if timeout:
+        spec["inactivity_timeout"] = timeout
+    return canonical_spec(spec)
+
+
+def _copy(src: dict[str, Any], key: str, dst: dict[str, Any], name: str, default: Any = None) -> None:
+    value = src.get(key, default)
+    if value not in (None, ""):
+        dst[name] = value

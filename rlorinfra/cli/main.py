@@ -1,0 +1,84 @@
+"""The ``rlorinfra`` command group and the exit-code funnel.
+
+Commands live in sibling modules and are imported only when invoked, so that
+``rlorinfra --version`` and ``rlorinfra validate`` start fast (nothing imports
+httpx, deepdiff or sqlite3 unless the command needs it).
+
+Exit codes (DESIGN.md §1): 0 success, 1 any error (usage errors included: 2 is
+reserved for ``plan --detailed-exitcode``), 2 changes present, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from rlorinfra import __version__
+
+# command name -> "module:attribute" under rlorinfra.cli
+COMMANDS: dict[str, str] = {
+    "init": "config_cmds:init_cmd",
+    "validate": "config_cmds:validate_cmd",
+    "plan": "plan_cmds:plan_cmd",
+    "apply": "apply_cmds:apply_cmd",
+    "destroy": "apply_cmds:destroy_cmd",
+    "import": "apply_cmds:import_cmd",
+    "state": "state_cmds:state_group",
+    "output": "state_cmds:output_cmd",
+    "show": "state_cmds:show_cmd",
+    "force-unlock": "state_cmds:force_unlock_cmd",
+    "control-plane": "controlplane_cmds:control_plane_group",
+}
+
+EPILOG = """\b
+Examples:
+  rlorinfra init                      write a starter rlorinfra.toml
+  rlorinfra plan                      show what apply would change
+  rlorinfra apply --auto-approve      create/resume/stop/delete jobs to match
+  rlorinfra plan --detailed-exitcode  exit 2 when the live world drifted (for CI)
+"""
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        module = importlib.import_module(f"rlorinfra.cli.{module_name}")
+        return getattr(module, attr)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="rlorinfra")
+@click.option("--debug", is_flag=True, help="Show tracebacks and HTTP traces on stderr.")
+@click.option("--no-color", is_flag=True, help="Never colour output (NO_COLOR is honoured too).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
+    """rlorinfra: Terraform for Fireworks RLOR trainer jobs.
+
+    Declare trainer jobs in a TOML file, see how the live control plane differs
+    with `plan`, and converge it with `apply`. Job IDs and trainer endpoints are
+    recorded in a locked state file.
+    """
+    from rlorinfra.cli.common import Globals
+
+    ctx.obj = Globals.from_env(debug=debug, no_color=no_color)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and funnel every outcome into an exit code."""
+    from rlorinfra.cli.common import run_cli
+
+    sys.exit(run_cli(cli, argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

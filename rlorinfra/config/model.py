@@ -1,0 +1,130 @@
+"""Frozen dataclasses for a loaded, validated desired-state file.
+
+The loader (``rlorinfra.config.load``) is the only producer of these objects;
+everything downstream (planner, apply, renderers) treats them as read-only facts.
+
+A job's *spec* is the normalized set of control-plane fields it is created from
+(``JobSpec.spec()``): the thing recorded in state and compared on every plan.
+Since the control plane has no update call, any change to a spec field forces a
+replacement. Lifecycle fields (``desired_state``, ``prevent_destroy``,
+``create_before_destroy``, ``max_resumes``) steer rlorinfra itself and never
+force anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rlorinfra.api.wire import canonical_spec
+
+LOCAL_URL = "local"
+DEFAULT_API_KEY_ENV = "FIREWORKS_API_KEY"
+DESIRED_STATES = ("running", "stopped")
+
+# Fields that steer rlorinfra and are never sent to the control plane.
+LIFECYCLE_FIELDS = ("desired_state", "prevent_destroy", "create_before_destroy", "max_resumes")
+# Fields that are accepted but never part of the spec (deprecated, never sent).
+UNSENT_FIELDS = ("gradient_accumulation_steps",)
+# Infra fields: only on the manual path (PROTOCOL.md §4.3).
+INFRA_FIELDS = ("accelerator_type", "accelerator_count", "node_count")
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """Knobs of the embedded emulator (only used when ``url = "local"``)."""
+
+    provision_seconds: float = 2.0
+    capacity: int = 256  # accelerators available before jobs queue in PENDING
+
+
+@dataclass(frozen=True)
+class ControlPlaneSettings:
+    """Where the control plane is and how to authenticate to it."""
+
+    url: str = LOCAL_URL
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    account_id: str | None = None
+    trainer_gateway_url: str | None = None
+    allow_insecure: bool = False
+    emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the embedded in-process emulator is the control plane."""
+        return self.url == LOCAL_URL
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One declared trainer job, with ``[defaults]`` already merged in.
+
+    ``training_shape`` is normalized to a full resource name
+    (``accounts/<owner>/trainingShapes/<id>[/versions/<v>]``);
+    ``inactivity_timeout`` to whole seconds; ``extra_args`` to a tuple.
+    """
+
+    display_name: str
+    base_model: str
+    lora_rank: int = 0
+    max_context_length: int | None = None
+    learning_rate: float = 1e-5
+    gradient_accumulation_steps: int | None = None
+    node_count: int | None = None
+    hot_load_deployment_id: str | None = None
+    region: str | None = None
+    custom_image_tag: str | None = None
+    extra_args: tuple[str, ...] | None = None
+    accelerator_type: str | None = None
+    accelerator_count: int | None = None
+    skip_validations: bool = False
+    forward_only: bool = False
+    training_shape: str | None = None
+    inactivity_timeout: int | None = None
+    use_reservation: bool = True
+    reservation_target: str | None = None
+    trainer_replica_count: int | None = None
+    desired_state: str = "running"
+    prevent_destroy: bool = False
+    create_before_destroy: bool = False
+    max_resumes: int = 3
+
+    @property
+    def path(self) -> str:
+        """Which create path the job takes: ``shape``, ``manual`` or ``auto``."""
+        if self.training_shape:
+            return "shape"
+        if self.accelerator_type or self.accelerator_count or self.node_count:
+            return "manual"
+        return "auto"
+
+    def spec(self) -> dict[str, Any]:
+        """The normalized control-plane fields, as recorded in state and diffed.
+
+        Unset and default-valued fields are omitted (``canonical_spec``) so
+        that spelling out a default does not look like a change. On the manual path
+        ``node_count`` defaults to 1 because the SDK always sends it there.
+        """
+        skip = {"display_name", *LIFECYCLE_FIELDS, *UNSENT_FIELDS}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        if self.path == "manual" and not out.get("node_count"):
+            out["node_count"] = 1
+        return canonical_spec(out)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated desired-state file."""
+
+    path: Path
+    control_plane: ControlPlaneSettings
+    state_path: Path
+    jobs: dict[str, JobSpec]
+    digest: str  # sha256 of the file bytes: saved plans refuse a changed config
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def emulator_db_path(self) -> Path:
+        """Database of the embedded emulator: ``.rlorinfra/`` beside the config."""
+        return self.path.parent / ".rlorinfra" / "control-plane.sqlite3"

@@ -1,0 +1,125 @@
+"""Plan values: the live snapshot the planner reads and the plan it produces.
+
+All of these are plain frozen values with no behaviour beyond small derived
+properties; the planner (``planner.py``) makes them, the renderers and ``apply``
+read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from rlorinfra.api.wire import LiveJob, ShapeVersion
+
+
+@dataclass(frozen=True)
+class LiveWorld:
+    """What refresh saw on the control plane.
+
+    ``jobs`` holds every job the list returned plus every tracked job fetched
+    by ID (tombstones included, which lists hide). ``missing`` holds tracked IDs
+    the control plane answered 404 for. ``shapes`` maps each declared shape name
+    (as written in the spec) to its resolved version.
+    """
+
+    account_id: str
+    jobs: dict[str, LiveJob] = field(default_factory=dict)  # by job_id
+    missing: frozenset[str] = frozenset()
+    shapes: dict[str, ShapeVersion] = field(default_factory=dict)
+    refreshed: bool = True  # False for --no-refresh: live facts are state's memory
+
+    def by_display_name(self, name: str) -> list[LiveJob]:
+        """Live, non-tombstoned jobs with this display name."""
+        return [j for j in self.jobs.values() if j.display_name == name and not j.is_tombstone]
+
+
+class Action(str, Enum):
+    """What apply will do to one job."""
+
+    CREATE = "create"
+    RESUME = "resume"
+    WAIT = "wait"
+    REPLACE = "replace"
+    STOP = "stop"
+    DELETE = "delete"
+    NOOP = "noop"
+
+    @property
+    def symbol(self) -> str:
+        """Terraform-style symbol shown in front of the change."""
+        return {
+            "create": "+",
+            "resume": "~",
+            "wait": "~",
+            "replace": "-/+",
+            "stop": "~",
+            "delete": "-",
+            "noop": " ",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned action on one job (display name ``name``).
+
+    ``before``/``after`` are specs (``None`` when the job does not exist before
+    or will not exist after). ``changed_fields`` lists the spec fields that
+    differ (they force replacement). ``accelerators`` is the signed change in
+    accelerators, e.g. ``{"NVIDIA_H100_80GB": 16}``.
+    """
+
+    name: str
+    action: Action
+    reason: str = ""
+    job_id: str | None = None
+    live_state: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    changed_fields: tuple[str, ...] = ()
+    accelerators: dict[str, int] = field(default_factory=dict)
+    create_before_destroy: bool = False
+    max_resumes: int = 3
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Something that changed outside rlorinfra since state was written.
+
+    ``kind`` is one of ``deleted``, ``tombstoned``, ``failed``, ``preempted``,
+    ``cancelled``, ``stopped``, ``idle``, ``state``, ``changed`` (a spec field
+    differs) or ``creating`` (a create whose outcome state did not know).
+    """
+
+    name: str
+    job_id: str
+    kind: str
+    recorded_state: str | None = None
+    live_state: str | None = None
+    detail: str = ""
+    changed_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's output: ordered changes (noops included) and drift."""
+
+    changes: tuple[Change, ...] = ()
+    drift: tuple[Drift, ...] = ()
+    destroy: bool = False
+    refresh_only: bool = False
+
+    @property
+    def actionable(self) -> tuple[Change, ...]:
+        """Changes apply has to carry out (everything but noops)."""
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def has_changes(self) -> bool:
+        """True when apply would do anything (``--detailed-exitcode`` 2)."""
+        return bool(self.actionable)
+
+    def count(self, action: Action) -> int:
+        """How many changes carry ``action``."""
+        return sum(1 for c in self.changes if c.action is action)

@@ -1,0 +1,95 @@
+"""The state model: what rlorinfra knows it manages.
+
+State is a plain value. The planner reads it; ``apply`` produces new values with
+``dataclasses.replace``/``with_job``/``without_job``; only
+``rlorinfra.state.store`` turns it into bytes on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+FORMAT_VERSION = 1
+
+# Job phases recorded in state.
+PHASE_CREATING = "creating"  # ID chosen and written; the POST may or may not have landed
+PHASE_READY = "ready"  # RUNNING and healthy when last seen by apply
+PHASE_PROVISIONING = "provisioning"  # accepted, not yet ready (--no-wait, timeout, Ctrl-C)
+PHASE_STOPPED = "stopped"  # cancelled on purpose (desired_state = "stopped")
+PHASE_FAILED = "failed"  # apply gave up on it
+PHASES = (PHASE_CREATING, PHASE_READY, PHASE_PROVISIONING, PHASE_STOPPED, PHASE_FAILED)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One managed job, keyed in ``State.jobs`` by its display name."""
+
+    job_id: str
+    job_name: str  # accounts/{account}/rlorTrainerJobs/{job_id}
+    endpoint: str  # {gateway}/training/v1/rlorTrainerJobs/{account}/{job_id}
+    spec: dict[str, Any]  # JobSpec.spec() it was created from
+    phase: str = PHASE_CREATING
+    observed_state: str | None = None  # JOB_STATE_* last seen
+    training_shape_version: str | None = None  # resolved version name, if on the shape path
+    created_at: str | None = None  # RFC 3339, when rlorinfra created/imported it
+    updated_at: str | None = None  # RFC 3339, last time rlorinfra wrote this record
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (the codec's job)."""
+        return {
+            "job_id": self.job_id,
+            "job_name": self.job_name,
+            "endpoint": self.endpoint,
+            "spec": dict(self.spec),
+            "phase": self.phase,
+            "observed_state": self.observed_state,
+            "training_shape_version": self.training_shape_version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
+        """Inverse of ``to_dict``; raises KeyError/TypeError on malformed input."""
+        return cls(
+            job_id=data["job_id"],
+            job_name=data["job_name"],
+            endpoint=data["endpoint"],
+            spec=dict(data["spec"]),
+            phase=data.get("phase", PHASE_READY),
+            observed_state=data.get("observed_state"),
+            training_shape_version=data.get("training_shape_version"),
+            created_at=data.get("created_at"),
+            updated_at=data.get("updated_at"),
+        )
+
+
+@dataclass(frozen=True)
+class State:
+    """The whole state file as a value."""
+
+    format_version: int = FORMAT_VERSION
+    serial: int = 0
+    lineage: str | None = None
+    control_plane: dict[str, Any] = field(default_factory=dict)  # {"url", "account_id"}
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+
+    def with_job(self, name: str, record: JobRecord) -> "State":
+        """A copy with ``name`` set to ``record``."""
+        jobs = dict(self.jobs)
+        jobs[name] = record
+        return replace(self, jobs=jobs)
+
+    def without_job(self, name: str) -> "State":
+        """A copy without ``name`` (no error if absent)."""
+        jobs = {k: v for k, v in self.jobs.items() if k != name}
+        return replace(self, jobs=jobs)
+
+    def content(self) -> dict[str, Any]:
+        """Everything that counts as content (serial and lineage excluded)."""
+        return {
+            "format_version": self.format_version,
+            "control_plane": dict(self.control_plane),
+            "jobs": {name: rec.to_dict() for name, rec in sorted(self.jobs.items())},
+        }
