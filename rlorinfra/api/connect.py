@@ -1,0 +1,61 @@
+"""Build the control-plane client for a config: the embedded emulator or a real URL.
+
+Lives in ``api/`` because it is the one place that chooses an httpx transport.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rlorinfra.api.client import ControlPlaneClient
+from rlorinfra.config.model import ControlPlaneSettings
+
+# Base URL of the in-process emulator. Requests never leave the process (they go
+# through httpx.WSGITransport); the host only shows up in recorded endpoints.
+EMBEDDED_BASE_URL = "http://rlorinfra-emulator.local"
+EMBEDDED_API_KEY = "local"
+
+
+def open_client(
+    settings: ControlPlaneSettings,
+    *,
+    api_key: str | None,
+    emulator_db: Path,
+    insecure: bool = False,
+    trace: Callable[[str], None] | None = None,
+) -> ControlPlaneClient:
+    """A client for ``settings``; ``api_key`` comes from the environment (CLI's job)."""
+    if settings.is_local:
+        return _embedded_client(settings, api_key=api_key, emulator_db=emulator_db, trace=trace)
+    return ControlPlaneClient(
+        settings.url,
+        api_key or "",
+        account_id=settings.account_id,
+        gateway_url=settings.trainer_gateway_url,
+        allow_insecure=insecure or settings.allow_insecure,
+        trace=trace,
+    )
+
+
+def _embedded_client(
+    settings: ControlPlaneSettings, *, api_key: str | None, emulator_db: Path, trace: Callable[[str], None] | None
+) -> ControlPlaneClient:
+    import httpx
+
+    from rlorinfra.controlplane import embedded_app
+
+    emulator_db.parent.mkdir(parents=True, exist_ok=True)
+    app = embedded_app(
+        emulator_db,
+        provision_seconds=settings.emulator.provision_seconds,
+        capacity=settings.emulator.capacity,
+    )
+    return ControlPlaneClient(
+        EMBEDDED_BASE_URL,
+        api_key or EMBEDDED_API_KEY,
+        account_id=settings.account_id,
+        gateway_url=settings.trainer_gateway_url,
+        transport=httpx.WSGITransport(app=app),
+        trace=trace,
+    )

@@ -1,0 +1,532 @@
+"""Execute a plan against the control plane: no printing, only events.
+
+How it works:
+- Each actionable change becomes a ``Task``: a short queue of remote *steps*
+  (create, resume, delete, cancel) followed, unless ``--no-wait``, by a wait
+  for the step's goal (ready, gone, stopped).
+- Steps run on a thread pool of ``parallelism`` workers: that bounds how many
+  mutating requests are in flight. Waiting does not hold a worker: one poller
+  watches every waiting job with a single LIST per round (backing off from
+  0.5 s to 5 s) and health-checks only RUNNING jobs, so 100 creates wait
+  together instead of in batches.
+- State is written through ``StateWriter`` after every remote change; a create
+  records its client-chosen ID with phase ``creating`` *before* the POST, so a
+  crash can never lead to a duplicate job.
+- A job that fails or is preempted while waited for is resumed, at most
+  ``max_resumes`` times. One task failing never stops the others.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Callable, Mapping
+
+from rlorinfra.api.client import ControlPlaneClient
+from rlorinfra.api.wire import DEAD_STATES, RESUMABLE_STATES, TOMBSTONE_STATES, LiveJob
+from rlorinfra.config.model import JobSpec
+from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.plan.model import Action, Change, Plan
+from rlorinfra.state import model as sm
+from rlorinfra.state.model import JobRecord, State
+
+MAX_ID_LEN = 63
+SUFFIX_LEN = 6
+STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_STATE_PAUSED", "JOB_STATE_FAILED"})
+# Right after :resume the control plane may still report the old stopped state
+# for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
+RESUME_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Knobs of one apply run."""
+
+    parallelism: int = 10
+    wait: bool = True
+    timeout_s: float = 900.0  # readiness budget after placement
+    pending_timeout_s: float = 172800.0  # budget while PENDING for capacity (as the SDK)
+    poll_min_s: float = 0.5
+    poll_max_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to one job, for the view to show."""
+
+    name: str
+    kind: str  # started | state | ready | done | failed | retry
+    action: str
+    job_id: str | None = None
+    state: str | None = None
+    message: str = ""
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one change ended."""
+
+    name: str
+    action: str
+    ok: bool
+    job_id: str | None = None
+    message: str = ""
+    pending: bool = False  # still provisioning (no-wait or interrupted)
+
+
+@dataclass
+class ApplyResult:
+    """Everything apply did, for the summary."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False
+    state: State | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Outcomes that did not converge."""
+        return [o for o in self.outcomes if not o.ok and not o.pending]
+
+    def count(self, action: Action) -> int:
+        """Successful outcomes of ``action``."""
+        return sum(1 for o in self.outcomes if o.ok and o.action == action.value)
+
+
+def now_rfc3339() -> str:
+    """Current UTC time as RFC 3339 (state timestamps)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_job_id(display_name: str, rng: random.Random | None = None) -> str:
+    """A readable, valid job ID: a slug of the display name plus a random suffix."""
+    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-") or "job"
+    slug = slug[: MAX_ID_LEN - SUFFIX_LEN - 1].rstrip("-") or "job"
+    if not slug[0].isalpha():
+        slug = f"j-{slug}"[: MAX_ID_LEN - SUFFIX_LEN - 1].rstrip("-")
+    suffix = "".join((rng or random.SystemRandom()).choice("0123456789abcdef") for _ in range(SUFFIX_LEN))
+    return f"{slug}-{suffix}"
+
+
+class StateWriter:
+    """Serializes state updates from worker threads; persists each one at once.
+
+    ``persist`` is the state store's ``write`` (the one writer of state bytes);
+    the caller holds the state lock for the whole run.
+    """
+
+    def __init__(self, state: State, persist: Callable[[State], State]) -> None:
+        self._state = state
+        self._persist = persist
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> State:
+        """The latest state written."""
+        return self._state
+
+    def set_job(self, name: str, record: JobRecord) -> None:
+        """Record ``name`` and write."""
+        self.update(lambda s: s.with_job(name, record))
+
+    def forget(self, name: str) -> None:
+        """Drop ``name`` and write."""
+        self.update(lambda s: s.without_job(name))
+
+    def update(self, change: Callable[[State], State]) -> None:
+        """Apply ``change`` to the current state and write the result."""
+        with self._lock:
+            self._state = self._persist(change(self._state))
+
+    def record(self, name: str) -> JobRecord | None:
+        """The current record of ``name``."""
+        return self._state.jobs.get(name)
+
+
+@dataclass
+class Task:
+    """One change being carried out: pending steps, then (maybe) a wait."""
+
+    change: Change
+    steps: list[str]
+    job_id: str | None = None
+    goal: str | None = None  # ready | gone | stopped while waiting
+    started: float = 0.0
+    placed_deadline: float | None = None
+    pending_deadline: float = 0.0
+    resumes: int = 0
+    resumed_at: float | None = None
+    last_state: str | None = None
+    busy: bool = False
+    outcome: Outcome | None = None
+    old_job_id: str | None = None  # replace: the job being replaced
+
+    @property
+    def name(self) -> str:
+        return self.change.name
+
+
+def _steps_for(change: Change) -> list[str]:
+    if change.action is Action.REPLACE:
+        return ["create", "delete_old"] if change.create_before_destroy else ["delete", "create"]
+    return {
+        Action.CREATE: ["create"],
+        Action.RESUME: ["resume"],
+        Action.WAIT: ["wait_ready"],
+        Action.STOP: ["cancel"],
+        Action.DELETE: ["delete"],
+    }[change.action]
+
+
+class Executor:
+    """Carries out a plan; reports ``Event``s through ``on_event``."""
+
+    def __init__(
+        self,
+        client: ControlPlaneClient,
+        writer: StateWriter,
+        desired: Mapping[str, JobSpec],
+        *,
+        options: ApplyOptions = ApplyOptions(),
+        on_event: Callable[[Event], None] = lambda e: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        shape_versions: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.desired = desired
+        self.options = options
+        self._emit = on_event
+        self._clock = clock
+        self._sleep = sleep
+        self._shape_versions = dict(shape_versions or {})
+        self._lock = threading.Lock()
+
+    # -- driver -----------------------------------------------------------
+
+    def run(self, plan: Plan) -> ApplyResult:
+        """Execute every actionable change; returns when all are settled or on Ctrl-C."""
+        tasks = [self._new_task(c) for c in plan.actionable]
+        result = ApplyResult()
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="apply")
+        try:
+            self._drive(tasks, pool)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        result.outcomes = [t.outcome or self._unsettled(t) for t in tasks]
+        result.state = self.writer.state
+        return result
+
+    def _new_task(self, change: Change) -> Task:
+        now = self._clock()
+        return Task(change=change, steps=_steps_for(change), job_id=change.job_id, started=now,
+                    pending_deadline=now + self.options.pending_timeout_s)
+
+    def _drive(self, tasks: list[Task], pool: ThreadPoolExecutor) -> None:
+        delay = self.options.poll_min_s
+        while True:
+            self._dispatch(tasks, pool)
+            waiting = [t for t in tasks if t.goal and not t.busy and not t.outcome]
+            if not waiting and all(t.outcome for t in tasks):
+                return
+            if waiting:
+                progressed = self._poll(waiting)
+                delay = self.options.poll_min_s if progressed else min(delay * 2, self.options.poll_max_s)
+                self._sleep(delay)
+            else:
+                self._sleep(0.02)  # only steps in flight: check back soon
+
+    def _dispatch(self, tasks: list[Task], pool: ThreadPoolExecutor) -> None:
+        for task in tasks:
+            if task.outcome or task.busy or task.goal:
+                continue
+            if not task.steps:  # nothing left to do or wait for
+                self._finish(task, ok=True, message="done")
+                continue
+            task.busy = True
+            future = pool.submit(self._run_step, task, task.steps.pop(0))
+            future.add_done_callback(lambda f, t=task: self._step_done(t, f))
+
+    def _step_done(self, task: Task, future: Future) -> None:
+        exc = future.exception()
+        if exc is not None:
+            message = exc.summary if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
+            self._finish(task, ok=False, message=message)
+        task.busy = False
+
+    def _unsettled(self, task: Task) -> Outcome:
+        return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id,
+                       message=f"still {task.last_state or 'in progress'}", pending=True)
+
+    # -- steps (run on worker threads) -----------------------------------
+
+    def _run_step(self, task: Task, step: str) -> None:
+        self._event(task, "started", message=step)
+        {
+            "create": self._step_create,
+            "resume": self._step_resume,
+            "wait_ready": self._step_wait_ready,
+            "cancel": self._step_cancel,
+            "delete": self._step_delete,
+            "delete_old": self._step_delete_old,
+        }[step](task)
+
+    def _step_create(self, task: Task) -> None:
+        name = task.name
+        spec = dict(task.change.after or self.desired[name].spec())
+        if task.change.action is Action.REPLACE:
+            task.old_job_id = task.old_job_id or task.change.job_id
+            task.job_id = None
+        job_id = task.job_id or new_job_id(name)
+        task.job_id = job_id
+        old = self.writer.record(name)
+        if old is not None and old.job_id != job_id:
+            # create-before-destroy: the old record is forgotten once its deletion is queued.
+            task.old_job_id = old.job_id
+        self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING))
+        try:
+            live = self.client.create_job(job_id, name, spec)
+        except AlreadyExistsError:
+            live = self._adopt(job_id)
+        except ApiError as exc:
+            if 400 <= exc.status_code < 500:
+                # A definite refusal: nothing was created, so state must not claim a job.
+                self.writer.forget(name)
+            raise  # otherwise the outcome is unknown: phase "creating" lets the next run reconcile
+        self._placed(task, live, spec)
+
+    def _adopt(self, job_id: str) -> LiveJob:
+        """A 409 for our own ID: the earlier POST landed (retry or crash). Adopt it."""
+        live = self.client.get_job(job_id)
+        if live is None or live.is_tombstone:
+            raise ApiError(
+                f"Job ID {job_id} is taken by a deleted job",
+                "Deleted job IDs cannot be reused during retention. Run `rlorinfra apply` again: "
+                "the next plan creates the job under a new ID.",
+            )
+        return live
+
+    def _placed(self, task: Task, live: LiveJob, spec: dict) -> None:
+        phase = sm.PHASE_PROVISIONING
+        self.writer.set_job(task.name, self._record(task.name, live.job_id, spec, phase=phase, observed=live.state))
+        self._event(task, "state", state=live.state)
+        if not self.options.wait:
+            self._finish(task, ok=True, message="accepted (not waiting)", pending=True)
+            return
+        self._start_wait(task, "ready", live.state)
+
+    def _step_resume(self, task: Task) -> None:
+        live = self.client.resume_job(task.job_id)
+        task.resumes += 1
+        task.resumed_at = self._clock()
+        self._update_record(task.name, phase=sm.PHASE_PROVISIONING, observed=live.state)
+        self._event(task, "state", state=live.state, message="resumed")
+        if not self.options.wait:
+            self._finish(task, ok=True, message="resume accepted (not waiting)", pending=True)
+            return
+        self._start_wait(task, "ready", live.state)
+
+    def _step_wait_ready(self, task: Task) -> None:
+        self._start_wait(task, "ready", task.change.live_state)
+
+    def _step_cancel(self, task: Task) -> None:
+        self.client.cancel_job(task.job_id)
+        self._update_record(task.name, phase=sm.PHASE_STOPPED, observed="JOB_STATE_CANCELLING")
+        self._event(task, "state", state="JOB_STATE_CANCELLING")
+        if not self.options.wait:
+            self._finish(task, ok=True, message="cancel accepted (not waiting)")
+            return
+        self._start_wait(task, "stopped", "JOB_STATE_CANCELLING")
+
+    def _step_delete(self, task: Task) -> None:
+        job_id = task.job_id or task.change.job_id
+        if job_id:
+            self.client.delete_job(job_id)
+        record = self.writer.record(task.name)
+        if record is not None and record.job_id == job_id:
+            self.writer.forget(task.name)
+        if task.change.action is Action.REPLACE:
+            task.old_job_id, task.job_id = job_id, None
+            return  # the create step follows
+        task.job_id = job_id
+        if not self.options.wait or not job_id:
+            self._finish(task, ok=True, message="deleted")
+            return
+        self._start_wait(task, "gone", "JOB_STATE_DELETING")
+
+    def _step_delete_old(self, task: Task) -> None:
+        if task.old_job_id:
+            self.client.delete_job(task.old_job_id)
+        self._finish(task, ok=True, message=f"replaced {task.old_job_id}")
+
+    # -- waiting (main thread) -------------------------------------------
+
+    def _start_wait(self, task: Task, goal: str, state: str | None) -> None:
+        task.last_state = state
+        task.goal = goal
+
+    def _poll(self, waiting: list[Task]) -> bool:
+        """One observation round: a single LIST, GETs only for jobs it did not show."""
+        try:
+            seen = {job.job_id: job for job in self.client.list_jobs()}
+        except ApiError as exc:
+            self._note_poll_failure(waiting, exc)
+            return False
+        progressed = False
+        for task in waiting:
+            live = seen.get(task.job_id) if task.job_id else None
+            if live is None and task.goal != "gone":
+                live = self._get_unlisted(task)
+            progressed |= self._observe(task, live)
+        return progressed
+
+    def _get_unlisted(self, task: Task) -> LiveJob | None:
+        try:
+            return self.client.get_job(task.job_id)
+        except ApiError:
+            return None
+
+    def _note_poll_failure(self, waiting: list[Task], exc: ApiError) -> None:
+        now = self._clock()
+        for task in waiting:
+            if task.placed_deadline is not None and now > task.placed_deadline:
+                self._finish(task, ok=False, message=f"control plane unreachable while waiting: {exc.summary}")
+
+    def _observe(self, task: Task, live: LiveJob | None) -> bool:
+        """Advance one waiting task from what the poll saw; True if anything changed."""
+        state = live.state if live else None
+        changed = state != task.last_state
+        if changed and state:
+            task.last_state = state
+            self._event(task, "state", state=state, message=live.status_message if live else "")
+            self._update_record(task.name, observed=state)
+        if task.goal == "gone":
+            return self._observe_gone(task, live) or changed
+        if task.goal == "stopped":
+            return self._observe_stopped(task, state) or changed
+        return self._observe_ready(task, live) or changed
+
+    def _observe_gone(self, task: Task, live: LiveJob | None) -> bool:
+        if live is None or live.state in TOMBSTONE_STATES:
+            self._finish(task, ok=True, message="deleted")
+            return True
+        return self._check_deadline(task)
+
+    def _observe_stopped(self, task: Task, state: str | None) -> bool:
+        if state in STOPPED_STATES or state is None:
+            self._update_record(task.name, phase=sm.PHASE_STOPPED, observed=state)
+            self._finish(task, ok=True, message=f"stopped ({state or 'gone'})")
+            return True
+        return self._check_deadline(task)
+
+    def _observe_ready(self, task: Task, live: LiveJob | None) -> bool:
+        state = live.state if live else None
+        if live is None:
+            return self._check_deadline(task)
+        if live.is_tombstone or state in DEAD_STATES:
+            self._finish(task, ok=False, message=f"job {task.job_id} is {state}; it cannot become ready")
+            return True
+        if state in RESUMABLE_STATES and not self._in_resume_grace(task, state):
+            return self._retry_resume(task, live)
+        if state == "JOB_STATE_PENDING":
+            return self._check_pending(task)
+        # IDLE: a service-mode trainer with no active training is up, just idle.
+        if state == "JOB_STATE_IDLE" or (state == "JOB_STATE_RUNNING" and self.client.healthy(task.job_id)):
+            self._ready(task, state)
+            return True
+        return self._check_deadline(task)
+
+    def _in_resume_grace(self, task: Task, state: str) -> bool:
+        if state == "JOB_STATE_FAILED" or task.resumed_at is None:
+            return False
+        return self._clock() - task.resumed_at < RESUME_GRACE_S
+
+    def _retry_resume(self, task: Task, live: LiveJob) -> bool:
+        why = live.status_message or live.state
+        if task.resumes >= task.change.max_resumes:
+            self._finish(task, ok=False, message=f"job {task.job_id} is {live.state} ({why}) after "
+                         f"{task.resumes} resume(s); giving up (max_resumes = {task.change.max_resumes})")
+            return True
+        self._event(task, "retry", state=live.state, message=f"{why}; resuming")
+        task.goal = None
+        task.steps.insert(0, "resume")
+        return True
+
+    def _check_pending(self, task: Task) -> bool:
+        if self._clock() > task.pending_deadline:
+            self._finish(task, ok=False, message=f"job {task.job_id} remained PENDING for capacity "
+                         f"longer than {self.options.pending_timeout_s:.0f}s (--pending-timeout)")
+            return True
+        return False
+
+    def _check_deadline(self, task: Task) -> bool:
+        now = self._clock()
+        if task.placed_deadline is None:
+            task.placed_deadline = now + self.options.timeout_s
+            return False
+        if now > task.placed_deadline:
+            self._finish(task, ok=False, message=f"job {task.job_id} did not become ready within "
+                         f"{self.options.timeout_s:.0f}s after placement (last state {task.last_state})")
+            return True
+        return False
+
+    def _ready(self, task: Task, state: str) -> None:
+        self._update_record(task.name, phase=sm.PHASE_READY, observed=state)
+        self._event(task, "ready", state=state)
+        if task.steps:  # create-before-destroy: now delete the old job
+            task.goal = None
+            return
+        self._finish(task, ok=True, message="ready")
+
+    # -- records and events ----------------------------------------------
+
+    def _record(self, name: str, job_id: str, spec: dict, *, phase: str, observed: str | None = None) -> JobRecord:
+        previous = self.writer.record(name)
+        created = previous.created_at if previous and previous.job_id == job_id else now_rfc3339()
+        return JobRecord(
+            job_id=job_id,
+            job_name=self.client.job_name(job_id),
+            endpoint=self.client.endpoint(job_id),
+            spec=spec,
+            phase=phase,
+            observed_state=observed,
+            training_shape_version=self._shape_versions.get(spec.get("training_shape", "")),
+            created_at=created,
+            updated_at=now_rfc3339(),
+        )
+
+    def _update_record(self, name: str, *, phase: str | None = None, observed: str | None = None) -> None:
+        def change(state: State) -> State:
+            record = state.jobs.get(name)
+            if record is None:
+                return state
+            updated = replace(record, phase=phase or record.phase, observed_state=observed or record.observed_state)
+            if updated == record:
+                return state
+            return state.with_job(name, replace(updated, updated_at=now_rfc3339()))
+
+        self.writer.update(change)
+
+    def _finish(self, task: Task, *, ok: bool, message: str, pending: bool = False) -> None:
+        task.goal = None
+        task.steps.clear()
+        record = self.writer.record(task.name)
+        if not ok and record is not None and record.phase != sm.PHASE_CREATING:
+            # A record still "creating" keeps that phase: the next run reconciles it by ID.
+            self._update_record(task.name, phase=sm.PHASE_FAILED)
+        task.outcome = Outcome(task.name, task.change.action.value, ok=ok, job_id=task.job_id,
+                               message=message, pending=pending)
+        self._event(task, "done" if ok else "failed", state=task.last_state, message=message)
+
+    def _event(self, task: Task, kind: str, *, state: str | None = None, message: str = "") -> None:
+        with self._lock:
+            self._emit(Event(task.name, kind, task.change.action.value, task.job_id, state, message,
+                             round(self._clock() - task.started, 1)))

@@ -1,0 +1,83 @@
+"""``rlorinfra plan``: refresh, show drift, show the plan; never changes anything remote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, lock_timeout_option
+from rlorinfra.cli.runtime import insecure_option, open_workspace
+
+
+def plan_options(func):
+    """Options shared by plan, apply and destroy for building a plan."""
+    func = click.option("--replace", "replace_names", multiple=True, metavar="NAME",
+                        help="Force replacement of this job (repeatable).")(func)
+    func = click.option("--target", "targets", multiple=True, metavar="NAME",
+                        help="Only plan this job (repeatable).")(func)
+    func = click.option("--refresh/--no-refresh", default=True, show_default=True,
+                        help="Read the live world first (--no-refresh trusts the state file).")(func)
+    return func
+
+
+def render_text(document: dict, *, refresh_only: bool = False) -> str:
+    """Human text for a plan document, coloured per the global settings."""
+    from rlorinfra.render.text import render_drift_text, render_plan_text
+
+    color = get_globals().color
+    return render_drift_text(document, color=color) if refresh_only else render_plan_text(document, color=color)
+
+
+@click.command("plan")
+@file_option
+@plan_options
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), metavar="PLANFILE",
+              help="Save the plan for `rlorinfra apply PLANFILE`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 0 with no changes, 1 on error, 2 when there are changes.")
+@click.option("--refresh-only", is_flag=True, help="Only show drift (with --detailed-exitcode: 2 on drift).")
+@click.option("--destroy", is_flag=True, help="Plan the deletion of every managed job.")
+@json_option
+@lock_timeout_option
+@insecure_option
+def plan_cmd(config_path, refresh, targets, replace_names, out, detailed_exitcode, refresh_only, destroy,
+             as_json, lock_timeout, insecure):
+    """Show how the live jobs differ from the configuration.
+
+    \b
+    Examples:
+      rlorinfra plan
+      rlorinfra plan --detailed-exitcode --json   # CI drift check
+      rlorinfra plan --out release.plan && rlorinfra apply release.plan
+    """
+    from rlorinfra.operations import PlanRequest, build_plan, lock, save_plan
+
+    ws = open_workspace(config_path, insecure)
+    request = PlanRequest(refresh=refresh, destroy=destroy, refresh_only=refresh_only,
+                          targets=targets, replace=replace_names)
+    try:
+        with lock(ws, "plan", lock_timeout):
+            outcome = build_plan(ws, ws.store.read(), request)
+            if out:
+                save_plan(ws, outcome, out)
+    finally:
+        ws.close()
+    for note in outcome.notes:
+        echo_warning(note)
+    if as_json:
+        click.echo(json.dumps(outcome.document, indent=None, sort_keys=False))
+    else:
+        click.echo(render_text(outcome.document, refresh_only=refresh_only))
+        if out:
+            click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
+                       f"  rlorinfra apply {out}")
+    return _exit_code(outcome.plan, detailed_exitcode, refresh_only)
+
+
+def _exit_code(plan, detailed: bool, refresh_only: bool) -> int:
+    if not detailed:
+        return 0
+    pending = bool(plan.drift) if refresh_only else plan.has_changes
+    return 2 if pending else 0

@@ -1,0 +1,245 @@
+"""The flows behind plan, apply, destroy and import: lock → read → refresh →
+plan → confirm → apply → write. No printing: the CLI passes callbacks for the
+parts a user sees (showing a plan, confirming, events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from rlorinfra.config.model import Config
+from rlorinfra.errors import ApiError, PlanError, RlorinfraError
+from rlorinfra.plan.model import Action, LiveWorld, Plan
+from rlorinfra.state.model import State
+
+
+@dataclass
+class Workspace:
+    """One config, its state store and (lazily) its control-plane client."""
+
+    config: Config
+    api_key: str | None
+    insecure: bool = False
+    trace: Callable[[str], None] | None = None
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def store(self):
+        """The state store (the one writer of the state file)."""
+        from rlorinfra.state.store import StateStore
+
+        return StateStore(self.config.state_path)
+
+    def client(self):
+        """The control-plane client, opened on first use."""
+        if self._client is None:
+            from rlorinfra.api.connect import open_client
+
+            self._require_key()
+            self._client = open_client(
+                self.config.control_plane,
+                api_key=self.api_key,
+                emulator_db=self.config.emulator_db_path,
+                insecure=self.insecure,
+                trace=self.trace,
+            )
+        return self._client
+
+    def _require_key(self) -> None:
+        settings = self.config.control_plane
+        if not settings.is_local and not self.api_key:
+            raise RlorinfraError(
+                f"No API key: the environment variable {settings.api_key_env} is not set",
+                f"rlorinfra reads the Fireworks API key only from the environment. Run "
+                f"`export {settings.api_key_env}=...` (in CI, from a secret) and try again. "
+                f"The key is never written to any file.",
+            )
+
+    def control_plane(self) -> dict[str, str]:
+        """``{"url", "account_id"}`` of the control plane in use (resolves the account)."""
+        client = self.client()
+        url = "local" if self.config.control_plane.is_local else client.base_url
+        return {"url": url, "account_id": client.account_id}
+
+    def close(self) -> None:
+        """Close the client if one was opened."""
+        if self._client is not None:
+            self._client.close()
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked the planner for."""
+
+    refresh: bool = True
+    destroy: bool = False
+    refresh_only: bool = False
+    targets: Sequence[str] = ()
+    replace: Sequence[str] = ()
+
+
+@dataclass
+class PlanOutcome:
+    """A plan plus everything needed to show, save or apply it."""
+
+    plan: Plan
+    live: LiveWorld
+    state: State
+    document: dict
+    notes: list[str] = field(default_factory=list)
+
+
+def check_state_owner(ws: Workspace, state: State) -> list[str]:
+    """Refuse a state recorded for another account; note a different URL."""
+    from rlorinfra.state.store import check_control_plane
+
+    cp = ws.control_plane()
+    note = check_control_plane(state, cp["url"], cp["account_id"])
+    return [note] if note else []
+
+
+def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
+    """Refresh (unless asked not to) and run the pure planner."""
+    from rlorinfra.plan.planner import make_plan
+    from rlorinfra.plan.refresh import offline_world, refresh
+    from rlorinfra.render.document import plan_document
+
+    notes = check_state_owner(ws, state)
+    client = ws.client()
+    desired = {} if request.destroy else ws.config.jobs
+    if request.refresh:
+        live = refresh(client, ws.config.jobs, state)
+    else:
+        live = offline_world(state, client.account_id)
+    plan = make_plan(
+        desired,
+        state,
+        live,
+        destroy=request.destroy,
+        targets=tuple(request.targets),
+        replace=tuple(request.replace),
+        refresh_only=request.refresh_only,
+    )
+    document = plan_document(plan, control_plane=ws.control_plane())
+    return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes)
+
+
+def lock(ws: Workspace, operation: str, timeout: float):
+    """The state lock for ``operation`` (a context manager)."""
+    from rlorinfra.state.lock import StateLock
+
+    return StateLock(ws.config.state_path, operation, timeout)
+
+
+def save_plan(ws: Workspace, outcome: PlanOutcome, path: Path) -> None:
+    """Write ``outcome`` as a saved plan file bound to the state and config."""
+    from rlorinfra.plan.planfile import write_plan_file
+
+    write_plan_file(
+        path,
+        outcome.document,
+        state_lineage=outcome.state.lineage,
+        state_serial=outcome.state.serial,
+        config_digest=ws.config.digest,
+        control_plane=ws.control_plane(),
+    )
+
+
+def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict]:
+    """Read a saved plan and refuse it if anything it was made from changed."""
+    from rlorinfra.plan.planfile import check_plan_fresh, read_plan_file
+    from rlorinfra.render.document import plan_from_document
+
+    saved = read_plan_file(path)
+    check_plan_fresh(
+        saved,
+        state_lineage=state.lineage,
+        state_serial=state.serial,
+        config_digest=ws.config.digest,
+        control_plane=ws.control_plane(),
+    )
+    return plan_from_document(saved.document), saved.document
+
+
+def sync_observed(state: State, plan: Plan) -> State:
+    """Record the live state of jobs the plan leaves alone (e.g. IDLE)."""
+    for change in plan.changes:
+        record = state.jobs.get(change.name)
+        if change.action is Action.NOOP and record and change.live_state and record.job_id == change.job_id:
+            if record.observed_state != change.live_state:
+                state = state.with_job(change.name, replace(record, observed_state=change.live_state))
+    return state
+
+
+def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
+    """Stamp the control plane on state the first time it gets jobs."""
+    if state.control_plane.get("account_id"):
+        return state
+    return replace(state, control_plane=dict(control_plane))
+
+
+def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, options, on_event):
+    """Run ``plan`` through the executor, writing state after every remote change."""
+    from rlorinfra.apply import Executor, StateWriter
+
+    store = ws.store
+    state = store.write(with_control_plane(sync_observed(state, plan), ws.control_plane()))
+    shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}
+    if live is None:
+        shape_versions = _resolve_shape_versions(ws, plan)
+    writer = StateWriter(state, store.write)
+    executor = Executor(ws.client(), writer, ws.config.jobs, options=options, on_event=on_event,
+                        shape_versions=shape_versions)
+    return executor.run(plan)
+
+
+def _resolve_shape_versions(ws: Workspace, plan: Plan) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for change in plan.actionable:
+        shape = (change.after or {}).get("training_shape")
+        if shape and shape not in versions:
+            try:
+                versions[shape] = ws.client().resolve_shape(shape).name
+            except ApiError:
+                pass  # recorded as unknown; the create itself reports a bad shape
+    return versions
+
+
+def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
+    """Adopt live job ``job_id`` under display name ``name`` with its live spec."""
+    from rlorinfra.apply import now_rfc3339
+    from rlorinfra.state.model import PHASE_READY, JobRecord
+
+    if name in state.jobs and state.jobs[name].job_id == job_id:
+        return state  # already imported: importing again is a no-op
+    if name in state.jobs:
+        raise PlanError(
+            f'"{name}" is already managed (job {state.jobs[name].job_id})',
+            f"Run `rlorinfra state rm {name}` first if you want to adopt another job under this name.",
+        )
+    client = ws.client()
+    live = client.get_job(job_id)
+    if live is None or live.is_tombstone:
+        what = "does not exist" if live is None else f"is deleted ({live.state})"
+        raise PlanError(
+            f"Cannot import {job_id}: the job {what}",
+            f"Check the ID with the Fireworks console or `rlorinfra control-plane` and try again. "
+            f"Only live jobs can be imported.",
+        )
+    spec = live.spec_dict()
+    version = None
+    if spec.get("training_shape"):
+        try:
+            version = client.resolve_shape(spec["training_shape"]).name
+        except ApiError:
+            version = None
+    record = JobRecord(
+        job_id=live.job_id, job_name=client.job_name(live.job_id), endpoint=client.endpoint(live.job_id),
+        spec=spec, phase=PHASE_READY, observed_state=live.state, training_shape_version=version,
+        created_at=now_rfc3339(), updated_at=now_rfc3339(),
+    )
+    state = with_control_plane(state, ws.control_plane())
+    return ws.store.write(state.with_job(name, record))
+
