@@ -96,7 +96,7 @@ def check_state_owner(ws: Workspace, state: State) -> list[str]:
     from rlorinfra.state.store import check_control_plane
 
     cp = ws.control_plane()
-    note = check_control_plane(state, cp["url"], cp["account_id"])
+    note = check_control_plane(state, cp["url"], cp["account_id"], path=ws.config.state_path)
     return [note] if note else []
 
 
@@ -130,7 +130,7 @@ def lock(ws: Workspace, operation: str, timeout: float):
     """The state lock for ``operation`` (a context manager)."""
     from rlorinfra.state.lock import StateLock
 
-    return StateLock(ws.config.state_path, operation, timeout)
+    return StateLock(ws.config.state_path, operation, timeout, config_path=ws.config.path)
 
 
 def save_plan(ws: Workspace, outcome: PlanOutcome, path: Path) -> None:

@@ -1,0 +1,183 @@
+"""State <-> bytes: the on-disk JSON format of the state file.
+
+Encoding is deterministic (pretty JSON, job names and spec keys sorted, trailing
+newline) so that two writes of the same state give the same bytes and a state
+file diffs well under version control. Decoding checks every field and turns
+anything unexpected into a ``StateError`` that names the field and says how to
+restore the previous version from ``<state>.backup``.
+
+There is no field for the API key: it can never be written to state.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlorinfra.errors import StateError
+from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
+
+# The newest format this rlorinfra reads (and the one it always writes).
+SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
+
+# Only these are recorded about the control plane: never a key or its env var name.
+CONTROL_PLANE_KEYS = ("account_id", "url")
+_REQUIRED_JOB_STRINGS = ("job_id", "job_name", "endpoint")
+_OPTIONAL_JOB_STRINGS = ("observed_state", "training_shape_version", "created_at", "updated_at")
+
+
+def backup_path_for(path: Path) -> Path:
+    """``<state>.backup``: where the previous content of ``path`` is kept."""
+    return path.with_name(path.name + ".backup")
+
+
+def encode_state(state: State) -> bytes:
+    """The state as pretty JSON bytes: sorted job names, sorted spec keys, trailing newline."""
+    document = {
+        "format_version": SUPPORTED_FORMAT_VERSION,
+        "serial": state.serial,
+        "lineage": state.lineage,
+        "control_plane": {key: state.control_plane[key] for key in CONTROL_PLANE_KEYS if key in state.control_plane},
+        "jobs": {name: _encode_job(rec) for name, rec in sorted(state.jobs.items())},
+    }
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _encode_job(record: JobRecord) -> dict[str, Any]:
+    data = record.to_dict()
+    data["spec"] = _sorted_deep(data["spec"])
+    return data
+
+
+def _sorted_deep(value: Any) -> Any:
+    # Sorted keys at every depth make the bytes independent of insertion order.
+    if isinstance(value, dict):
+        return {key: _sorted_deep(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted_deep(item) for item in value]
+    return value
+
+
+def decode_state(data: bytes, path: Path) -> State:
+    """Parse state file bytes read from ``path``.
+
+    Raises ``StateError`` for bytes that are not a state document (corrupt or
+    truncated: the message points at ``<state>.backup``), for a format written
+    by a newer rlorinfra, and for any missing or mistyped field (named).
+    """
+    document = _parse_json(data, path)
+    _check_format_version(document, path)
+    return State(
+        format_version=SUPPORTED_FORMAT_VERSION,
+        serial=_serial(document, path),
+        lineage=_optional_str(document, "lineage", "lineage", path),
+        control_plane=_control_plane(document, path),
+        jobs=_jobs(document, path),
+    )
+
+
+def corrupt_state_error(path: Path, problem: str) -> StateError:
+    """The error for a state file that cannot be used as it is, with recovery steps."""
+    backup = backup_path_for(path)
+    return StateError(
+        f"State file {path} is corrupt",
+        f"{problem} The file may have been truncated by a crash or a full disk, or edited "
+        f"by hand. rlorinfra keeps the previous version in {backup}: inspect it, restore it "
+        f"with `cp {backup} {path}`, then run `rlorinfra plan` to see what changed since "
+        "(jobs created after that version are found again by their recorded IDs or can be "
+        "adopted with `rlorinfra import NAME JOB_ID`).",
+    )
+
+
+def _parse_json(data: bytes, path: Path) -> dict[str, Any]:
+    if not data.strip():
+        raise corrupt_state_error(path, "It is empty.")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise corrupt_state_error(path, f"It is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise corrupt_state_error(path, f"It is not valid JSON ({exc.msg} at {where}).") from None
+    if not isinstance(document, dict):
+        raise corrupt_state_error(path, f"Its top level is a JSON {type(document).__name__}, not an object.")
+    return document
+
+
+def _field_error(path: Path, field: str, problem: str) -> StateError:
+    return corrupt_state_error(path, f"Field `{field}` {problem}.")
+
+
+def _check_format_version(document: dict[str, Any], path: Path) -> None:
+    if "format_version" not in document:
+        raise _field_error(path, "format_version", "is missing")
+    version = document["format_version"]
+    if not _is_int(version) or version < 1:
+        raise _field_error(path, "format_version", f"must be a positive integer, not {version!r}")
+    if version > SUPPORTED_FORMAT_VERSION:
+        raise StateError(
+            f"State file {path} was written by a newer rlorinfra",
+            f"It has format_version {version}; this rlorinfra reads format_version "
+            f"{SUPPORTED_FORMAT_VERSION} and older. Upgrade rlorinfra (`pip install -U rlorinfra`) "
+            "and run the command again. The file was not changed.",
+        )
+
+
+def _serial(document: dict[str, Any], path: Path) -> int:
+    serial = document.get("serial")
+    if not _is_int(serial) or serial < 0:
+        problem = "is missing" if "serial" not in document else f"must be a non-negative integer, not {serial!r}"
+        raise _field_error(path, "serial", problem)
+    return serial
+
+
+def _control_plane(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    value = document.get("control_plane", {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _field_error(path, "control_plane", "must be an object with `url` and `account_id`")
+    return {key: _optional_str(value, key, f"control_plane.{key}", path) for key in CONTROL_PLANE_KEYS if key in value}
+
+
+def _jobs(document: dict[str, Any], path: Path) -> dict[str, JobRecord]:
+    if "jobs" not in document:
+        raise _field_error(path, "jobs", "is missing")
+    jobs = document["jobs"]
+    if not isinstance(jobs, dict):
+        raise _field_error(path, "jobs", "must be an object keyed by display name")
+    return {name: _job(name, data, path) for name, data in jobs.items()}
+
+
+def _job(name: str, data: Any, path: Path) -> JobRecord:
+    where = f"jobs.{name}"
+    if not name:
+        raise _field_error(path, "jobs", "has an entry with an empty display name")
+    if not isinstance(data, dict):
+        raise _field_error(path, where, "must be an object")
+    for key in _REQUIRED_JOB_STRINGS:
+        if not isinstance(data.get(key), str) or not data[key]:
+            problem = "is missing" if key not in data else f"must be a non-empty string, not {data[key]!r}"
+            raise _field_error(path, f"{where}.{key}", problem)
+    for key in _OPTIONAL_JOB_STRINGS:
+        _optional_str(data, key, f"{where}.{key}", path)
+    if not isinstance(data.get("spec"), dict):
+        raise _field_error(path, f"{where}.spec", "must be an object" if "spec" in data else "is missing")
+    if "phase" not in data:
+        raise _field_error(path, f"{where}.phase", "is missing")
+    if data["phase"] not in PHASES:
+        raise _field_error(path, f"{where}.phase", f"must be one of {', '.join(PHASES)}, not {data['phase']!r}")
+    return JobRecord.from_dict(data)
+
+
+def _optional_str(data: dict[str, Any], key: str, field: str, path: Path) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _field_error(path, field, f"must be a string or null, not {value!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass; `true` is not a serial.
+    return isinstance(value, int) and not isinstance(value, bool)

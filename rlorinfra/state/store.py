@@ -1,0 +1,169 @@
+"""The one place that reads and writes the state file.
+
+A write never leaves a half-written state behind: the new bytes go to a temp
+file in the same folder (mode 0600 from the moment it exists), are flushed and
+fsynced, then ``os.replace`` swaps it in atomically and the folder is fsynced so
+the rename itself survives a power cut. Before that, the previous bytes are
+copied (the same atomic way) to ``<state>.backup``. A crash at any point leaves
+either the old or the new state on disk, never a mix, and no temp file.
+
+``serial`` is bumped only when the content changes; ``lineage`` is set once, on
+the first write, and never changes afterwards. Callers write only while holding
+the state lock (``rlorinfra.state.lock``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from contextlib import suppress
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rlorinfra.errors import StateError
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, backup_path_for, decode_state, encode_state
+from rlorinfra.state.model import State
+
+FILE_MODE = 0o600
+TEMP_SUFFIX = ".tmp"
+
+
+class StateStore:
+    """Reads and atomically writes the state file at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.backup_path = backup_path_for(self.path)
+
+    def __repr__(self) -> str:
+        return f"StateStore({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        """True when the state file exists (a missing file is an empty state)."""
+        return self.path.exists()
+
+    def read(self) -> State:
+        """The state on disk; an empty ``State()`` (serial 0, no lineage) when there is none."""
+        data = self._read_bytes()
+        return State() if data is None else decode_state(data, self.path)
+
+    def write(self, state: State) -> State:
+        """Write ``state`` if its content differs from disk; return the state as on disk.
+
+        On a change: serial = on-disk serial + 1, lineage kept (or a new uuid4
+        for the first write), previous bytes saved to ``<state>.backup``.
+        """
+        old_bytes = self._read_bytes()
+        current = State() if old_bytes is None else decode_state(old_bytes, self.path)
+        if _as_json(state) == _as_json(current):
+            # Unchanged (or, with no file yet, empty: nothing worth creating a file for).
+            return current
+        new = replace(
+            state,
+            format_version=SUPPORTED_FORMAT_VERSION,
+            serial=current.serial + 1,
+            lineage=current.lineage or str(uuid.uuid4()),
+        )
+        if old_bytes is not None:
+            self._replace_file(self.backup_path, old_bytes)
+        self._replace_file(self.path, encode_state(new))
+        return new
+
+    def _read_bytes(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(
+                f"Cannot read state file {self.path}",
+                f"{exc.strerror or exc}. Check that the path in `[state] path` is a file you can read.",
+            ) from None
+
+    def _replace_file(self, target: Path, data: bytes) -> None:
+        try:
+            atomic_write(target, data)
+        except OSError as exc:
+            raise StateError(
+                f"Cannot write state file {target}",
+                f"{exc.strerror or exc}. Nothing was replaced: the previous content of {self.path} "
+                f"is intact. Free disk space or fix the folder permissions, then run the command "
+                "again; jobs changed by this run are found again by their recorded IDs.",
+            ) from None
+
+
+def _as_json(state: State) -> Any:
+    # Compare what would be written (a tuple and a list with the same items are no change).
+    return json.loads(encode_state(replace(state, serial=0, lineage=None)))
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` atomically (temp file, fsync, rename, folder fsync).
+
+    The file is 0600 from creation. On any failure the temp file is removed and
+    ``target`` keeps its previous content.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        _write_all(fd, data)
+        os.replace(temp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temp)
+        raise
+    fsync_folder(target.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # os.fdopen owns fd from here on and closes it, even on error.
+    with os.fdopen(fd, "wb") as handle:
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle.fileno(), FILE_MODE)  # exactly 0600 whatever the umask did
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path) -> None:
+    """fsync a folder so a rename inside it is durable (a no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows cannot open folders; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on folders; nothing more we can do
+    finally:
+        os.close(fd)
+
+
+def check_control_plane(state: State, url: str, account_id: str, *, path: Path | None = None) -> str | None:
+    """Refuse a state recorded for another account; note one reached through another URL.
+
+    Returns a note (for the caller to print as a warning) when the account
+    matches but the URL differs, else None. A state with no recorded control
+    plane belongs to nobody yet and fits anyone.
+    """
+    recorded_url = state.control_plane.get("url")
+    recorded_account = state.control_plane.get("account_id")
+    where = f"The state file {path}" if path else "This state"
+    if recorded_account and recorded_account != account_id:
+        raise StateError(
+            "State belongs to another account",
+            f"{where} belongs to account `{recorded_account}` at {recorded_url or 'an unrecorded URL'}; "
+            f"you are talking to account `{account_id}` at {url}. Its job IDs mean nothing there, "
+            "so rlorinfra will not plan or apply with it. Use another state path (`[state] path` "
+            f"in the config) for this control plane, or the right API key / `FIREWORKS_BASE_URL` "
+            f"for account `{recorded_account}`.",
+        )
+    if recorded_url and recorded_url != url:
+        return (
+            f"{where} was recorded through {recorded_url}; this run reaches the same account "
+            f"`{account_id}` through {url} (a proxy or FIREWORKS_BASE_URL?). Continuing."
+        )
+    return None
