@@ -108,13 +108,12 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
 
     notes = check_state_owner(ws, state)
     client = ws.client()
-    desired = {} if request.destroy else ws.config.jobs
     if request.refresh:
         live = refresh(client, ws.config.jobs, state)
     else:
         live = offline_world(state, client.account_id)
     plan = make_plan(
-        desired,
+        ws.config.jobs,  # with --destroy too: prevent_destroy must still be seen
         state,
         live,
         destroy=request.destroy,

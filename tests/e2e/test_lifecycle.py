@@ -1,0 +1,198 @@
+"""plan and apply end to end, on the emulator served over a real loopback socket.
+
+Each test drives the CLI exactly as a user would (exit codes, printed text,
+the state file) and checks the live jobs on the emulator independently of our
+client.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import jobs_toml
+
+
+def running(world):
+    return {j["displayName"]: j for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"}
+
+
+def apply(world, *extra):
+    result = world.cli("apply", "--auto-approve", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_empty_world_plan_exits_2_then_apply_converges_and_plan_exits_0(world):
+    world.write_config(jobs_toml("alpha", "beta", "gamma"))
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 2, plan.output
+    assert "Plan: 3 to create, 0 to resume, 0 to replace, 0 to stop, 0 to delete." in plan.stdout
+
+    result = apply(world)
+    assert "Apply complete! Resources: 3 created, 0 resumed, 0 replaced, 0 stopped, 0 deleted." in result.stdout
+    live = running(world)
+    assert sorted(live) == ["alpha", "beta", "gamma"]
+    state = world.state()
+    for name in ("alpha", "beta", "gamma"):
+        record = state["jobs"][name]
+        assert live[name]["name"].endswith("/" + record["job_id"])
+        assert record["endpoint"] == f"{world.url}/training/v1/rlorTrainerJobs/local/{record['job_id']}"
+        assert record["phase"] == "ready"
+        assert record["endpoint"] in result.stdout  # outputs follow the summary
+
+    again = world.cli("plan", "--detailed-exitcode")
+    assert again.exit_code == 0, again.output
+    assert "No changes." in again.stdout
+
+
+def test_preempted_job_shows_drift_and_is_resumed_with_the_same_id(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.store.preempt(job_id)
+
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 2
+    assert "Objects have changed outside of rlorinfra" in plan.stdout
+    assert "Plan: 0 to create, 1 to resume" in plan.stdout
+
+    result = apply(world)
+    assert "1 resumed" in result.stdout
+    assert world.state()["jobs"]["alpha"]["job_id"] == job_id
+    assert running(world)["alpha"]["name"].endswith(job_id)
+    assert world.cli("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_out_of_band_delete_is_recreated(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    old_id = world.state()["jobs"]["alpha"]["job_id"]
+    import httpx
+
+    from tests.e2e.conftest import API_KEY
+    httpx.delete(f"{world.url}/v1/accounts/local/rlorTrainerJobs/{old_id}", headers={"X-Api-Key": API_KEY})
+
+    plan = world.cli("plan", "--detailed-exitcode", "--json")
+    assert plan.exit_code == 2
+    doc = json.loads(plan.stdout)
+    assert [c["action"] for c in doc["changes"] if c["name"] == "alpha"] == ["create"]
+    assert doc["drift"] and doc["drift"][0]["name"] == "alpha"
+
+    apply(world)
+    new_id = world.state()["jobs"]["alpha"]["job_id"]
+    assert new_id != old_id
+    assert running(world)["alpha"]["name"].endswith(new_id)
+
+
+def test_changed_field_replaces_and_removed_job_is_deleted(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    apply(world)
+    old_alpha = world.state()["jobs"]["alpha"]["job_id"]
+
+    world.write_config(jobs_toml("alpha", extra={"alpha": "learning_rate = 3e-5"}))
+    plan = world.cli("plan")
+    assert "forces replacement" in plan.stdout
+    assert "Plan: 0 to create, 0 to resume, 1 to replace, 0 to stop, 1 to delete." in plan.stdout
+
+    result = apply(world)
+    assert "1 replaced" in result.stdout and "1 deleted" in result.stdout
+    state = world.state()
+    assert list(state["jobs"]) == ["alpha"]
+    assert state["jobs"]["alpha"]["job_id"] != old_alpha
+    assert state["jobs"]["alpha"]["spec"]["learning_rate"] == 3e-5
+    assert sorted(j["displayName"] for j in world.live_jobs()) == ["alpha"]
+
+
+def test_desired_stopped_cancels_and_keeps_the_job(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.write_config(jobs_toml("alpha", extra={"alpha": 'desired_state = "stopped"'}))
+    result = apply(world)
+    assert "1 stopped" in result.stdout
+    live = {j["name"].rsplit("/", 1)[-1]: j for j in world.live_jobs()}
+    assert live[job_id]["state"] == "JOB_STATE_CANCELLED"
+    assert world.cli("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_prevent_destroy_refuses_replace_and_destroy(world):
+    world.write_config(jobs_toml("alpha", extra={"alpha": "prevent_destroy = true"}))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.write_config(jobs_toml("alpha", extra={"alpha": "prevent_destroy = true\nlora_rank = 8"}))
+    for command in (("apply", "--auto-approve"), ("destroy", "--auto-approve")):
+        result = world.cli(*command)
+        assert result.exit_code == 1
+        assert "prevent_destroy" in result.stderr
+        assert "Traceback" not in result.output
+    assert [j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()] == [job_id]
+
+
+def test_saved_plan_applies_once_and_a_stale_one_is_refused(world):
+    world.write_config(jobs_toml("alpha"))
+    planfile = world.folder / "release.plan"
+    assert world.cli("plan", "--out", str(planfile)).exit_code == 0
+    assert oct(planfile.stat().st_mode & 0o777) == "0o600"
+    result = world.cli("apply", str(planfile))
+    assert result.exit_code == 0, result.output
+    assert "1 created" in result.stdout
+
+    stale = world.cli("apply", str(planfile))
+    assert stale.exit_code == 1
+    assert "Saved plan is stale" in stale.stderr
+    assert len(world.live_jobs()) == 1
+
+
+def test_import_with_generated_config_gives_an_empty_plan(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.state_path.unlink()  # forget everything: the job is now unmanaged
+
+    world.write_config("")
+    generated = world.cli("import", "adopted", job_id, "--generate-config")
+    assert generated.exit_code == 0, generated.output
+    world.write_config(generated.stdout)
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.output
+    assert world.state()["jobs"]["adopted"]["job_id"] == job_id
+
+
+def test_unmanaged_job_with_declared_name_suggests_import(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.state_path.unlink()
+    plan = world.cli("plan")
+    assert plan.exit_code == 1
+    assert f"rlorinfra import alpha {job_id}" in plan.stderr
+
+
+def test_destroy_leaves_no_live_job(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    apply(world)
+    result = world.cli("destroy", "--auto-approve")
+    assert result.exit_code == 0, result.output
+    assert "Destroy complete! Resources: 2 destroyed." in result.stdout
+    assert world.live_jobs() == []
+    assert world.state()["jobs"] == {}
+
+
+def test_apply_without_tty_or_approval_is_refused(world):
+    world.write_config(jobs_toml("alpha"))
+    result = world.cli("apply")
+    assert result.exit_code == 1
+    assert "--auto-approve" in result.stderr
+    assert world.live_jobs() == []
+
+
+def test_json_events_and_final_summary(world):
+    world.write_config(jobs_toml("alpha"))
+    result = world.cli("apply", "--auto-approve", "--json")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [r["type"] for r in records]
+    assert kinds[0] == "plan" and kinds[-1] == "summary"
+    events = [r["event"] for r in records if r["type"] == "event"]
+    assert "started" in events and "ready" in events
+    assert "Apply complete!" in records[-1]["message"]
