@@ -239,7 +239,8 @@ class Executor:
                 return
             if waiting:
                 progressed = self._poll(waiting)
-                delay = self.options.poll_min_s if progressed else min(delay * 2, self.options.poll_max_s)
+                # Grow gently (x1.5) so a job that turns ready is seen soon after it does.
+                delay = self.options.poll_min_s if progressed else min(delay * 1.5, self.options.poll_max_s)
                 self._sleep(delay)
             else:
                 self._sleep(0.02)  # only steps in flight: check back soon
@@ -480,11 +481,11 @@ class Executor:
 
     def _ready(self, task: Task, state: str) -> None:
         self._update_record(task.name, phase=sm.PHASE_READY, observed=state)
-        self._event(task, "ready", state=state)
         if task.steps:  # create-before-destroy: now delete the old job
+            self._event(task, "ready", state=state)
             task.goal = None
             return
-        self._finish(task, ok=True, message="ready")
+        self._finish(task, ok=True, message="ready", kind="ready")
 
     # -- records and events ----------------------------------------------
 
@@ -515,7 +516,7 @@ class Executor:
 
         self.writer.update(change)
 
-    def _finish(self, task: Task, *, ok: bool, message: str, pending: bool = False) -> None:
+    def _finish(self, task: Task, *, ok: bool, message: str, pending: bool = False, kind: str = "done") -> None:
         task.goal = None
         task.steps.clear()
         record = self.writer.record(task.name)
@@ -524,7 +525,7 @@ class Executor:
             self._update_record(task.name, phase=sm.PHASE_FAILED)
         task.outcome = Outcome(task.name, task.change.action.value, ok=ok, job_id=task.job_id,
                                message=message, pending=pending)
-        self._event(task, "done" if ok else "failed", state=task.last_state, message=message)
+        self._event(task, kind if ok else "failed", state=task.last_state, message=message)
 
     def _event(self, task: Task, kind: str, *, state: str | None = None, message: str = "") -> None:
         with self._lock:

@@ -1,0 +1,220 @@
+"""The versioned plan document: the one JSON shape of a plan.
+
+``plan --json`` prints it, saved plan files embed it, and the human text view
+is rendered from it (``render.text``), so the three can never disagree. The
+schema is pinned by ``tests/render/test_render_document.py``; any change to
+its keys must bump ``FORMAT_VERSION``. No-op changes are listed too (as
+Terraform's JSON plan lists them), with ``action = "noop"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlorinfra.errors import PlanFileError
+from rlorinfra.plan.model import Action, Change, Drift, Plan
+
+FORMAT_VERSION = 1
+
+DOCUMENT_KEYS = ("format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary")
+CHANGE_KEYS = (
+    "name",
+    "action",
+    "reason",
+    "job_id",
+    "live_state",
+    "before",
+    "after",
+    "changed_fields",
+    "accelerators",
+    "create_before_destroy",
+    "max_resumes",
+)
+DRIFT_KEYS = ("name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields")
+# Counts first, in the order the summary line prints them.
+COUNTED_ACTIONS = ("create", "resume", "wait", "replace", "stop", "delete", "noop")
+SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift")
+
+# Keys that could carry a credential; never written to a document or plan file.
+_SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password", "authorization")
+
+
+def plan_document(plan: Plan, *, control_plane: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-ready document for ``plan`` (see the module doc and docs/planning.md)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "control_plane": public_control_plane(control_plane),
+        "destroy": plan.destroy,
+        "refresh_only": plan.refresh_only,
+        "changes": [_change_entry(c) for c in plan.changes],
+        "drift": [_drift_entry(d) for d in plan.drift],
+        "summary": _summary(plan),
+    }
+
+
+def public_control_plane(control_plane: dict[str, Any]) -> dict[str, Any]:
+    """The control-plane description without anything that looks like a credential.
+
+    ``api_key_env`` (the *name* of the variable holding the key) is kept.
+    """
+    return {k: v for k, v in sorted(control_plane.items()) if not _is_secret_key(str(k))}
+
+
+def _is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return low != "api_key_env" and any(marker in low for marker in _SECRET_MARKERS)
+
+
+def _change_entry(change: Change) -> dict[str, Any]:
+    return {
+        "name": change.name,
+        "action": change.action.value,
+        "reason": change.reason,
+        "job_id": change.job_id,
+        "live_state": change.live_state,
+        "before": _copy(change.before),
+        "after": _copy(change.after),
+        "changed_fields": list(change.changed_fields),
+        "accelerators": dict(sorted(change.accelerators.items())),
+        "create_before_destroy": change.create_before_destroy,
+        "max_resumes": change.max_resumes,
+    }
+
+
+def _drift_entry(drift: Drift) -> dict[str, Any]:
+    return {
+        "name": drift.name,
+        "job_id": drift.job_id,
+        "kind": drift.kind,
+        "recorded_state": drift.recorded_state,
+        "live_state": drift.live_state,
+        "detail": drift.detail,
+        "changed_fields": list(drift.changed_fields),
+    }
+
+
+def _copy(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A sorted, JSON-ready copy of a spec (tuples become lists)."""
+    if spec is None:
+        return None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(spec.items())}
+
+
+def _summary(plan: Plan) -> dict[str, Any]:
+    counts: dict[str, Any] = {action: plan.count(Action(action)) for action in COUNTED_ACTIONS}
+    counts["accelerators"] = total_accelerators(plan.changes)
+    counts["has_changes"] = plan.has_changes
+    counts["has_drift"] = bool(plan.drift)
+    return counts
+
+
+def total_accelerators(changes: tuple[Change, ...]) -> dict[str, int]:
+    """Sum of the signed accelerator changes, non-zero types only, sorted by type."""
+    total: dict[str, int] = {}
+    for change in changes:
+        for kind, count in change.accelerators.items():
+            total[kind] = total.get(kind, 0) + count
+    return {k: v for k, v in sorted(total.items()) if v}
+
+
+# --- document -> Plan ------------------------------------------------------------------
+
+
+def plan_from_document(doc: Any) -> Plan:
+    """Rebuild the ``Plan`` a document was made from (to apply a saved plan).
+
+    Raises ``PlanFileError`` when ``doc`` is not a format-1 plan document.
+    """
+    if not isinstance(doc, dict):
+        raise _garbled("the plan document is not a JSON object")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise PlanFileError(
+            f"Unsupported plan document format_version {doc.get('format_version')!r}",
+            f"This rlorinfra reads format_version {FORMAT_VERSION}. Make the plan again with "
+            "`rlorinfra plan --out PLANFILE` using this version of rlorinfra.",
+        )
+    missing = [k for k in DOCUMENT_KEYS if k not in doc]
+    if missing:
+        raise _garbled(f"the plan document lacks {', '.join(missing)}")
+    changes, drift = doc["changes"], doc["drift"]
+    if not isinstance(changes, list) or not isinstance(drift, list):
+        raise _garbled("'changes' and 'drift' must be lists")
+    return Plan(
+        changes=tuple(_change_from(entry, i) for i, entry in enumerate(changes)),
+        drift=tuple(_drift_from(entry, i) for i, entry in enumerate(drift)),
+        destroy=bool(doc["destroy"]),
+        refresh_only=bool(doc["refresh_only"]),
+    )
+
+
+def _change_from(entry: Any, index: int) -> Change:
+    _require_entry(entry, CHANGE_KEYS, f"changes[{index}]")
+    try:
+        action = Action(entry["action"])
+    except ValueError:
+        raise _garbled(f"changes[{index}] has unknown action {entry['action']!r}") from None
+    try:
+        return Change(
+            name=_text(entry["name"], f"changes[{index}].name"),
+            action=action,
+            reason=str(entry["reason"] or ""),
+            job_id=_optional_text(entry["job_id"], f"changes[{index}].job_id"),
+            live_state=_optional_text(entry["live_state"], f"changes[{index}].live_state"),
+            before=_optional_dict(entry["before"], f"changes[{index}].before"),
+            after=_optional_dict(entry["after"], f"changes[{index}].after"),
+            changed_fields=tuple(str(f) for f in entry["changed_fields"]),
+            accelerators={str(k): int(v) for k, v in dict(entry["accelerators"]).items()},
+            create_before_destroy=bool(entry["create_before_destroy"]),
+            max_resumes=int(entry["max_resumes"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise _garbled(f"changes[{index}] is malformed ({exc})") from None
+
+
+def _drift_from(entry: Any, index: int) -> Drift:
+    _require_entry(entry, DRIFT_KEYS, f"drift[{index}]")
+    try:
+        return Drift(
+            name=_text(entry["name"], f"drift[{index}].name"),
+            job_id=_text(entry["job_id"], f"drift[{index}].job_id"),
+            kind=_text(entry["kind"], f"drift[{index}].kind"),
+            recorded_state=_optional_text(entry["recorded_state"], f"drift[{index}].recorded_state"),
+            live_state=_optional_text(entry["live_state"], f"drift[{index}].live_state"),
+            detail=str(entry["detail"] or ""),
+            changed_fields=tuple(str(f) for f in entry["changed_fields"]),
+        )
+    except TypeError as exc:
+        raise _garbled(f"drift[{index}] is malformed ({exc})") from None
+
+
+def _require_entry(entry: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(entry, dict):
+        raise _garbled(f"{where} is not an object")
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise _garbled(f"{where} lacks {', '.join(missing)}")
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _garbled(f"{where} must be a non-empty string")
+    return value
+
+
+def _optional_text(value: Any, where: str) -> str | None:
+    return None if value is None else _text(value, where)
+
+
+def _optional_dict(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _garbled(f"{where} must be an object or null")
+    return dict(value)
+
+
+def _garbled(what: str) -> PlanFileError:
+    return PlanFileError(
+        "Saved plan is not a valid rlorinfra plan",
+        f"{what[0].upper()}{what[1:]}. Make a new one with `rlorinfra plan --out PLANFILE`.",
+    )

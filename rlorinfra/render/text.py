@@ -1,0 +1,217 @@
+"""Human text for a plan, rendered from the plan document (``render.document``).
+
+Terraform's layout: drift first ("Objects have changed outside of rlorinfra"),
+then a legend of the symbols used, one block per change, and the summary line
+``Plan: 2 to create, 1 to resume, 1 to replace, 0 to stop, 1 to delete.`` with
+the accelerator change below it. Colour is ANSI and only when ``color=True``;
+the CLI decides (TTY, ``NO_COLOR``, ``--no-color``). Pure: returns strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rlorinfra.api.wire import SPEC_DEFAULTS
+
+NO_CHANGES = "No changes. Your trainer jobs match the configuration."
+NO_DRIFT = "No changes. Your trainer jobs still match what the state file recorded."
+
+_GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+
+# What each action's header says: '# job "NAME" will be ...'.
+_HEADLINES = {
+    "create": "will be created",
+    "resume": "will be resumed",
+    "wait": "will be waited for",
+    "replace": "must be replaced",
+    "stop": "will be stopped",
+    "delete": "will be destroyed",
+}
+_LEGEND = {
+    "+": "create",
+    "~": "resume, stop, or wait for readiness",
+    "-/+": "destroy and then create replacement",
+    "+/-": "create replacement and then destroy",
+    "-": "destroy",
+}
+_SUMMARY_ORDER = ("create", "resume", "replace", "stop", "delete")
+
+
+class _Paint:
+    """ANSI colouring that is a no-op when colour is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"{code}{text}{_RESET}" if self.enabled and text.strip() else text
+
+    def symbol(self, symbol: str) -> str:
+        """Terraform colours: ``+`` green, ``-`` red, ``~`` yellow (``-/+`` both)."""
+        colours = {"+": _GREEN, "-": _RED, "~": _YELLOW}
+        return "".join(self(ch, colours[ch]) if ch in colours else ch for ch in symbol)
+
+
+def render_plan_text(doc: dict[str, Any], *, color: bool = False) -> str:
+    """The human view of a plan document, ending with a newline."""
+    if doc.get("refresh_only"):
+        return render_drift_text(doc, color=color)
+    paint = _Paint(color)
+    sections = []
+    actionable = [c for c in doc["changes"] if c["action"] != "noop"]
+    if doc["drift"]:
+        sections.append(_drift_section(doc["drift"], paint))
+        if actionable:
+            sections.append("Unless the configuration was changed to match, the plan below responds to these changes.")
+    if actionable:
+        sections.append(_legend(actionable, paint))
+        sections.append("rlorinfra will perform the following actions:")
+        sections.extend(_change_block(c, paint) for c in actionable)
+        sections.append(_summary_lines(doc["summary"], paint))
+    else:
+        sections.append(paint(NO_CHANGES, _BOLD))
+    notes = _notes(doc["changes"])
+    if notes:
+        sections.append(notes)
+    return "\n\n".join(sections) + "\n"
+
+
+def render_drift_text(doc: dict[str, Any], *, color: bool = False) -> str:
+    """The view of ``plan --refresh-only``: drift only, nothing to undo it."""
+    paint = _Paint(color)
+    if not doc["drift"]:
+        return paint(NO_DRIFT, _BOLD) + "\n"
+    closing = "This is a refresh-only plan, so rlorinfra will not take any actions to undo these."
+    return _drift_section(doc["drift"], paint) + "\n\n" + closing + "\n"
+
+
+# --- drift ---------------------------------------------------------------------------
+
+
+def _drift_section(drift: list[dict[str, Any]], paint: _Paint) -> str:
+    intro = [
+        paint("Note: Objects have changed outside of rlorinfra", _BOLD),
+        "",
+        'rlorinfra detected the following changes made outside of rlorinfra since the last "rlorinfra apply":',
+        "",
+    ]
+    return "\n".join(intro + [_drift_line(d, paint) for d in drift])
+
+
+def _drift_line(drift: dict[str, Any], paint: _Paint) -> str:
+    symbol = "-" if drift["kind"] in ("deleted", "tombstoned") else "~"
+    return f'  {paint.symbol(symbol)} job "{drift["name"]}" (id {drift["job_id"]}) {drift["detail"]}'
+
+
+# --- changes -------------------------------------------------------------------------
+
+
+def _legend(changes: list[dict[str, Any]], paint: _Paint) -> str:
+    used = {_symbol(c) for c in changes}
+    lines = ["Job actions are indicated with the following symbols:"]
+    for symbol, meaning in _LEGEND.items():
+        if symbol in used:
+            lines.append(f"{_gutter(symbol, paint)} {meaning}")
+    return "\n".join(lines)
+
+
+def _symbol(change: dict[str, Any]) -> str:
+    if change["action"] == "replace" and change["create_before_destroy"]:
+        return "+/-"
+    return {"create": "+", "delete": "-", "replace": "-/+"}.get(change["action"], "~")
+
+
+def _gutter(symbol: str, paint: _Paint) -> str:
+    """The symbol right-aligned in a three-column gutter (``  +``, ``-/+``)."""
+    return " " * (3 - len(symbol)) + paint.symbol(symbol)
+
+
+def _change_block(change: dict[str, Any], paint: _Paint) -> str:
+    """Header comment, the job line, and for create/replace/delete the attributes."""
+    header = paint(f'  # job "{change["name"]}" {_headline(change)}', _BOLD)
+    symbol = _symbol(change)
+    ident = f' (id {change["job_id"]})' if change["job_id"] else ""
+    line = f'{_gutter(symbol, paint)} job "{change["name"]}"{ident}'
+    if change["action"] not in ("create", "replace", "delete"):
+        return f"{header}\n{line}"
+    body = _attribute_lines(change, paint)
+    return "\n".join([header, line + " {", *body, "    }"])
+
+
+def _headline(change: dict[str, Any]) -> str:
+    """``will be created``, ``must be replaced (reason)``, ...; the reason in parentheses."""
+    action, reason = change["action"], change["reason"]
+    if action == "replace" and reason == "requested with --replace":
+        return "will be replaced, as requested"
+    text = _HEADLINES[action]
+    return f"{text} ({reason})" if reason else text
+
+
+def _attribute_lines(change: dict[str, Any], paint: _Paint) -> list[str]:
+    before, after = change["before"] or {}, change["after"] or {}
+    if change["action"] == "create":
+        rows = [("+", key, _value(after[key])) for key in sorted(after)]
+    elif change["action"] == "delete":
+        rows = [("-", key, f"{_value(before[key])} -> null") for key in sorted(before)]
+    else:
+        rows = _replace_rows(before, after)
+    width = max((len(key) for _, key, _ in rows), default=0)
+    lines = [f"      {paint.symbol(sym)} {key.ljust(width)} = {text}" for sym, key, text in rows]
+    hidden = len(set(before) & set(after)) - sum(1 for _, key, _ in rows if key in before and key in after)
+    if change["action"] == "replace" and hidden:
+        noun = "attribute" if hidden == 1 else "attributes"
+        lines.append(f"        # ({hidden} unchanged {noun} hidden)")
+    return lines
+
+
+def _replace_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Changed attributes only; each one forces the replacement."""
+    rows = []
+    forces = " # forces replacement"
+    for key in sorted(set(before) | set(after)):
+        # Specs omit default values (canonical_spec): show the default, not null.
+        old, new = before.get(key, SPEC_DEFAULTS.get(key)), after.get(key, SPEC_DEFAULTS.get(key))
+        if old == new:
+            continue
+        if old is None:
+            rows.append(("+", key, _value(new) + forces))
+        elif new is None:
+            rows.append(("-", key, f"{_value(old)} -> null" + forces))
+        else:
+            rows.append(("~", key, f"{_value(old)} -> {_value(new)}" + forces))
+    return rows
+
+
+def _value(value: Any) -> str:
+    """An attribute value, HCL/JSON style: strings quoted, lists bracketed."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+# --- summary and notes --------------------------------------------------------------------
+
+
+def _summary_lines(summary: dict[str, Any], paint: _Paint) -> str:
+    counts = ", ".join(f"{summary[action]} to {action}" for action in _SUMMARY_ORDER)
+    waits = f" ({summary['wait']} to wait for)" if summary["wait"] else ""
+    lines = [paint("Plan:", _BOLD) + f" {counts}{waits}."]
+    accelerators = accelerator_text(summary["accelerators"])
+    if accelerators:
+        lines.append(f"Accelerators: {accelerators}")
+    return "\n".join(lines)
+
+
+def accelerator_text(accelerators: dict[str, int]) -> str:
+    """``+16 × NVIDIA_H100_80GB, -8 × NVIDIA_A100_80GB`` (increases first, then by type)."""
+    ordered = sorted(accelerators.items(), key=lambda kv: (kv[1] < 0, kv[0]))
+    return ", ".join(f"{count:+d} × {kind}" for kind, count in ordered if count)
+
+
+def _notes(changes: list[dict[str, Any]]) -> str:
+    """Notes for no-op changes that still carry news (deferred field changes)."""
+    lines = [
+        f'Note: job "{c["name"]}" has changed fields ({", ".join(c["changed_fields"])}): {c["reason"]}.'
+        for c in changes
+        if c["action"] == "noop" and c["changed_fields"]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Property: applying a plan in a simulated world, then planning again, yields no changes.
+
+The simulator is a small pure model of apply against the control plane:
+create -> a new RUNNING job (with the recorded ID when the plan carries one,
+else a fresh ID), resume/wait -> RUNNING, stop -> CANCELLED, delete ->
+tombstone, replace -> tombstone + create; state is updated as apply does (the
+job's ID, spec, phase and the observed state refresh saw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rlorinfra.api.wire import LiveJob
+from rlorinfra.plan.model import LiveWorld, Plan
+from rlorinfra.plan.planner import RELEASED_STATES, accelerators_for, make_plan
+from rlorinfra.render.document import total_accelerators
+from rlorinfra.state.model import PHASES, State
+from tests.plan.planworld import (
+    A100,
+    ALL_STATES,
+    SHAPE_BIG,
+    SHAPES,
+    declared,
+    live_job,
+    record,
+    state,
+    world,
+)
+
+NAMES = ("alpha", "beta", "gamma", "delta")
+VARIANTS = (
+    {},
+    {"lora_rank": 16},
+    {"training_shape": SHAPE_BIG},
+    {"accelerator_type": A100, "accelerator_count": 4, "training_shape": None},
+    {"learning_rate": 3e-5, "extra_args": ("--foo", "--bar")},
+)
+
+variant = st.sampled_from(range(len(VARIANTS)))
+
+
+@st.composite
+def worlds(draw):
+    """Random (desired, state, live) with no untracked jobs under declared names."""
+    desired = {}
+    for name in draw(st.sets(st.sampled_from(NAMES))):
+        desired[name] = declared(name, **VARIANTS[draw(variant)], desired_state=draw(st.sampled_from(["running", "stopped"])),
+                                 create_before_destroy=draw(st.booleans()))
+    records, jobs, missing = {}, [], []
+    for i, name in enumerate(sorted(draw(st.sets(st.sampled_from(NAMES))))):
+        job_id = f"{name}-{i}"
+        spec = declared(name, **VARIANTS[draw(variant)])
+        records[name] = record(spec, job_id, phase=draw(st.sampled_from(PHASES)),
+                               observed=draw(st.sampled_from([None, *ALL_STATES])))
+        if draw(st.booleans()):
+            live_spec = spec.spec() if draw(st.booleans()) else declared(name, **VARIANTS[draw(variant)]).spec()
+            jobs.append(live_job(job_id, name, draw(st.sampled_from(ALL_STATES)), spec=live_spec))
+        else:
+            missing.append(job_id)
+    jobs.append(live_job("other-1", "not-ours", draw(st.sampled_from(ALL_STATES))))
+    return desired, state(**records), world(*jobs, missing=tuple(missing))
+
+
+class Simulator:
+    """Apply a plan to (state, live) the way apply and the control plane would."""
+
+    def __init__(self, desired, st_: State, live: LiveWorld) -> None:
+        self.desired, self.state, self.live = desired, st_, live
+        self.jobs: dict[str, LiveJob] = dict(live.jobs)
+        self.records = dict(st_.jobs)
+        self.ids = (f"new-{n}" for n in itertools.count())
+
+    def apply(self, plan: Plan) -> tuple[State, LiveWorld]:
+        for change in plan.changes:
+            getattr(self, f"_{change.action.value}")(change)
+        self._refresh_records()
+        live = LiveWorld(self.live.account_id, jobs=self.jobs, shapes=self.live.shapes,
+                         missing=frozenset(r.job_id for r in self.records.values() if r.job_id not in self.jobs))
+        return dataclasses.replace(self.state, jobs=self.records), live
+
+    def _set_state(self, job_id: str, new_state: str) -> None:
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], state=new_state)
+
+    def _create(self, change) -> None:
+        if change.job_id is not None:
+            # Retrying an interrupted create: the ID must never already exist.
+            assert change.job_id not in self.jobs, f"second job created with ID {change.job_id}"
+        job_id = change.job_id or next(self.ids)
+        self.jobs[job_id] = live_job(job_id, change.name, spec=change.after)
+        self.records[change.name] = record(change.after, job_id)
+
+    def _resume(self, change) -> None:
+        self._wait(change)
+
+    def _wait(self, change) -> None:
+        self._set_state(change.job_id, "JOB_STATE_RUNNING")
+        self.records[change.name] = dataclasses.replace(self.records[change.name], phase="ready")
+
+    def _stop(self, change) -> None:
+        self._set_state(change.job_id, "JOB_STATE_CANCELLED")
+        self.records[change.name] = dataclasses.replace(self.records[change.name], phase="stopped")
+
+    def _delete(self, change) -> None:
+        if change.job_id in self.jobs:
+            self._set_state(change.job_id, "JOB_STATE_DELETED")
+        del self.records[change.name]
+
+    def _replace(self, change) -> None:
+        self._delete(change)
+        self._create(dataclasses.replace(change, job_id=None))
+
+    def _noop(self, change) -> None:
+        pass
+
+    def _refresh_records(self) -> None:
+        """Apply records what refresh saw for every job it still manages."""
+        for name, rec in self.records.items():
+            job = self.jobs.get(rec.job_id)
+            if job is not None:
+                self.records[name] = dataclasses.replace(rec, observed_state=job.state)
+
+
+def held(st_: State, live: LiveWorld) -> dict[str, int]:
+    """Accelerators the managed jobs hold (not stopped, dead or gone)."""
+    total: dict[str, int] = {}
+    for rec in st_.jobs.values():
+        job = live.jobs.get(rec.job_id)
+        if job is None or job.state in RELEASED_STATES:
+            continue
+        for kind, count in accelerators_for(rec.spec, SHAPES).items():
+            total[kind] = total.get(kind, 0) + count
+    return total
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    out = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    return {k: v for k, v in out.items() if v}
+
+
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(worlds(), st.sampled_from(["plan", "destroy", "targets"]), st.sets(st.sampled_from(NAMES), min_size=1))
+def test_replanning_after_apply_has_no_changes(world_, mode, target_pool):
+    desired, st_, live = world_
+    kwargs = {"destroy": mode == "destroy"}
+    if mode == "targets":
+        known = set(desired) | set(st_.jobs)
+        kwargs["targets"] = sorted(target_pool & known) or sorted(known)[:1]
+    plan = make_plan(desired, st_, live, **kwargs)
+    new_state, new_live = Simulator(desired, st_, live).apply(plan)
+
+    if kwargs.get("targets"):  # a forgotten job is no longer a valid --target
+        kwargs["targets"] = [t for t in kwargs["targets"] if t in desired or t in new_state.jobs]
+        if not kwargs["targets"]:
+            return  # every target was deleted and forgotten: nothing left to plan
+    again = make_plan(desired, new_state, new_live, **kwargs)
+    assert not again.has_changes, [c for c in again.actionable]
+    # State and live now agree; only live spec fields that never matched the
+    # record (drift that cannot be fixed without a replacement) may remain.
+    assert {d.kind for d in again.drift} <= {"changed"}
+    if mode == "destroy":
+        assert new_state.jobs == {}
+
+
+@PROPERTY
+@given(worlds())
+def test_summary_accelerators_match_the_simulated_change(world_):
+    desired, st_, live = world_
+    plan = make_plan(desired, st_, live)
+    new_state, new_live = Simulator(desired, st_, live).apply(plan)
+    assert total_accelerators(plan.changes) == delta(held(new_state, new_live), held(st_, live))
+
+
+@PROPERTY
+@given(worlds())
+def test_planning_is_deterministic(world_):
+    desired, st_, live = world_
+    assert make_plan(desired, st_, live) == make_plan(desired, st_, live)
+    assert [c.name for c in make_plan(desired, st_, live).changes] == sorted(set(desired) | set(st_.jobs))

@@ -1,0 +1,111 @@
+"""The plan JSON document: pinned schema, round trip, garbage refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from rlorinfra.errors import PlanFileError
+from rlorinfra.plan.model import Plan
+from rlorinfra.render.document import plan_document, plan_from_document
+from tests.render.renderplans import CONTROL_PLANE, MIXED, SAMPLES, planned
+
+TOP_KEYS = {"format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary"}
+CHANGE_KEYS = {"name", "action", "reason", "job_id", "live_state", "before", "after", "changed_fields",
+               "accelerators", "create_before_destroy", "max_resumes"}
+DRIFT_KEYS = {"name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields"}
+SUMMARY_KEYS = {"create", "resume", "wait", "replace", "stop", "delete", "noop", "accelerators", "has_changes",
+                "has_drift"}
+
+
+def _doc(plan: Plan) -> dict:
+    return plan_document(plan, control_plane=CONTROL_PLANE)
+
+
+def test_schema_is_pinned():
+    doc = _doc(MIXED)
+    assert doc["format_version"] == 1
+    assert set(doc) == TOP_KEYS
+    assert all(set(c) == CHANGE_KEYS for c in doc["changes"])
+    assert all(set(d) == DRIFT_KEYS for d in doc["drift"])
+    assert set(doc["summary"]) == SUMMARY_KEYS
+
+
+def test_summary_values():
+    summary = _doc(MIXED)["summary"]
+    assert summary == {
+        "create": 1, "resume": 1, "wait": 1, "replace": 1, "stop": 1, "delete": 1, "noop": 1,
+        "accelerators": {"NVIDIA_A100_80GB": -8, "NVIDIA_H100_80GB": 8},
+        "has_changes": True, "has_drift": True,
+    }
+    empty = _doc(Plan())["summary"]
+    assert empty["has_changes"] is False and empty["has_drift"] is False and empty["accelerators"] == {}
+
+
+def test_change_entry_values():
+    doc = _doc(MIXED)
+    replace = next(c for c in doc["changes"] if c["action"] == "replace")
+    assert replace == {
+        "name": "lora-trainer", "action": "replace", "reason": "", "job_id": "lora-trainer-5c5c",
+        "live_state": "JOB_STATE_RUNNING",
+        "before": {"base_model": "accounts/fireworks/models/qwen3-8b",
+                   "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
+        "after": {"base_model": "accounts/fireworks/models/qwen3-8b", "lora_rank": 16,
+                  "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
+        "changed_fields": ["lora_rank"], "accelerators": {}, "create_before_destroy": False, "max_resumes": 3,
+    }
+
+
+def test_noop_changes_are_listed():
+    assert [c["action"] for c in _doc(MIXED)["changes"]].count("noop") == 1
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_round_trip_through_json(name):
+    plan = SAMPLES[name]
+    text = json.dumps(_doc(plan))
+    assert plan_from_document(json.loads(text)) == plan
+
+
+def test_round_trip_of_a_real_plan_with_tuples():
+    plan = planned()
+    assert plan_from_document(json.loads(json.dumps(_doc(plan)))) == plan
+
+
+def test_control_plane_never_carries_a_key():
+    doc = plan_document(Plan(), control_plane={"url": "local", "api_key": "fw-1", "API_KEY_ENV": "X",
+                                               "bearer_token": "t"})
+    assert doc["control_plane"] == {"API_KEY_ENV": "X", "url": "local"}
+
+
+def _broken(mutate):
+    doc = copy.deepcopy(_doc(MIXED))
+    mutate(doc)
+    return doc
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "not a dict",
+        _broken(lambda d: d.update(format_version=2)),
+        _broken(lambda d: d.pop("changes")),
+        _broken(lambda d: d.update(changes={"a": 1})),
+        _broken(lambda d: d["changes"][0].update(action="explode")),
+        _broken(lambda d: d["changes"][0].pop("name")),
+        _broken(lambda d: d["changes"][0].update(name="")),
+        _broken(lambda d: d["changes"][0].update(before=[1])),
+        _broken(lambda d: d["changes"][0].update(max_resumes="many")),
+        _broken(lambda d: d["changes"].append(7)),
+        _broken(lambda d: d["drift"][0].update(job_id=None)),
+    ],
+    ids=["not-object", "future-version", "no-changes", "changes-not-list", "bad-action", "no-name", "empty-name",
+         "bad-before", "bad-int", "change-not-object", "drift-no-id"],
+)
+def test_garbage_documents_are_refused(doc):
+    with pytest.raises(PlanFileError) as err:
+        plan_from_document(doc)
+    assert "plan" in err.value.summary.lower()
+    assert "rlorinfra plan --out" in err.value.detail
