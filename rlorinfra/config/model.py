@@ -110,6 +110,9 @@ class JobSpec:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         if self.path == "manual" and not out.get("node_count"):
             out["node_count"] = 1
+        if self.path == "shape":
+            # The shape supplies the context length; it is never sent on this path.
+            out.pop("max_context_length", None)
         return canonical_spec(out)
 
 

@@ -1,0 +1,65 @@
+"""``rlorinfra init`` and ``rlorinfra validate``: offline commands about the config file.
+
+Both stay light: they import only the config package (no httpx, deepdiff or
+sqlite3), never read or write state and never touch the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option
+
+
+@click.command("init")
+@file_option
+def init_cmd(config_path: Path) -> int:
+    """Write a starter rlorinfra.toml (one job on the embedded emulator).
+
+    Refuses to overwrite an existing file; use -f to write it elsewhere.
+    """
+    from rlorinfra.config.write import STARTER_JOB, write_starter_config
+
+    write_starter_config(config_path)
+    click.echo(f"Wrote {config_path} with one job ({STARTER_JOB}) on the embedded emulator.")
+    flag = "" if str(config_path) == "rlorinfra.toml" else f" -f {config_path}"
+    click.echo(f"Next: `rlorinfra validate{flag}`, then `rlorinfra plan{flag}`.")
+    return 0
+
+
+@click.command("validate")
+@file_option
+@json_option
+def validate_cmd(config_path: Path, as_json: bool) -> int:
+    """Check the configuration offline and print every problem at once.
+
+    Never touches the network or the state. Exit 0 when valid, 1 otherwise.
+    """
+    from rlorinfra.config.load import validate_config
+
+    report = validate_config(config_path, env=get_globals().env)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return 0 if report.valid else 1
+    config = report.config_or_raise()
+    click.echo("Success! The configuration is valid.")
+    click.echo(_summary(config))
+    for warning in report.warnings:
+        echo_warning(warning.message())
+    return 0
+
+
+def _summary(config) -> str:
+    """``2 jobs (1 stopped), control plane: local (embedded emulator).``"""
+    count = len(config.jobs)
+    text = f"{count} job{'' if count == 1 else 's'}"
+    stopped = sum(1 for job in config.jobs.values() if job.desired_state == "stopped")
+    if stopped:
+        text += f" ({stopped} stopped)"
+    cp = config.control_plane
+    where = "local (embedded emulator)" if cp.is_local else cp.url
+    return f"{text}, control plane: {where}."

@@ -1,0 +1,53 @@
+"""Durations in the desired-state file: ``"30m"``, ``"1h"``, ``"1800s"``, ``"1h30m"`` or seconds.
+
+The control plane takes a proto-JSON duration (``"1800s"``); people think in
+minutes and hours. Durations are stored as whole seconds and rendered back in
+the shortest ``XhYmZs`` form, which parses to the same number of seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# The trainer inactivity timeout is capped at 3 hours by the SDK (PROTOCOL.md §6.1).
+MAX_INACTIVITY_SECONDS = 3 * 3600
+
+# At most 9 digits per component keeps values far from anything surprising.
+_DURATION_RE = re.compile(r"^(?:(?P<h>\d{1,9})h)?(?:(?P<m>\d{1,9})m)?(?:(?P<s>\d{1,9})s)?$")
+_SECONDS_RE = re.compile(r"^\d{1,9}$")
+_FRACTION_RE = re.compile(r"^\d+\.\d+[hms]?$")
+
+FORMAT_HINT = 'a duration like "30m", "1h", "1800s" or "1h30m", or a whole number of seconds'
+
+
+def parse_duration(value: Any) -> int:
+    """Whole seconds of a duration value; ``ValueError`` with a readable reason otherwise.
+
+    Accepts a TOML integer (seconds) or a string of ``h``/``m``/``s`` components
+    in that order. Fractions are refused: the job records whole seconds.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"must be {FORMAT_HINT}")
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    if _SECONDS_RE.match(text):
+        return int(text)
+    if _FRACTION_RE.match(text):
+        raise ValueError(f"must be whole seconds (no fractions); use {FORMAT_HINT}")
+    match = _DURATION_RE.match(text)
+    if not text or match is None:
+        raise ValueError(f"must be {FORMAT_HINT}")
+    hours, minutes, seconds = (int(match.group(g) or 0) for g in ("h", "m", "s"))
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest ``XhYmZs`` spelling of ``seconds`` (``5400`` -> ``"1h30m"``)."""
+    if seconds <= 0:
+        return "0s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts)

@@ -1,0 +1,477 @@
+"""Load and validate the desired-state TOML into a frozen ``Config``.
+
+Everything is checked before anything touches the network or the state: types,
+ranges, create-path rules (PROTOCOL.md §4.3, §6.1), unknown keys (with a "did
+you mean"), display names. Every problem is collected, each naming the file,
+the job, the key and (best effort) the line, so one run shows them all.
+
+Public entry points:
+
+- ``load_config(path, env)`` -> ``Config`` or ``ConfigError`` (with ``.problems``)
+- ``load_config_text(text, path, env)`` / ``load_config_bytes(data, path, env)`` for tests
+- ``validate_config(path, env)`` -> ``Report`` (all diagnostics, for ``validate --json``)
+
+The environment is passed in; this package never reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import hashlib
+import re
+import tomllib
+import unicodedata
+from pathlib import Path
+from typing import Any, Mapping
+
+from rlorinfra.config import fields as F
+from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
+from rlorinfra.config.model import (
+    DEFAULT_API_KEY_ENV,
+    INFRA_FIELDS,
+    LOCAL_URL,
+    Config,
+    ControlPlaneSettings,
+    EmulatorSettings,
+    JobSpec,
+)
+
+TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs")
+CONTROL_PLANE_KEYS = ("url", "api_key_env", "account_id", "trainer_gateway_url", "allow_insecure", "emulator")
+EMULATOR_KEYS = ("provision_seconds", "capacity")
+STATE_KEYS = ("path",)
+CONTROL_PLANE_ALIASES = {"base_url": "url", "endpoint": "url", "account": "account_id",
+                         "gateway_url": "trainer_gateway_url", "insecure": "allow_insecure"}  # fmt: skip
+
+# Environment variable -> control_plane key it replaces (empty values are ignored).
+ENV_OVERRIDES = {
+    "FIREWORKS_BASE_URL": "url",
+    "FIREWORKS_ACCOUNT_ID": "account_id",
+    "FIREWORKS_TRAINER_GATEWAY_URL": "trainer_gateway_url",
+}
+
+_SECRET_KEY_RE = re.compile(r"^(fireworks)?api_?key$")
+_TOML_POSITION_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
+_MAX_PROVISION_SECONDS = 86400.0
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_config(path: Path, env: Mapping[str, str]) -> Config:
+    """Read, check and return the config at ``path``; ``ConfigError`` lists every problem."""
+    return validate_config(path, env).config_or_raise()
+
+
+def load_config_text(text: str, path: Path, env: Mapping[str, str]) -> Config:
+    """Like ``load_config`` for TOML text that claims to live at ``path`` (nothing is read)."""
+    return load_config_bytes(text.encode("utf-8"), path, env)
+
+
+def load_config_bytes(data: bytes, path: Path, env: Mapping[str, str]) -> Config:
+    """Like ``load_config`` for raw file bytes that claim to live at ``path``."""
+    return validate_bytes(data, path, env).config_or_raise()
+
+
+def validate_config(path: Path, env: Mapping[str, str]) -> Report:
+    """Check the file at ``path``; never raises for a problem in (or with) the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _fatal(path, f"No configuration file at {path}",
+                      "Run `rlorinfra init` to write a starter rlorinfra.toml, or pass `-f PATH` "
+                      "to use another file.")  # fmt: skip
+    except IsADirectoryError:
+        return _fatal(path, f"{path} is a directory, not a configuration file",
+                      "Pass the TOML file itself with `-f PATH` (for example `-f rlorinfra.toml`).")  # fmt: skip
+    except OSError as exc:
+        return _fatal(path, f"Cannot read {path}: {exc.strerror or exc}",
+                      "Check that the file exists and that you may read it.")  # fmt: skip
+    return validate_bytes(data, path, env)
+
+
+def validate_bytes(data: bytes, path: Path, env: Mapping[str, str]) -> Report:
+    """Check raw file bytes that claim to live at ``path``."""
+    path = Path(path)
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        return _fatal(path, f"{path} is not UTF-8 text (bad byte at offset {exc.start})",
+                      "A configuration file is TOML, which must be UTF-8. Is this the right file?")  # fmt: skip
+    collector = Collector(file=str(path), text=text)
+    doc = _parse_toml(text, collector)
+    config = None if doc is None else _check_document(doc, path, env, collector, data)
+    diagnostics = collector.diagnostics()
+    if any(d.severity == ERROR for d in diagnostics):
+        config = None
+    return Report(path=path, diagnostics=diagnostics, config=config)
+
+
+def _fatal(path: Path, summary: str, detail: str) -> Report:
+    diagnostic = Diagnostic(ERROR, summary, detail, file=str(path))
+    return Report(path=path, diagnostics=(diagnostic,), fatal=True)
+
+
+def _parse_toml(text: str, c: Collector) -> dict[str, Any] | None:
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        c.error("TOML nesting is too deep", "Flatten the arrays or tables.")
+    except ValueError as exc:  # TOMLDecodeError, and int-too-long ValueErrors
+        _syntax_error(str(exc), text, c)
+    return None
+
+
+def _syntax_error(message: str, text: str, c: Collector) -> None:
+    """Report a TOML syntax error at tomllib's line/column, naming the job and key there if any."""
+    position = _TOML_POSITION_RE.search(message)
+    reason = _TOML_POSITION_RE.sub("", message).strip().rstrip(".")
+    reason = re.sub(r"^Cannot declare \(.*\) twice$", "this table is declared twice", reason)
+    reason = re.sub(r"^Cannot overwrite a value$", "this key is set twice", reason)
+    if position is None:
+        c.error(f"TOML syntax error: {reason}", "Fix the TOML syntax.")
+        return
+    line, column = int(position.group(1)), int(position.group(2))
+    path = path_at_line(text, line)
+    job = path[1] if len(path) >= 2 and path[0] == "jobs" else None
+    key = path[-1] if path and (job is None or len(path) > 2) else None
+    at = f' (key "{key}")' if key else ""
+    c.error(f"TOML syntax error at line {line}, column {column}: {reason}{at}",
+            "Fix the TOML syntax at that line.", job=job, key=key, line=line)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: Collector,
+                    data: bytes) -> Config | None:  # fmt: skip
+    _check_top_keys(doc, c)
+    control_plane = _control_plane(doc.get("control_plane"), env, c)
+    state_path = _state_path(doc.get("state"), path, c)
+    defaults, bad_defaults = _defaults(doc.get("defaults"), c)
+    jobs = _jobs(doc.get("jobs"), (defaults, bad_defaults), control_plane, c)
+    if not jobs and not c.has_errors:
+        c.warning("no jobs declared", 'Add a [jobs."<name>"] table; plan would delete every managed job.',
+                  key="jobs", where=("jobs",))  # fmt: skip
+    if c.has_errors:
+        return None
+    return Config(
+        path=path.resolve(),
+        control_plane=control_plane,
+        state_path=state_path,
+        jobs=jobs,
+        digest=hashlib.sha256(data).hexdigest(),
+        warnings=tuple(_warning_messages(c)),
+    )
+
+
+def _warning_messages(c: Collector) -> list[str]:
+    # Lines are resolved here too, so Config.warnings read like validate's output.
+    return [d.message() for d in c.diagnostics() if d.severity != ERROR]
+
+
+def _check_top_keys(doc: dict[str, Any], c: Collector) -> None:
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            _unknown_key(key, TOP_LEVEL_KEYS, c, job=None, key=key, where=(key,), table="the top level")
+
+
+def _table(value: Any, key: str, c: Collector) -> dict[str, Any]:
+    """``value`` if it is a table (missing = empty); otherwise an error and ``{}``."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    c.error(f"{key} must be a table, {F.got(value)}", f"Write it as a [{key}] section.",
+            key=key, where=tuple(key.split(".")))  # fmt: skip
+    return {}
+
+
+def _unknown_key(name: str, known: Any, c: Collector, *, job: str | None, key: str,
+                 where: tuple[str, ...], table: str, aliases: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    """An unknown key: a secret gets its own message; others a "did you mean"."""
+    normalized = _snake(name)
+    if _SECRET_KEY_RE.match(normalized.replace("_", "")) or _SECRET_KEY_RE.match(normalized):
+        c.error(f"{F.printable(key)}: an API key must never be written in the configuration (value not shown)",
+                "Remove it and export the key in the environment variable named by "
+                f'control_plane.api_key_env (default "{DEFAULT_API_KEY_ENV}"). If it was a real key, rotate it.',
+                job=job, key=key, where=where)  # fmt: skip
+        return
+    target = (aliases or {}).get(normalized) or (normalized if normalized in known and normalized != name else "")
+    hint = f'Did you mean "{target}"?' if target else F.suggestion(name, known)
+    if job is not None and normalized in ("display_name", "name"):
+        hint = f'The display name is the table key: [jobs."{job}"].'
+    hint = hint or f"Known keys in {table}: {', '.join(known)}."
+    c.error(f"unknown key {F.show(name)} in {table}", hint, job=job, key=key, where=where)
+
+
+def _snake(name: str) -> str:
+    """``loraRank`` / ``lora-rank`` / ``LORA_RANK`` -> ``lora_rank``."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return name.replace("-", "_").lower()
+
+
+# --------------------------------------------------------------------------- [control_plane]
+
+
+def _control_plane(value: Any, env: Mapping[str, str], c: Collector) -> ControlPlaneSettings:
+    table = _table(value, "control_plane", c)
+    for key in table:
+        if key not in CONTROL_PLANE_KEYS:
+            _unknown_key(key, CONTROL_PLANE_KEYS, c, job=None, key=f"control_plane.{key}",
+                         where=("control_plane", key), table="[control_plane]",
+                         aliases=CONTROL_PLANE_ALIASES)  # fmt: skip
+    allow_insecure = _cp_value(table, "allow_insecure", F.boolean, c, default=False)
+    url = _cp_url(table, "url", env, c, local_ok=True)
+    gateway = _cp_url(table, "trainer_gateway_url", env, c, local_ok=False)
+    account = _cp_value(table, "account_id", F.account_id, c, env=env)
+    api_key_env = _cp_value(table, "api_key_env", F.env_var_name, c, default=DEFAULT_API_KEY_ENV)
+    emulator = _emulator(table.get("emulator"), c, used=url in (None, LOCAL_URL))
+    _warn_plain_http(url, allow_insecure, c)
+    return ControlPlaneSettings(url=url or LOCAL_URL, api_key_env=api_key_env, account_id=account,
+                                trainer_gateway_url=gateway, allow_insecure=allow_insecure,
+                                emulator=emulator)  # fmt: skip
+
+
+def _warn_plain_http(url: str | None, allow_insecure: bool, c: Collector) -> None:
+    """Plain http to a remote host is refused at connect time (unless --insecure); say so early."""
+    host = urlsplit(url).hostname if url and url.startswith("http://") else None
+    if host and host not in F.LOOPBACK_HOSTS and not allow_insecure:
+        c.warning("control_plane.url uses plain http to a non-local host",
+                  "The API key would travel in clear text: plan and apply refuse it unless you pass "
+                  "--insecure or set control_plane.allow_insecure = true. Prefer https.",
+                  key="control_plane.url", where=("control_plane", "url"))  # fmt: skip
+
+
+def _env_override(env: Mapping[str, str], key: str) -> tuple[str, str] | None:
+    """``(variable, value)`` when a non-empty environment variable replaces ``key``."""
+    for variable, target in ENV_OVERRIDES.items():
+        if target == key and env.get(variable):
+            return variable, env[variable]
+    return None
+
+
+def _cp_value(table: dict[str, Any], key: str, check: F.Check, c: Collector, *,
+              default: Any = None, env: Mapping[str, str] | None = None) -> Any:  # fmt: skip
+    """Check ``control_plane.<key>`` and its environment override (which wins); ``default`` if unset/bad."""
+    value = default
+    if key in table:
+        value = _checked(table[key], key, check, c, source="", default=default)
+    override = _env_override(env or {}, key)
+    if override is not None:
+        value = _checked(override[1], key, check, c, source=f" (from {override[0]})", default=default)
+    return value
+
+
+def _checked(raw: Any, key: str, check: F.Check, c: Collector, *, source: str, default: Any) -> Any:
+    try:
+        return check(raw)
+    except F.Invalid as exc:
+        c.error(f"control_plane.{key}{source} {exc.summary}", exc.hint, key=f"control_plane.{key}",
+                where=("control_plane", key))  # fmt: skip
+        return default
+
+
+def _cp_url(table: dict[str, Any], key: str, env: Mapping[str, str], c: Collector, *,
+            local_ok: bool) -> str | None:  # fmt: skip
+    def check(value: Any) -> str:
+        if local_ok and value == LOCAL_URL:
+            return LOCAL_URL
+        return F.http_url(value)
+
+    return _cp_value(table, key, check, c, env=env)
+
+
+def _emulator(value: Any, c: Collector, *, used: bool) -> EmulatorSettings:
+    table = _table(value, "control_plane.emulator", c)
+    settings: dict[str, Any] = {}
+    for key, raw in table.items():
+        where = ("control_plane", "emulator", key)
+        name = f"control_plane.emulator.{key}"
+        if key not in EMULATOR_KEYS:
+            _unknown_key(key, EMULATOR_KEYS, c, job=None, key=name, where=where, table="[control_plane.emulator]")
+            continue
+        check = _provision_seconds if key == "provision_seconds" else F.integer(1)
+        try:
+            settings[key] = check(raw)
+        except F.Invalid as exc:
+            c.error(f"{name} {exc.summary}", exc.hint, key=name, where=where)
+    if table and not used:
+        c.warning("control_plane.emulator is ignored: control_plane.url is not \"local\"",
+                  key="control_plane.emulator", where=("control_plane", "emulator"))  # fmt: skip
+    return EmulatorSettings(**settings)
+
+
+def _provision_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise F.Invalid(f"must be a number of seconds >= 0, {F.got(value)}")
+    if not 0 <= value <= _MAX_PROVISION_SECONDS:  # also false for NaN
+        raise F.Invalid(f"must be between 0 and {int(_MAX_PROVISION_SECONDS)} seconds, {F.got(value)}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- [state]
+
+
+def _state_path(value: Any, config_path: Path, c: Collector) -> Path:
+    """Absolute state path: ``[state] path`` relative to the config's folder, or the default."""
+    folder = config_path.resolve().parent
+    default = folder / f"{config_path.stem}.state.json"
+    table = _table(value, "state", c)
+    for key in table:
+        if key not in STATE_KEYS:
+            _unknown_key(key, STATE_KEYS, c, job=None, key=f"state.{key}", where=("state", key), table="[state]")
+    if "path" not in table:
+        return default
+    try:
+        raw = F.text(table["path"])
+    except F.Invalid as exc:
+        c.error(f"state.path {exc.summary}", key="state.path", where=("state", "path"))
+        return default
+    try:
+        state_path = (folder / Path(raw).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        c.error(f"state.path cannot be used: {exc}", key="state.path", where=("state", "path"))
+        return default
+    if state_path == config_path.resolve():
+        c.error("state.path points at the configuration file itself", 'Choose another file, e.g. '
+                'path = "prod.state.json".', key="state.path", where=("state", "path"))  # fmt: skip
+    return state_path
+
+
+# --------------------------------------------------------------------------- [defaults] and [jobs]
+
+
+def _defaults(value: Any, c: Collector) -> "Defaults":
+    """Checked ``[defaults]`` values and the keys that failed (reported once here, not per job)."""
+    table = _table(value, "defaults", c)
+    good = _fields(table, c, job=None, prefix=("defaults",))
+    return good, set(table) - set(good)
+
+
+def _fields(table: dict[str, Any], c: Collector, *, job: str | None, prefix: tuple[str, ...]) -> dict[str, Any]:
+    """Check each key of a job (or defaults) table against ``JOB_RULES``; return the good ones."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key if job is not None else f"defaults.{key}"
+        where = prefix + (key,)
+        rule = F.JOB_RULES.get(key)
+        if rule is None:
+            table_name = f'[jobs."{job}"]' if job is not None else "[defaults]"
+            _unknown_key(key, F.JOB_RULES, c, job=job, key=name, where=where, table=table_name,
+                         aliases=F.JOB_ALIASES)  # fmt: skip
+            continue
+        try:
+            out[key] = rule.check(value)
+        except F.Invalid as exc:
+            c.error(f"{name} {exc.summary}", exc.hint, job=job, key=name, where=where)
+            continue
+        if rule.warning:
+            c.warning(rule.warning, job=job, key=name, where=where)
+    return out
+
+
+Defaults = tuple[dict[str, Any], set[str]]  # checked [defaults] values, keys that failed
+
+
+def _jobs(value: Any, defaults: Defaults, cp: ControlPlaneSettings, c: Collector) -> dict[str, JobSpec]:
+    table = _table(value, "jobs", c)
+    jobs: dict[str, JobSpec] = {}
+    seen: dict[str, str] = {}  # NFC form -> name as written
+    for name, body in table.items():
+        if not _check_display_name(name, seen, c):
+            continue
+        if not isinstance(body, dict):
+            c.error(f'jobs.{F.show(name)} must be a table, {F.got(body)}',
+                    f'Declare each job as a table: [jobs."{name}"] with base_model = "..." and so on.',
+                    job=name, key=None, where=("jobs", name))  # fmt: skip
+            continue
+        spec = _job(name, body, defaults, cp, c)
+        if spec is not None:
+            jobs[name] = spec
+    return jobs
+
+
+def _check_display_name(name: str, seen: dict[str, str], c: Collector) -> bool:
+    """Display-name rules (PROTOCOL.md §6.1); records the NFC form to catch look-alike duplicates."""
+    where = ("jobs", name)
+    problem = ""
+    if not name:
+        problem = "job name must not be empty"
+    elif len(name) > F.MAX_DISPLAY_NAME:
+        problem = f"job name must be at most {F.MAX_DISPLAY_NAME} characters, got {len(name)}"
+    elif name != name.strip():
+        problem = "job name must not start or end with whitespace"
+    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        problem = "job name must not contain control or invisible characters"
+    if problem:
+        shown = F.printable(name if len(name) <= 100 else name[:97] + "...")  # keep the message readable
+        c.error(problem, "The table key of [jobs.\"<name>\"] is the job's display name.",
+                job=shown, key=None, where=where)  # fmt: skip
+        return False
+    normal = unicodedata.normalize("NFC", name)
+    if normal in seen:
+        c.error(f'duplicate job name after normalization: same as "{seen[normal]}"',
+                "Two job names differ only in Unicode composition; rename one.",
+                job=name, key=None, where=where)  # fmt: skip
+        return False
+    seen[normal] = name
+    return True
+
+
+def _job(name: str, body: dict[str, Any], defaults: Defaults, cp: ControlPlaneSettings,
+         c: Collector) -> JobSpec | None:  # fmt: skip
+    """Merge ``[defaults]`` under the job (job wins), check it, build its ``JobSpec``."""
+    errors_before = sum(1 for p in c.pending if p.severity == ERROR)
+    own = _fields(body, c, job=name, prefix=("jobs", name))
+    good_defaults, bad_defaults = defaults
+    bad_keys = {key for key in body if key not in own} | bad_defaults
+    merged = {k: v for k, v in good_defaults.items() if k not in bad_keys}
+    merged.update(own)
+    origin = {key: ("jobs", name, key) if key in own else ("defaults", key) for key in merged}
+    _check_paths(name, merged, origin, c)
+    if "base_model" not in merged and "base_model" not in bad_keys:
+        c.error("base_model is required", 'Add base_model = "accounts/fireworks/models/<model>".',
+                job=name, key="base_model", where=("jobs", name))  # fmt: skip
+    _path_warnings(name, merged, origin, cp, c)
+    if "base_model" not in merged or sum(1 for p in c.pending if p.severity == ERROR) > errors_before:
+        return None  # (a bad base_model in [defaults] was reported there, once)
+    return JobSpec(display_name=name, **merged)
+
+
+def _check_paths(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]], c: Collector) -> None:
+    """Shape path forbids infra fields (PROTOCOL.md §4.3)."""
+    if not merged.get("training_shape"):
+        return
+    shape_from = " (from [defaults])" if origin["training_shape"][0] == "defaults" else ""
+    for key in INFRA_FIELDS:
+        if merged.get(key):
+            from_defaults = " (from [defaults])" if origin[key][0] == "defaults" else ""
+            c.error(f"{key}{from_defaults} is not allowed with training_shape{shape_from}",
+                    f"The training shape decides {', '.join(INFRA_FIELDS)}. Remove {key} to use the shape, "
+                    'or set training_shape = "" to use the manual path.',
+                    job=name, key=key, where=origin[key])  # fmt: skip
+
+
+def _path_warnings(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]],
+                   cp: ControlPlaneSettings, c: Collector) -> None:  # fmt: skip
+    """Settings that are accepted but ignored, or need a superuser key on the real API."""
+    shape = bool(merged.get("training_shape"))
+    manual = not shape and any(merged.get(k) for k in INFRA_FIELDS)
+    if shape and merged.get("max_context_length"):
+        c.warning("max_context_length is not sent on the shape path: the training shape supplies it",
+                  job=name, key="max_context_length", where=origin["max_context_length"])  # fmt: skip
+    if not shape and not manual and merged.get("skip_validations"):
+        c.warning("skip_validations is not sent on the auto-shape path (no training_shape, no accelerators)",
+                  job=name, key="skip_validations", where=origin["skip_validations"])  # fmt: skip
+    if cp.is_local:
+        return
+    needs = [k for k in ("extra_args", "skip_validations") if merged.get(k)]
+    if manual:
+        needs.insert(0, "the manual path (it always sends skipValidations=true)")
+    if needs:
+        c.warning(f"{', '.join(needs)} needs a superuser API key on the real control plane",
+                  "Customer keys get HTTP 400; prefer training_shape.", job=name, key=None,
+                  where=("jobs", name))  # fmt: skip
