@@ -196,3 +196,18 @@ def test_json_events_and_final_summary(world):
     events = [r["event"] for r in records if r["type"] == "event"]
     assert "started" in events and "ready" in events
     assert "Apply complete!" in records[-1]["message"]
+
+
+def test_idle_job_is_healthy_drift_only(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    world.store.set_idle(world.state()["jobs"]["alpha"]["job_id"])
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.output  # IDLE is healthy: nothing to do
+    assert "Objects have changed outside of rlorinfra" in plan.stdout
+    drift = world.cli("plan", "--refresh-only", "--detailed-exitcode", "--json")
+    assert drift.exit_code == 2
+    assert [d["kind"] for d in json.loads(drift.stdout)["drift"]] == ["idle"]
+    apply(world)  # records the observed IDLE state
+    assert world.state()["jobs"]["alpha"]["observed_state"] == "JOB_STATE_IDLE"
+    assert world.cli("plan", "--refresh-only", "--detailed-exitcode").exit_code == 0
