@@ -123,8 +123,8 @@ def _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, ver
             echo_warning(note)
     _show_plan(document, as_json)
     if not plan.has_changes:
-        execute(ws, state, plan, live, options, lambda e: None)  # records refreshed live states
-        _finish_line(verb, None, as_json)
+        result = execute(ws, state, plan, live, options, lambda e: None)  # records refreshed live states
+        _finish_line(verb, result, as_json)
         return None, plan
     if not (auto_approve or planfile):
         confirm_or_fail(verb)

@@ -95,3 +95,26 @@ def test_a_job_that_keeps_failing_ends_with_exit_1_and_others_ready(world):
     assert "healthy: created" in out
     assert "Traceback" not in err
     assert world.state()["jobs"]["healthy"]["phase"] == "ready"
+
+
+def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
+    from tests.e2e.conftest import serve_world
+
+    world = serve_world(tmp_path, provision_seconds=60)  # jobs stay CREATING while we interrupt
+    try:
+        world.write_config(jobs_toml("alpha", "beta"))
+        proc = rlorinfra(world, "apply", "--auto-approve")
+        assert _wait_for_state(world, lambda s: all(
+            r["phase"] == "provisioning" for r in s["jobs"].values()) and len(s["jobs"]) == 2)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        code, out, err = finish(proc, timeout=60)
+        assert code == 130, out + err
+        assert "Interrupted" in err and "alpha" in err and "beta" in err
+        assert "Traceback" not in err
+        state = world.state()
+        assert sorted(state["jobs"]) == ["alpha", "beta"]
+        live_ids = {j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()}
+        assert {r["job_id"] for r in state["jobs"].values()} == live_ids
+    finally:
+        world.server.stop()
