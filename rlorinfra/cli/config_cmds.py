@@ -19,6 +19,12 @@ def init_cmd(config_path: Path) -> int:
     """Write a starter rlorinfra.toml (one job on the embedded emulator).
 
     Refuses to overwrite an existing file; use -f to write it elsewhere.
+    The starter runs offline: `url = "local"` is the embedded emulator.
+
+    \b
+    Examples:
+      rlorinfra init
+      rlorinfra init -f staging.toml
     """
     from rlorinfra.config.write import STARTER_JOB, write_starter_config
 
@@ -36,6 +42,13 @@ def validate_cmd(config_path: Path, as_json: bool) -> int:
     """Check the configuration offline and print every problem at once.
 
     Never touches the network or the state. Exit 0 when valid, 1 otherwise.
+    Each problem names the file, line, job and key; warnings go to stderr.
+
+    \b
+    Examples:
+      rlorinfra validate
+      rlorinfra validate -f examples/grpo.toml
+      rlorinfra validate --json        # one JSON document, for editors and CI
     """
     from rlorinfra.config.load import validate_config
 

@@ -27,7 +27,17 @@ DEFAULT_KEY = "local"
 
 @click.group("control-plane")
 def control_plane_group() -> None:
-    """Run the embedded Fireworks control-plane emulator and inject faults into it."""
+    """Run the embedded Fireworks control-plane emulator and inject faults into it.
+
+    Fault commands act on the embedded emulator of the -f config, or on a
+    served one with --url. JOB_ID is the job's ID (see `rlorinfra output`).
+
+    \b
+    Examples:
+      rlorinfra control-plane serve --port 8765
+      rlorinfra control-plane preempt grpo-policy-trainer-1a2b3c
+      rlorinfra control-plane fail JOB_ID --url http://127.0.0.1:8765
+    """
 
 
 # -- serve ---------------------------------------------------------------------
@@ -202,7 +212,14 @@ def _run_fault(fault: str, job_id: str, config_path: Path, url: str | None, api_
 @click.argument("job_id")
 @_target_options
 def preempt_cmd(job_id: str, **options: Any) -> int:
-    """Preempt a job's pod: it goes to FAILED with status UNAVAILABLE "pod preempted"."""
+    """Preempt a job's pod: it goes to FAILED with status UNAVAILABLE "pod preempted".
+
+    The next plan reports the drift and plans a resume under the same ID.
+
+    \b
+    Example:
+      rlorinfra control-plane preempt grpo-policy-trainer-1a2b3c -f rlorinfra.toml
+    """
     return _run_fault("preempt", job_id, **options)
 
 
@@ -211,7 +228,12 @@ def preempt_cmd(job_id: str, **options: Any) -> int:
 @click.option("--message", default=None, help="Status message of the failure.")
 @_target_options
 def fail_cmd(job_id: str, message: str | None, **options: Any) -> int:
-    """Crash a job's trainer: it goes to FAILED with status INTERNAL."""
+    """Crash a job's trainer: it goes to FAILED with status INTERNAL.
+
+    \b
+    Example:
+      rlorinfra control-plane fail grpo-policy-trainer-1a2b3c --message "CUDA error"
+    """
     return _run_fault("fail", job_id, message=message, **options)
 
 
@@ -219,7 +241,12 @@ def fail_cmd(job_id: str, message: str | None, **options: Any) -> int:
 @click.argument("job_id")
 @_target_options
 def set_idle_cmd(job_id: str, **options: Any) -> int:
-    """Put a running job in JOB_STATE_IDLE (up, holding its GPUs, no active training)."""
+    """Put a running job in JOB_STATE_IDLE (up, holding its GPUs, no active training).
+
+    \b
+    Example:
+      rlorinfra control-plane set-idle grpo-policy-trainer-1a2b3c
+    """
     return _run_fault("set-idle", job_id, **options)
 
 
@@ -227,7 +254,12 @@ def set_idle_cmd(job_id: str, **options: Any) -> int:
 @click.argument("job_id")
 @_target_options
 def mark_unhealthy_cmd(job_id: str, **options: Any) -> int:
-    """Make a job's trainer health check answer 503 (until a resume or mark-healthy)."""
+    """Make a job's trainer health check answer 503 (until a resume or mark-healthy).
+
+    \b
+    Example:
+      rlorinfra control-plane mark-unhealthy grpo-policy-trainer-1a2b3c
+    """
     return _run_fault("mark-unhealthy", job_id, **options)
 
 
@@ -235,5 +267,10 @@ def mark_unhealthy_cmd(job_id: str, **options: Any) -> int:
 @click.argument("job_id")
 @_target_options
 def mark_healthy_cmd(job_id: str, **options: Any) -> int:
-    """Undo mark-unhealthy."""
+    """Undo mark-unhealthy: the job's health check answers 200 again.
+
+    \b
+    Example:
+      rlorinfra control-plane mark-healthy grpo-policy-trainer-1a2b3c
+    """
     return _run_fault("mark-healthy", job_id, **options)

@@ -38,6 +38,11 @@ Examples:
   rlorinfra plan                      show what apply would change
   rlorinfra apply --auto-approve      create/resume/stop/delete jobs to match
   rlorinfra plan --detailed-exitcode  exit 2 when the live world drifted (for CI)
+
+\b
+Run `rlorinfra COMMAND --help` for a command's options and examples.
+Tab completion: eval "$(_RLORINFRA_COMPLETE=bash_source rlorinfra)"
+(zsh_source, fish_source for other shells; see docs/commands.md).
 """
 
 

@@ -121,7 +121,12 @@ def state_group() -> None:
 @state_group.command("list")
 @file_option
 def state_list_cmd(config_path: Path) -> int:
-    """List the job names in state, one per line."""
+    """List the job names in state, one per line.
+
+    \b
+    Example:
+      rlorinfra state list -f prod.toml
+    """
     _, store = _open_state(config_path)
     for name in sorted(store.read().jobs):
         click.echo(name)
@@ -133,7 +138,13 @@ def state_list_cmd(config_path: Path) -> int:
 @file_option
 @json_option
 def state_show_cmd(name: str, config_path: Path, as_json: bool) -> int:
-    """Show the recorded job NAME (job ID, endpoint, phase, spec)."""
+    """Show the recorded job NAME (job ID, endpoint, phase, spec).
+
+    \b
+    Examples:
+      rlorinfra state show grpo-policy-trainer
+      rlorinfra state show grpo-policy-trainer --json    # includes "job_id"
+    """
     _, store = _open_state(config_path)
     record = _record(store.read(), name, store)
     if as_json:
@@ -152,6 +163,10 @@ def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float)
 
     The control-plane job is never deleted or stopped; rlorinfra only stops
     managing it. Adopt it again with `rlorinfra import NAME JOB_ID`.
+
+    \b
+    Example:
+      rlorinfra state rm grpo-reference-trainer
     """
     from rlorinfra.state.lock import StateLock
 
@@ -191,7 +206,15 @@ def _explain_removed(removed: dict[str, Any], config) -> None:
 @file_option
 @lock_timeout_option
 def state_mv_cmd(old: str, new: str, config_path: Path, lock_timeout: float) -> int:
-    """Rename job OLD to NEW in state (the live job is not touched)."""
+    """Rename job OLD to NEW in state (the live job is not touched).
+
+    Rename the [jobs.OLD] table of the config to [jobs.NEW] as well, or the
+    next plan deletes NEW and creates OLD.
+
+    \b
+    Example:
+      rlorinfra state mv grpo-policy-trainer policy-trainer
+    """
     from rlorinfra.state.lock import StateLock
 
     problem = check_display_name(new)
@@ -279,7 +302,16 @@ def _output_one(values: dict[str, str], as_json: bool, raw: bool) -> int:
 @file_option
 @json_option
 def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> int:
-    """Show the current state, or the saved plan PLANFILE."""
+    """Show the current state, or the saved plan PLANFILE.
+
+    Reads local files only (no control-plane calls, no lock).
+
+    \b
+    Examples:
+      rlorinfra show                      every job in state
+      rlorinfra show --json               the state document
+      rlorinfra show release.plan         a plan saved with `plan --out`
+    """
     if planfile is not None:
         return _show_plan(planfile, as_json)
     from rlorinfra.state.codec import encode_state
@@ -330,6 +362,10 @@ def force_unlock_cmd(lock_id: str, config_path: Path) -> int:
     a wrong ID is refused. A live run cannot be stopped this way: it keeps its
     OS lock on the removed file while the next run locks a new one, so only
     use this when the other run is dead or hung for good.
+
+    \b
+    Example:
+      rlorinfra force-unlock 0b1c8e55-7a0e-4f43-9d54-1c9b9d3f8a10 -f prod.toml
     """
     from rlorinfra.state.lock import force_unlock
 
