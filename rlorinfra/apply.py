@@ -23,9 +23,10 @@ import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from rlorinfra.api.client import ControlPlaneClient
 from rlorinfra.api.wire import DEAD_STATES, RESUMABLE_STATES, TOMBSTONE_STATES, LiveJob
@@ -41,6 +42,9 @@ STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_S
 # Right after :resume the control plane may still report the old stopped state
 # for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
 RESUME_GRACE_S = 30.0
+# The poll interval never exceeds this fraction of how long the jobs have waited, so
+# readiness is noticed at most ~10% late (the interval still backs off to poll_max_s).
+POLL_LAG_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -114,16 +118,25 @@ def new_job_id(display_name: str, rng: random.Random | None = None) -> str:
 
 
 class StateWriter:
-    """Serializes state updates from worker threads; persists each one at once.
+    """Serializes state updates from worker threads; each update is on disk when it returns.
 
     ``persist`` is the state store's ``write`` (the one writer of state bytes);
-    the caller holds the state lock for the whole run.
+    the caller holds the state lock for the whole run. A write costs O(jobs),
+    so writes are grouped: an update made while another thread is writing
+    waits for that write to end and then one write covers every update made
+    meanwhile (group commit: still durable before ``update`` returns). Inside
+    ``deferred()`` a thread's updates (observations, not remote changes) are
+    kept in memory and written once when the block ends.
     """
 
     def __init__(self, state: State, persist: Callable[[State], State]) -> None:
         self._state = state
         self._persist = persist
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _state and the version counters
+        self._write_lock = threading.Lock()  # one write at a time
+        self._version = 0  # bumped by every update
+        self._written = 0  # the version last written
+        self._local = threading.local()
 
     @property
     def state(self) -> State:
@@ -139,9 +152,47 @@ class StateWriter:
         self.update(lambda s: s.without_job(name))
 
     def update(self, change: Callable[[State], State]) -> None:
-        """Apply ``change`` to the current state and write the result."""
+        """Apply ``change`` to the current state and write the result (unless deferred)."""
         with self._lock:
-            self._state = self._persist(change(self._state))
+            self._state = change(self._state)
+            self._version += 1
+            version = self._version
+        if not getattr(self._local, "deferred", False):
+            self._write_through(version)
+
+    def note(self, change: Callable[[State], State]) -> None:
+        """Apply ``change`` in memory only; the next write (anyone's) or ``flush`` persists it."""
+        with self._lock:
+            self._state = change(self._state)
+            self._version += 1
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """This thread's updates inside the block are written once, when it ends."""
+        self._local.deferred = True
+        try:
+            yield
+        finally:
+            self._local.deferred = False
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every update made so far (no-op when all are written)."""
+        with self._lock:
+            version = self._version
+        self._write_through(version)
+
+    def _write_through(self, version: int) -> None:
+        with self._write_lock:
+            if self._written >= version:
+                return  # a write that started after our update already covered it
+            with self._lock:
+                snapshot, latest = self._state, self._version
+            written = self._persist(snapshot)
+            with self._lock:
+                # Later updates were applied on top of the old serial; keep the disk's.
+                self._state = replace(self._state, serial=written.serial, lineage=written.lineage)
+                self._written = latest
 
     def record(self, name: str) -> JobRecord | None:
         """The current record of ``name``."""
@@ -161,6 +212,8 @@ class Task:
     pending_deadline: float = 0.0
     resumes: int = 0
     resumed_at: float | None = None
+    waiting_since: float = 0.0  # when the current wait began
+    reserved: bool = False  # its ID was recorded up front and its create step has not started
     last_state: str | None = None
     busy: bool = False
     outcome: Outcome | None = None
@@ -207,12 +260,14 @@ class Executor:
         self._sleep = sleep
         self._shape_versions = dict(shape_versions or {})
         self._lock = threading.Lock()
+        self._health: dict[str, bool] = {}  # this poll round's health checks, by job ID
 
     # -- driver -----------------------------------------------------------
 
     def run(self, plan: Plan) -> ApplyResult:
         """Execute every actionable change; returns when all are settled or on Ctrl-C."""
         tasks = [self._new_task(c) for c in plan.actionable]
+        self._reserve_ids(tasks)
         result = ApplyResult()
         pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="apply")
         try:
@@ -221,9 +276,35 @@ class Executor:
             result.interrupted = True
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self._release_unposted(tasks)
+            self.writer.flush()
         result.outcomes = [t.outcome or self._unsettled(t) for t in tasks]
         result.state = self.writer.state
         return result
+
+    def _reserve_ids(self, tasks: list[Task]) -> None:
+        """Choose the IDs of brand-new jobs up front and record them (phase creating) in one write.
+
+        Otherwise every create waits for its own O(jobs) state write before its POST.
+        """
+        new = [t for t in tasks if t.change.action is Action.CREATE and not t.job_id
+               and self.writer.record(t.name) is None]
+        records = {}
+        for task in new:
+            task.job_id, task.reserved = new_job_id(task.name), True
+            spec = dict(task.change.after or self.desired[task.name].spec())
+            records[task.name] = self._record(task.name, task.job_id, spec, phase=sm.PHASE_CREATING)
+        if records:
+            self.writer.update(lambda s: replace(s, jobs={**s.jobs, **records}))
+
+    def _release_unposted(self, tasks: list[Task]) -> None:
+        """Creates that never started (Ctrl-C) leave no record behind, as if never reserved."""
+        for task in tasks:
+            if task.reserved:
+                name, job_id = task.name, task.job_id
+                self.writer.note(lambda s, n=name, j=job_id: s.without_job(n) if s.jobs.get(n)
+                                 and s.jobs[n].job_id == j else s)
+                task.job_id = None
 
     def _new_task(self, change: Change) -> Task:
         now = self._clock()
@@ -238,12 +319,20 @@ class Executor:
             if not waiting and all(t.outcome for t in tasks):
                 return
             if waiting:
+                round_started = self._clock()
                 progressed = self._poll(waiting)
-                # Grow gently (x1.5) so a job that turns ready is seen soon after it does.
+                if all(t.outcome for t in tasks):
+                    return  # the last wait just ended: no reason to sleep once more
+                # Grow gently (x1.5) so a job that turns ready is seen soon after it does,
+                # and never past a tenth of the shortest wait so far: at most ~10% late.
                 delay = self.options.poll_min_s if progressed else min(delay * 1.5, self.options.poll_max_s)
-                self._sleep(delay)
+                delay = min(delay, max(self.options.poll_min_s, POLL_LAG_FRACTION * self._shortest_wait(waiting)))
+                self._sleep(max(0.0, delay - (self._clock() - round_started)))  # the interval includes the round
             else:
                 self._sleep(0.02)  # only steps in flight: check back soon
+
+    def _shortest_wait(self, waiting: list[Task]) -> float:
+        return self._clock() - max(t.waiting_since for t in waiting)
 
     def _dispatch(self, tasks: list[Task], pool: ThreadPoolExecutor) -> None:
         for task in tasks:
@@ -282,6 +371,7 @@ class Executor:
 
     def _step_create(self, task: Task) -> None:
         name = task.name
+        task.reserved = False
         spec = dict(task.change.after or self.desired[name].spec())
         if task.change.action is Action.REPLACE:
             task.old_job_id = task.old_job_id or task.change.job_id
@@ -292,7 +382,8 @@ class Executor:
         if old is not None and old.job_id != job_id:
             # create-before-destroy: the old record is forgotten once its deletion is queued.
             task.old_job_id = old.job_id
-        self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING))
+        if old is None or old.job_id != job_id or old.phase != sm.PHASE_CREATING:  # else already on disk
+            self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING))
         try:
             live = self.client.create_job(job_id, name, spec)
         except AlreadyExistsError:
@@ -317,7 +408,10 @@ class Executor:
 
     def _placed(self, task: Task, live: LiveJob, spec: dict) -> None:
         phase = sm.PHASE_PROVISIONING
-        self.writer.set_job(task.name, self._record(task.name, live.job_id, spec, phase=phase, observed=live.state))
+        record = self._record(task.name, live.job_id, spec, phase=phase, observed=live.state)
+        # Not waited for: the ID is on disk already (phase creating), so a crash before the next
+        # write (the poll round's, or the end of the run) is reconciled by ID like any other.
+        self.writer.note(lambda s: s.with_job(task.name, record))
         self._event(task, "state", state=live.state)
         if not self.options.wait:
             self._finish(task, ok=True, message="accepted (not waiting)", pending=True)
@@ -372,6 +466,7 @@ class Executor:
 
     def _start_wait(self, task: Task, goal: str, state: str | None) -> None:
         task.last_state = state
+        task.waiting_since = self._clock()
         task.goal = goal
 
     def _poll(self, waiting: list[Task]) -> bool:
@@ -382,12 +477,28 @@ class Executor:
             self._note_poll_failure(waiting, exc)
             return False
         progressed = False
-        for task in waiting:
-            live = seen.get(task.job_id) if task.job_id else None
-            if live is None and task.goal != "gone":
-                live = self._get_unlisted(task)
-            progressed |= self._observe(task, live)
+        self._health = self._check_health(waiting, seen)
+        with self.writer.deferred():  # observations only: one state write per round, not per job
+            for task in waiting:
+                live = seen.get(task.job_id) if task.job_id else None
+                if live is None and task.goal != "gone":
+                    live = self._get_unlisted(task)
+                progressed |= self._observe(task, live)
         return progressed
+
+    def _check_health(self, waiting: list[Task], seen: Mapping[str, LiveJob]) -> dict[str, bool]:
+        """Health-check this round's RUNNING jobs concurrently (one round trip each)."""
+        ids = [t.job_id for t in waiting if t.goal == "ready" and t.job_id
+               and getattr(seen.get(t.job_id), "state", None) == "JOB_STATE_RUNNING"]
+        if len(ids) < 2:
+            return {}  # checked inline, when observed
+        with ThreadPoolExecutor(max_workers=min(len(ids), max(1, self.options.parallelism)),
+                                thread_name_prefix="health") as pool:
+            return dict(zip(ids, pool.map(self.client.healthy, ids)))
+
+    def _healthy(self, job_id: str) -> bool:
+        checked = self._health.pop(job_id, None)
+        return self.client.healthy(job_id) if checked is None else checked
 
     def _get_unlisted(self, task: Task) -> LiveJob | None:
         try:
@@ -440,7 +551,7 @@ class Executor:
         if state == "JOB_STATE_PENDING":
             return self._check_pending(task)
         # IDLE: a service-mode trainer with no active training is up, just idle.
-        if state == "JOB_STATE_IDLE" or (state == "JOB_STATE_RUNNING" and self.client.healthy(task.job_id)):
+        if state == "JOB_STATE_IDLE" or (state == "JOB_STATE_RUNNING" and self._healthy(task.job_id)):
             self._ready(task, state)
             return True
         return self._check_deadline(task)

@@ -34,14 +34,18 @@ def backup_path_for(path: Path) -> Path:
 
 def encode_state(state: State) -> bytes:
     """The state as pretty JSON bytes: sorted job names, sorted spec keys, trailing newline."""
-    document = {
+    return (json.dumps(state_document(state), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def state_document(state: State) -> dict[str, Any]:
+    """The JSON document ``encode_state`` writes, as plain values."""
+    return {
         "format_version": SUPPORTED_FORMAT_VERSION,
         "serial": state.serial,
         "lineage": state.lineage,
         "control_plane": {key: state.control_plane[key] for key in CONTROL_PLANE_KEYS if key in state.control_plane},
         "jobs": {name: _encode_job(rec) for name, rec in sorted(state.jobs.items())},
     }
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _encode_job(record: JobRecord) -> dict[str, Any]:
