@@ -211,6 +211,7 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
     from rlorinfra.apply import now_rfc3339
     from rlorinfra.state.model import PHASE_READY, JobRecord
 
+    check_state_owner(ws, state)  # never record a job of this account in another account's state
     if name in state.jobs and state.jobs[name].job_id == job_id:
         return state  # already imported: importing again is a no-op
     if name in state.jobs:

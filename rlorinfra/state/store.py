@@ -5,7 +5,8 @@ file in the same folder (mode 0600 from the moment it exists), are flushed and
 fsynced, then ``os.replace`` swaps it in atomically and the folder is fsynced so
 the rename itself survives a power cut. Before that, the previous bytes are
 copied (the same atomic way) to ``<state>.backup``. A crash at any point leaves
-either the old or the new state on disk, never a mix, and no temp file.
+either the old or the new state on disk, never a mix; a temp file left by
+a process killed mid-write is removed by the next write.
 
 ``serial`` is bumped only when the content changes; ``lineage`` is set once, on
 the first write, and never changes afterwards. Callers write only while holding
@@ -19,11 +20,12 @@ import os
 import uuid
 from contextlib import suppress
 from dataclasses import replace
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StateError
-from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, backup_path_for, decode_state, encode_state
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, backup_path_for, decode_state, encode_state, state_document
 from rlorinfra.state.model import State
 
 FILE_MODE = 0o600
@@ -36,6 +38,7 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.backup_path = backup_path_for(self.path)
+        self._swept = False
 
     def __repr__(self) -> str:
         return f"StateStore({str(self.path)!r})"
@@ -66,10 +69,22 @@ class StateStore:
             serial=current.serial + 1,
             lineage=current.lineage or str(uuid.uuid4()),
         )
+        self._sweep_stale_temps()
         if old_bytes is not None:
             self._replace_file(self.backup_path, old_bytes)
         self._replace_file(self.path, encode_state(new))
         return new
+
+    def _sweep_stale_temps(self) -> None:
+        # A run killed (SIGKILL, power cut) between creating a temp file and renaming it
+        # leaves the temp behind; nothing in-process can clean that up. Writers hold the
+        # state lock, so any temp of this state, its backup or its lock info is stale now.
+        if self._swept:
+            return
+        self._swept = True
+        for stale in self.path.parent.glob(f".{glob_escape(self.path.name)}.*{TEMP_SUFFIX}"):
+            with suppress(OSError):
+                stale.unlink()
 
     def _read_bytes(self) -> bytes | None:
         try:
@@ -96,7 +111,8 @@ class StateStore:
 
 def _as_json(state: State) -> Any:
     # Compare what would be written (a tuple and a list with the same items are no change).
-    return json.loads(encode_state(replace(state, serial=0, lineage=None)))
+    # Not via encode_state: its pretty-printing runs json's slow pure-Python encoder.
+    return json.loads(json.dumps(state_document(replace(state, serial=0, lineage=None)), ensure_ascii=False))
 
 
 def atomic_write(target: Path, data: bytes) -> None:
