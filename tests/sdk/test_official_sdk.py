@@ -17,9 +17,9 @@ from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import ServedEmulator, serve_in_thread
 from rlorinfra.controlplane.store import Store
 
-sdk = pytest.importorskip("fireworks.training.sdk")
-TrainerJobConfig = sdk.TrainerJobConfig
-TrainerJobManager = sdk.TrainerJobManager
+# The official SDK is a test dependency (pyproject's `test` extra): a missing SDK
+# must fail the suite, not skip the compatibility check.
+from fireworks.training.sdk import TrainerJobConfig, TrainerJobManager  # noqa: E402
 
 KEY = "sdk-test-key"
 QWEN8B = "accounts/fireworks/models/qwen3-8b"

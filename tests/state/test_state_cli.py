@@ -206,8 +206,8 @@ def test_show_of_an_empty_state(cli, tmp_path):
 
 
 def test_show_of_a_saved_plan(cli, project, tmp_path):
-    planfile_module = pytest.importorskip("rlorinfra.plan.planfile")
-    pytest.importorskip("rlorinfra.render.text")
+    import rlorinfra.plan.planfile as planfile_module
+
     config, _ = project
     document = {"format_version": 1, "changes": [], "drift": [], "summary": {}}
     planfile_module.write_plan_file(
