@@ -494,7 +494,7 @@ class Executor:
             return {}  # checked inline, when observed
         with ThreadPoolExecutor(max_workers=min(len(ids), max(1, self.options.parallelism)),
                                 thread_name_prefix="health") as pool:
-            return dict(zip(ids, pool.map(self.client.healthy, ids)))
+            return dict(zip(ids, pool.map(self.client.healthy, ids), strict=True))
 
     def _healthy(self, job_id: str) -> bool:
         checked = self._health.pop(job_id, None)

@@ -225,8 +225,8 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
         what = "does not exist" if live is None else f"is deleted ({live.state})"
         raise PlanError(
             f"Cannot import {job_id}: the job {what}",
-            f"Check the ID with the Fireworks console or `rlorinfra control-plane` and try again. "
-            f"Only live jobs can be imported.",
+            "Check the ID with the Fireworks console or `rlorinfra control-plane` and try again. "
+            "Only live jobs can be imported.",
         )
     spec = live.spec_dict()
     version = None

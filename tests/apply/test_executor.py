@@ -7,7 +7,6 @@ failure isolation, one LIST per poll round, health checks only when RUNNING.
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 
