@@ -16,6 +16,7 @@ import ipaddress
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
@@ -258,19 +259,27 @@ class ControlPlaneClient:
         return LiveJob.from_resource(response.json())
 
     def iter_job_pages(self, *, filter: str | None = None, page_size: int = LIST_PAGE_SIZE) -> Iterator[list[LiveJob]]:
-        """LIST E4, one parsed page at a time (raw JSON is dropped page by page)."""
-        token = ""
-        while True:
-            params: dict[str, Any] = {"pageSize": page_size}
-            if filter:
-                params["filter"] = filter
-            if token:
-                params["pageToken"] = token
-            body = self._request("GET", self._jobs_path(), what="list jobs", params=params).json()
-            yield [LiveJob.from_resource(r) for r in body.get("rlorTrainerJobs") or []]
-            token = body.get("nextPageToken") or ""
-            if not token:
-                return
+        """LIST E4, one parsed page at a time (raw JSON is dropped page by page).
+
+        The next page is requested as soon as its token is known, so parsing a
+        page overlaps the round trip for the next one; at most two raw pages
+        are held at once.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list-pages") as prefetch:
+            pending = prefetch.submit(self._list_page, filter, page_size, "")
+            while pending is not None:
+                body = pending.result()
+                token = body.get("nextPageToken") or ""
+                pending = prefetch.submit(self._list_page, filter, page_size, token) if token else None
+                yield [LiveJob.from_resource(r) for r in body.get("rlorTrainerJobs") or []]
+
+    def _list_page(self, filter: str | None, page_size: int, token: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"pageSize": page_size}
+        if filter:
+            params["filter"] = filter
+        if token:
+            params["pageToken"] = token
+        return self._request("GET", self._jobs_path(), what="list jobs", params=params).json()
 
     def list_jobs(self, *, filter: str | None = None) -> list[LiveJob]:
         """Every job on every page (tombstones are hidden by the server)."""

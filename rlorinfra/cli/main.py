@@ -11,6 +11,7 @@ reserved for ``plan --detailed-exitcode``), 2 changes present, 130 interrupted.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -82,7 +83,17 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and funnel every outcome into an exit code."""
     from rlorinfra.cli.common import run_cli
 
-    sys.exit(run_cli(cli, argv))
+    code = run_cli(cli, argv)
+    # Skip interpreter teardown: with thousands of jobs in memory it costs ~75 ms
+    # (a tenth of a 1,000-job plan). Nothing is lost: state and plan files are
+    # fsynced and closed before commands return, the lock is released by its
+    # context manager, and the standard streams are flushed right here.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
