@@ -246,7 +246,9 @@ def _write_info(state_path: Path, info: LockInfo) -> None:
 
     data = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
     try:
-        atomic_write(lock_info_path(state_path), data)
+        # Not fsynced: the OS lock it describes dies with its process (and with
+        # the machine), so the info never needs to survive a crash.
+        atomic_write(lock_info_path(state_path), data, durable=False)
     except OSError as exc:
         raise StateError(
             f"Cannot write the lock info {lock_info_path(state_path)}",

@@ -115,33 +115,37 @@ def _as_json(state: State) -> Any:
     return json.loads(json.dumps(state_document(replace(state, serial=0, lineage=None)), ensure_ascii=False))
 
 
-def atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``target`` with ``data`` atomically (temp file, fsync, rename, folder fsync).
 
     The file is 0600 from creation. On any failure the temp file is removed and
-    ``target`` keeps its previous content.
+    ``target`` keeps its previous content. ``durable=False`` skips both fsyncs
+    (still atomic for readers) for files that mean nothing after a machine
+    crash, such as lock info.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        _write_all(fd, data)
+        _write_all(fd, data, durable=durable)
         os.replace(temp, target)
     except BaseException:
         with suppress(OSError):
             os.unlink(temp)
         raise
-    fsync_folder(target.parent)
+    if durable:
+        fsync_folder(target.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, *, durable: bool = True) -> None:
     # os.fdopen owns fd from here on and closes it, even on error.
     with os.fdopen(fd, "wb") as handle:
         if hasattr(os, "fchmod"):
             os.fchmod(handle.fileno(), FILE_MODE)  # exactly 0600 whatever the umask did
         handle.write(data)
         handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            os.fsync(handle.fileno())
 
 
 def fsync_folder(folder: Path) -> None:
