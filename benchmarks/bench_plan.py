@@ -47,13 +47,28 @@ def per_job_get_baseline(url: str, ids: list[str], parallelism: int = BASELINE_P
         return time.perf_counter() - started
 
 
+def refresh_in_process(url: str, folder: Path) -> float:
+    """Wall seconds of rlorinfra's refresh alone, in this process (like the baseline)."""
+    from rlorinfra.api.client import ControlPlaneClient
+    from rlorinfra.config.load import load_config
+    from rlorinfra.plan.refresh import refresh
+    from rlorinfra.state.store import StateStore
+
+    config = load_config(folder / "rlorinfra.toml", {H.KEY_ENV: H.API_KEY})
+    state = StateStore(config.state_path).read()
+    with ControlPlaneClient(url, H.API_KEY, account_id=H.ACCOUNT) as client:
+        started = time.perf_counter()
+        refresh(client, config.jobs, state)
+        return time.perf_counter() - started
+
+
 def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
     """Median of ``runs`` plans and baselines at ``n`` jobs, on one emulator."""
     folder, db = work / f"plan-{n}", work / f"plan-{n}.sqlite3"
     with H.Emulator(db, latency_ms=LATENCY_MS) as emulator:
         ids = H.seed_tracked_world(folder, db, n, emulator.url)
         config = str(folder / "rlorinfra.toml")
-        plans, requests, connections, rss, baselines, base_requests = [], [], [], [], [], []
+        plans, requests, connections, rss, baselines, base_requests, refreshes = [], [], [], [], [], [], []
         for _ in range(runs):
             emulator.reset()
             result = H.run_measured([*cmd, "plan", "-f", config, "--detailed-exitcode"], env=H.cli_env())
@@ -68,19 +83,23 @@ def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
             emulator.reset()
             baselines.append(per_job_get_baseline(emulator.url, ids))
             base_requests.append(emulator.counts()["requests"])
-    plan_s, base_s = statistics.median(plans), statistics.median(baselines)
+            refreshes.append(refresh_in_process(emulator.url, folder))
+    plan_s, base_s, refresh_s = statistics.median(plans), statistics.median(baselines), statistics.median(refreshes)
     return {"jobs": n, "plan_s": plan_s, "requests": max(requests), "connections": max(connections),
             "peak_rss_mb": max(rss), "baseline_s": base_s, "baseline_requests": max(base_requests),
-            "speedup": base_s / plan_s, "by_kind_last": counts["by_kind"]}
+            "speedup": base_s / plan_s, "refresh_s": refresh_s, "refresh_speedup": base_s / refresh_s,
+            "by_kind_last": counts["by_kind"]}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The markdown table of ``run``'s results."""
     rows = [(f"{r['jobs']:,}", f"{r['plan_s']:.2f} s", r["requests"], r["connections"], f"{r['peak_rss_mb']:.0f} MB",
-             f"{r['baseline_s']:.2f} s", f"{r['baseline_requests']:,}", f"**{r['speedup']:.1f}×**")
+             f"{r['baseline_s']:.2f} s", f"{r['baseline_requests']:,}", f"**{r['speedup']:.1f}×**",
+             f"{r['refresh_s']:.2f} s", f"{r['refresh_speedup']:.1f}×")
             for r in results]
     return H.markdown_table(("jobs", "rlorinfra plan", "requests", "connections", "peak RSS",
-                             f"per-job GET ×{BASELINE_PARALLELISM}", "requests", "speed-up"), rows)
+                             f"per-job GET ×{BASELINE_PARALLELISM}", "requests", "speed-up",
+                             "refresh alone (in-process)", "refresh speed-up"), rows)
 
 
 def run(sizes: list[int], runs: int, use_venv: bool = True) -> list[dict[str, Any]]:

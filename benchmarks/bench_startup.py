@@ -23,16 +23,14 @@ import harness as H  # noqa: E402
 
 HEAVY = ("httpx", "httpcore", "deepdiff", "sqlite3", "filelock", "tomli_w", "ssl", "fireworks")
 
-# Runs the CLI in-process exactly like the console script, then reports sys.modules.
+# Runs the CLI in-process like the console script (through the same exit funnel,
+# but without main()'s os._exit), then reports sys.modules.
 _PROBE = """
 import json, sys
 heavy = json.loads(sys.argv[2])
-from rlorinfra.cli.main import main
-sys.argv = ["rlorinfra", *json.loads(sys.argv[1])]
-try:
-    main()
-except SystemExit:
-    pass
+from rlorinfra.cli.common import run_cli
+from rlorinfra.cli.main import cli
+run_cli(cli, json.loads(sys.argv[1]))
 sys.stderr.write("\\nHEAVY " + json.dumps(sorted(m for m in heavy if m in sys.modules)) + "\\n")
 """
 
