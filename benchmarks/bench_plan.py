@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H  # noqa: E402
 
 LATENCY_MS = 20.0
+PER_JOB_TOOL = Path(__file__).resolve().parent / "per_job_refresh.py"
 BASELINE_PARALLELISM = 10
 
 
@@ -68,7 +69,10 @@ def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
     with H.Emulator(db, latency_ms=LATENCY_MS) as emulator:
         ids = H.seed_tracked_world(folder, db, n, emulator.url)
         config = str(folder / "rlorinfra.toml")
+        # The same interpreter as the plan under test (the venv's, or this one with --no-venv).
+        python = str(Path(cmd[0]).with_name("python")) if len(cmd) == 1 else cmd[0]
         plans, requests, connections, rss, baselines, base_requests, refreshes = [], [], [], [], [], [], []
+        tool_baselines = []
         for _ in range(runs):
             emulator.reset()
             result = H.run_measured([*cmd, "plan", "-f", config, "--detailed-exitcode"], env=H.cli_env())
@@ -84,10 +88,16 @@ def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
             baselines.append(per_job_get_baseline(emulator.url, ids))
             base_requests.append(emulator.counts()["requests"])
             refreshes.append(refresh_in_process(emulator.url, folder))
+            tool = H.run_measured([python, str(PER_JOB_TOOL), "plan", "-f", config], env=H.cli_env())
+            if tool.exit_code != 0:
+                raise RuntimeError(f"per-job GET plan of {n} jobs exited {tool.exit_code}:\n{tool.stderr[-2000:]}")
+            tool_baselines.append(tool.wall_s)
     plan_s, base_s, refresh_s = statistics.median(plans), statistics.median(baselines), statistics.median(refreshes)
     return {"jobs": n, "plan_s": plan_s, "requests": max(requests), "connections": max(connections),
             "peak_rss_mb": max(rss), "baseline_s": base_s, "baseline_requests": max(base_requests),
             "speedup": base_s / plan_s, "refresh_s": refresh_s, "refresh_speedup": base_s / refresh_s,
+            "tool_baseline_s": statistics.median(tool_baselines),
+            "tool_speedup": statistics.median(tool_baselines) / plan_s,
             "by_kind_last": counts["by_kind"]}
 
 
@@ -95,11 +105,13 @@ def table(results: list[dict[str, Any]]) -> str:
     """The markdown table of ``run``'s results."""
     rows = [(f"{r['jobs']:,}", f"{r['plan_s']:.2f} s", r["requests"], r["connections"], f"{r['peak_rss_mb']:.0f} MB",
              f"{r['baseline_s']:.2f} s", f"{r['baseline_requests']:,}", f"**{r['speedup']:.1f}×**",
-             f"{r['refresh_s']:.2f} s", f"{r['refresh_speedup']:.1f}×")
+             f"{r['refresh_s']:.2f} s", f"{r['refresh_speedup']:.1f}×",
+             f"{r['tool_baseline_s']:.2f} s", f"**{r['tool_speedup']:.1f}×**")
             for r in results]
     return H.markdown_table(("jobs", "rlorinfra plan", "requests", "connections", "peak RSS",
                              f"per-job GET ×{BASELINE_PARALLELISM}", "requests", "speed-up",
-                             "refresh alone (in-process)", "refresh speed-up"), rows)
+                             "refresh alone (in-process)", "refresh speed-up",
+                             "same CLI, per-job GET refresh", "speed-up"), rows)
 
 
 def run(sizes: list[int], runs: int, use_venv: bool = True) -> list[dict[str, Any]]:
