@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterator, Mapping
 
-from rlorinfra.api.client import ControlPlaneClient
+from rlorinfra.api.client import RETRY_STATUSES, ControlPlaneClient
 from rlorinfra.api.wire import DEAD_STATES, RESUMABLE_STATES, TOMBSTONE_STATES, LiveJob
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import AlreadyExistsError, ApiError
@@ -346,6 +346,9 @@ class Executor:
             future.add_done_callback(lambda f, t=task: self._step_done(t, f))
 
     def _step_done(self, task: Task, future: Future) -> None:
+        if future.cancelled():  # Ctrl-C: queued steps are dropped, not failed
+            task.busy = False
+            return
         exc = future.exception()
         if exc is not None:
             message = exc.summary if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
@@ -380,8 +383,7 @@ class Executor:
         task.job_id = job_id
         old = self.writer.record(name)
         if old is not None and old.job_id != job_id:
-            # create-before-destroy: the old record is forgotten once its deletion is queued.
-            task.old_job_id = old.job_id
+            task.old_job_id = old.job_id  # create-before-destroy: deleted once the new job is ready
         if old is None or old.job_id != job_id or old.phase != sm.PHASE_CREATING:  # else already on disk
             self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING))
         try:
@@ -389,8 +391,9 @@ class Executor:
         except AlreadyExistsError:
             live = self._adopt(job_id)
         except ApiError as exc:
-            if 400 <= exc.status_code < 500:
+            if 400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES:
                 # A definite refusal: nothing was created, so state must not claim a job.
+                # (408/429 after retries are not: an earlier attempt may have landed.)
                 self.writer.forget(name)
             raise  # otherwise the outcome is unknown: phase "creating" lets the next run reconcile
         self._placed(task, live, spec)
@@ -430,6 +433,9 @@ class Executor:
         self._start_wait(task, "ready", live.state)
 
     def _step_wait_ready(self, task: Task) -> None:
+        if not self.options.wait:
+            self._finish(task, ok=True, message="still provisioning (not waiting)", pending=True)
+            return
         self._start_wait(task, "ready", task.change.live_state)
 
     def _step_cancel(self, task: Task) -> None:

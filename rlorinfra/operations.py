@@ -211,9 +211,22 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
     from rlorinfra.apply import now_rfc3339
     from rlorinfra.state.model import PHASE_READY, JobRecord
 
+    from rlorinfra.config.fields import display_name_problem
+
+    problem = display_name_problem(name)
+    if problem:
+        raise PlanError(f"Cannot import as {name!r}: the display name {problem}",
+                        "Choose a NAME of 1-63 characters, the key of its [jobs.NAME] table.")
     check_state_owner(ws, state)  # never record a job of this account in another account's state
     if name in state.jobs and state.jobs[name].job_id == job_id:
         return state  # already imported: importing again is a no-op
+    owner = next((other for other, rec in state.jobs.items() if rec.job_id == job_id), None)
+    if owner is not None:
+        raise PlanError(
+            f'Job {job_id} is already managed as "{owner}"',
+            f"One live job can be managed under one name only (two names would fight over it). "
+            f"To rename it, run `rlorinfra state mv {owner} {name}` instead.",
+        )
     if name in state.jobs:
         raise PlanError(
             f'"{name}" is already managed (job {state.jobs[name].job_id})',

@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rlorinfra.api.wire import LiveJob, ShapeVersion, create_request, job_name, trainer_endpoint
+from rlorinfra.api.wire import (
+    LiveJob,
+    ShapeVersion,
+    create_request,
+    is_valid_job_id,
+    job_name,
+    trainer_endpoint,
+)
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -129,6 +136,8 @@ class ControlPlaneClient:
         self.base_url = base_url.rstrip("/")
         check_transport_security(self.base_url, allow_insecure=allow_insecure, in_process=transport is not None)
         self.gateway_url = (gateway_url or self.base_url).rstrip("/")
+        # Health checks carry the key too: the gateway gets the same scrutiny.
+        check_transport_security(self.gateway_url, allow_insecure=allow_insecure, in_process=transport is not None)
         self._account_id = account_id
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -236,6 +245,13 @@ class ControlPlaneClient:
         return names[0].removeprefix("accounts/")
 
     def _jobs_path(self, job_id: str = "") -> str:
+        if job_id and not is_valid_job_id(job_id):
+            # Never let a typed ID (e.g. "..") escape its path segment.
+            raise ApiError(
+                f"Invalid job ID {job_id!r}",
+                "Job IDs are 1-63 lowercase letters, digits and hyphens, as in the job name "
+                "accounts/<account>/rlorTrainerJobs/<job id>.",
+            )
         base = f"/v1/accounts/{self.account_id}/rlorTrainerJobs"
         return f"{base}/{job_id}" if job_id else base
 

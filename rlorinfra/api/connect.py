@@ -10,6 +10,7 @@ from typing import Callable
 
 from rlorinfra.api.client import ControlPlaneClient
 from rlorinfra.config.model import ControlPlaneSettings
+from rlorinfra.errors import ApiError
 
 # Base URL of the in-process emulator. Requests never leave the process (they go
 # through httpx.WSGITransport); the host only shows up in recorded endpoints.
@@ -45,7 +46,14 @@ def _embedded_client(
 
     from rlorinfra.controlplane import embedded_app
 
-    emulator_db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        emulator_db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApiError(
+            f"Cannot create the embedded emulator's folder {emulator_db.parent}",
+            f"{exc.strerror or exc}. The embedded control plane keeps its database in .rlorinfra/ "
+            "beside the config file; make that folder writable.",
+        ) from None
     app = embedded_app(
         emulator_db,
         provision_seconds=settings.emulator.provision_seconds,

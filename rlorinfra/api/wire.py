@@ -8,6 +8,7 @@ resource (§3.1) back to a ``LiveJob``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,15 @@ TRANSITIONAL_STATES = frozenset(
 DEAD_STATES = frozenset({"JOB_STATE_EARLY_STOPPED", "JOB_STATE_EXPIRED"})
 
 SHAPE_OWNER_DEFAULT = "fireworks"
+
+# A job ID as it appears in a resource name: lowercase letters, digits and hyphens,
+# at most 63 characters (also keeps IDs from escaping their URL path segment).
+JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    """True for a well-formed job ID (the control plane's own form)."""
+    return bool(JOB_ID_RE.match(job_id))
 
 # Spec fields whose default value is left out of a canonical spec, so that a
 # config that spells out a default, a config that omits it and a resource that

@@ -60,6 +60,9 @@ def apply_cmd(planfile, config_path, refresh, targets, replace_names, auto_appro
     """
     from rlorinfra.operations import PlanRequest
 
+    if planfile and (targets or replace_names or not refresh):
+        raise click.UsageError("A saved PLANFILE is applied exactly as planned: --target, --replace and "
+                               "--no-refresh belong to `rlorinfra plan --out PLANFILE`.")
     request = PlanRequest(refresh=refresh, targets=targets, replace=replace_names)
     return run_apply(config_path, request, planfile=planfile, auto_approve=auto_approve, as_json=as_json,
                      lock_timeout=lock_timeout, insecure=insecure,

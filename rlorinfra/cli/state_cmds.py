@@ -10,7 +10,6 @@ atomically, so a reader sees either the old or the new state. Writing commands
 from __future__ import annotations
 
 import json
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from rlorinfra.cli.common import (
 )
 from rlorinfra.errors import StateError
 
-MAX_DISPLAY_NAME = 63  # the control plane wants fewer than 64 characters
 OUTPUT_FIELDS = ("job_id", "job_name", "endpoint")
 
 
@@ -93,13 +91,9 @@ def _render_output(values: dict[str, str]) -> list[str]:
 
 def check_display_name(name: str) -> str | None:
     """Why ``name`` cannot be a job display name, or None (the config loader's rules)."""
-    if not 1 <= len(name) <= MAX_DISPLAY_NAME:
-        return f"must be 1 to {MAX_DISPLAY_NAME} characters long (it has {len(name)})"
-    if name != name.strip():
-        return "must not start or end with whitespace"
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        return "must not contain control or invisible characters"
-    return None
+    from rlorinfra.config.fields import display_name_problem
+
+    return display_name_problem(name)
 
 
 # ---------------------------------------------------------------- state group
@@ -341,7 +335,10 @@ def _show_plan(planfile: Path, as_json: bool) -> int:
     from rlorinfra.plan.planfile import read_plan_file
     from rlorinfra.render.text import render_plan_text
 
+    from rlorinfra.render.document import plan_from_document
+
     document = read_plan_file(planfile).document
+    plan_from_document(document)  # refuses a damaged document with a clear PlanFileError
     if as_json:
         _echo_json(document)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -390,3 +391,20 @@ def http_url(value: Any) -> str:
     # Plain http to a remote host is refused by the client at connect time (the
     # one place that sends the key), where --insecure can still allow it.
     return value.rstrip("/")
+
+
+def display_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a job display name (PROTOCOL.md §6.1), or None.
+
+    Shared by the config loader, ``state mv`` and ``import`` so a name accepted
+    in one place is accepted everywhere.
+    """
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_DISPLAY_NAME:
+        return f"must be at most {MAX_DISPLAY_NAME} characters, got {len(name)}"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        return "must not contain control or invisible characters"
+    return None

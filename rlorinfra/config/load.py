@@ -397,15 +397,8 @@ def _jobs(value: Any, defaults: Defaults, cp: ControlPlaneSettings, c: Collector
 def _check_display_name(name: str, seen: dict[str, str], c: Collector) -> bool:
     """Display-name rules (PROTOCOL.md §6.1); records the NFC form to catch look-alike duplicates."""
     where = ("jobs", name)
-    problem = ""
-    if not name:
-        problem = "job name must not be empty"
-    elif len(name) > F.MAX_DISPLAY_NAME:
-        problem = f"job name must be at most {F.MAX_DISPLAY_NAME} characters, got {len(name)}"
-    elif name != name.strip():
-        problem = "job name must not start or end with whitespace"
-    elif any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        problem = "job name must not contain control or invisible characters"
+    reason = F.display_name_problem(name)
+    problem = f"job name {reason}" if reason else ""
     if problem:
         shown = F.printable(name if len(name) <= 100 else name[:97] + "...")  # keep the message readable
         c.error(problem, "The table key of [jobs.\"<name>\"] is the job's display name.",

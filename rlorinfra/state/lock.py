@@ -189,7 +189,14 @@ class StateLock:
         import filelock  # imported here: `rlorinfra --version` should not pay for it
 
         path = lock_file_path(self.state_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"Cannot create the folder of the state file {self.state_path}",
+                f"{exc.strerror or exc}. Point `[state] path` in the config at a file in a folder "
+                "you can write, then run the command again.",
+            ) from None
         lock = filelock.FileLock(str(path), mode=0o600)
         deadline = self._clock() + self.timeout
         delay = INITIAL_BACKOFF

@@ -165,3 +165,22 @@ def test_shape_resolution_latest_and_pinned():
     assert seen[-1].url.params["filter"] == "latest_validated=true"
     client.resolve_shape("accounts/fireworks/trainingShapes/s/versions/v2")
     assert seen[-1].url.path == "/v1/accounts/fireworks/trainingShapes/s/versions/v2"
+
+
+def test_plain_http_trainer_gateway_is_refused_too():
+    # Health checks carry the key: an http gateway would leak it like an http control plane.
+    with pytest.raises(ApiError) as info:
+        ControlPlaneClient("https://api.example.test", KEY, gateway_url="http://gateway.example.test")
+    assert "gateway.example.test" in info.value.summary
+
+
+def test_malformed_job_ids_never_reach_the_wire():
+    seen = []
+    client = make_client(scripted([], seen))
+    for bad in ("..", "a/b", "UPPER", "", "x" * 64):
+        if not bad:
+            continue
+        with pytest.raises(ApiError) as info:
+            client.get_job(bad)
+        assert "Invalid job ID" in info.value.summary
+    assert [r.url.path for r in seen if "rlorTrainerJobs" in r.url.path] == []

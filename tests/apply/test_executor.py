@@ -239,3 +239,28 @@ def test_new_job_id_is_a_valid_readable_slug(name):
     assert len(job_id) <= 63
     assert job_id[0].isalpha() and job_id.replace("-", "").isalnum() and job_id == job_id.lower()
     assert new_job_id(name) != job_id  # random suffix
+
+
+def test_no_wait_does_not_wait_for_a_wait_action():
+    plane = FakePlane()
+    plane.jobs["j"] = "JOB_STATE_CREATING"
+    change = Change(name="t", action=Action.WAIT, job_id="j", live_state="JOB_STATE_CREATING")
+    result, _, _, _ = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}),
+                          wait=False)
+    assert result.outcomes[0].pending and not result.failed
+    assert "list" not in plane.calls
+
+
+@pytest.mark.parametrize("status,kept", [(400, False), (429, True), (408, True), (503, True)])
+def test_a_failed_create_is_forgotten_only_when_definitely_refused(status, kept):
+    plane = FakePlane()
+
+    def refuse(job_id, display_name, spec):
+        raise ApiError("refused", status_code=status)
+
+    plane.create_job = refuse
+    result, state, _, _ = run(plane, [create("t")])
+    assert not result.outcomes[0].ok
+    assert ("t" in state.jobs) is kept
+    if kept:  # the outcome is unknown: the next run reconciles the recorded ID
+        assert state.jobs["t"].phase == PHASE_CREATING

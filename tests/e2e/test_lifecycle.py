@@ -211,3 +211,34 @@ def test_idle_job_is_healthy_drift_only(world):
     apply(world)  # records the observed IDLE state
     assert world.state()["jobs"]["alpha"]["observed_state"] == "JOB_STATE_IDLE"
     assert world.cli("plan", "--refresh-only", "--detailed-exitcode").exit_code == 0
+
+
+def test_import_refuses_bad_ids_taken_jobs_and_bad_names(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    taken = world.cli("import", "dup", job_id)
+    assert taken.exit_code == 1 and 'already managed as "alpha"' in taken.stderr
+    assert "state mv alpha dup" in taken.stderr
+    traversal = world.cli("import", "foo", "..")
+    assert traversal.exit_code == 1 and "Invalid job ID" in traversal.stderr
+    too_long = world.cli("import", "x" * 80, job_id)
+    assert too_long.exit_code == 1 and "at most 63 characters" in too_long.stderr
+    assert list(world.state()["jobs"]) == ["alpha"]
+
+
+def test_saved_plan_cannot_be_combined_with_planning_options(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    planfile = world.folder / "d.plan"
+    assert world.cli("plan", "--out", str(planfile)).exit_code == 0
+    result = world.cli("apply", str(planfile), "--target", "alpha")
+    assert result.exit_code == 1 and "--target" in result.output
+    assert world.live_jobs() == []
+
+
+def test_unwritable_state_folder_is_a_clean_error(world):
+    world.write_config(jobs_toml("alpha"), extra='\n[state]\npath = "rlorinfra.toml/x.json"\n')
+    result = world.cli("plan")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "Unexpected" not in result.output
+    assert "state" in result.stderr.lower()

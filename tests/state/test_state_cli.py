@@ -129,7 +129,7 @@ def test_state_mv_of_a_declared_job_warns_to_rename_the_config(cli, project):
     ("old", "new", "message"),
     [
         ("trainer-a", "trainer-b", "Job 'trainer-b' already exists in state"),
-        ("trainer-a", "x" * 64, "must be 1 to 63 characters"),
+        ("trainer-a", "x" * 64, "must be at most 63 characters"),
         ("trainer-a", " spaced", "whitespace"),
         ("nope", "trainer-z", "No job named 'nope'"),
     ],
@@ -209,7 +209,10 @@ def test_show_of_a_saved_plan(cli, project, tmp_path):
     import rlorinfra.plan.planfile as planfile_module
 
     config, _ = project
-    document = {"format_version": 1, "changes": [], "drift": [], "summary": {}}
+    from rlorinfra.plan.model import Plan
+    from rlorinfra.render.document import plan_document
+
+    document = plan_document(Plan(), control_plane={"url": "local", "account_id": "local"})
     planfile_module.write_plan_file(
         tmp_path / "saved.plan", document, state_lineage=None, state_serial=0,
         config_digest="d", control_plane={"url": "local"},
@@ -219,6 +222,12 @@ def test_show_of_a_saved_plan(cli, project, tmp_path):
     assert "No changes." in text.stdout
     as_json = cli(["show", tmp_path / "saved.plan", "--json", "-f", config])
     assert json.loads(as_json.stdout) == document
+    garbled = tmp_path / "garbled.plan"
+    planfile_module.write_plan_file(garbled, {"format_version": 1}, state_lineage=None, state_serial=0,
+                                    config_digest="d", control_plane={"url": "local"})
+    damaged = cli(["show", garbled, "-f", config])
+    assert damaged.exit_code == 1 and "not a valid rlorinfra plan" in damaged.stderr
+    assert "Traceback" not in damaged.output
 
 
 def test_corrupt_state_is_a_clean_error(cli, project):
