@@ -362,7 +362,8 @@ class Executor:
     # -- steps (run on worker threads) -----------------------------------
 
     def _run_step(self, task: Task, step: str) -> None:
-        self._event(task, "started", message=step)
+        if step != "create":  # a create announces itself once its new job ID is chosen
+            self._event(task, "started", message=step)
         {
             "create": self._step_create,
             "resume": self._step_resume,
@@ -381,21 +382,28 @@ class Executor:
             task.job_id = None
         job_id = task.job_id or new_job_id(name)
         task.job_id = job_id
+        self._event(task, "started", message="create")
         old = self.writer.record(name)
+        deposed = None
         if old is not None and old.job_id != job_id:
-            task.old_job_id = old.job_id  # create-before-destroy: deleted once the new job is ready
+            task.old_job_id = old.job_id
+            if task.change.create_before_destroy and task.change.action is Action.REPLACE:
+                deposed = old.job_id  # tracked until deleted, so it can never run untracked
         if old is None or old.job_id != job_id or old.phase != sm.PHASE_CREATING:  # else already on disk
-            self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING))
+            self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING, deposed=deposed))
         try:
             live = self.client.create_job(job_id, name, spec)
         except AlreadyExistsError:
             live = self._adopt(job_id)
         except ApiError as exc:
             if 400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES:
-                # A definite refusal: nothing was created, so state must not claim a job.
-                # (408/429 after retries are not: an earlier attempt may have landed.)
-                self.writer.forget(name)
-            raise  # otherwise the outcome is unknown: phase "creating" lets the next run reconcile
+                # A definite refusal: nothing was created, so state must not claim a job;
+                # a create_before_destroy puts the job it was replacing back.
+                if deposed:
+                    self.writer.set_job(name, old)
+                else:
+                    self.writer.forget(name)
+            raise  # 408/429/5xx after retries: an earlier attempt may have landed; reconcile by ID  # otherwise the outcome is unknown: phase "creating" lets the next run reconcile
         self._placed(task, live, spec)
 
     def _adopt(self, job_id: str) -> LiveJob:
@@ -454,6 +462,8 @@ class Executor:
         record = self.writer.record(task.name)
         if record is not None and record.job_id == job_id:
             self.writer.forget(task.name)
+        elif record is not None and job_id and record.deposed_job_id == job_id:
+            self._clear_deposed(task.name, job_id)  # a deposed job of a create_before_destroy
         if task.change.action is Action.REPLACE:
             task.old_job_id, task.job_id = job_id, None
             return  # the create step follows
@@ -466,6 +476,7 @@ class Executor:
     def _step_delete_old(self, task: Task) -> None:
         if task.old_job_id:
             self.client.delete_job(task.old_job_id)
+            self._clear_deposed(task.name, task.old_job_id)
         self._finish(task, ok=True, message=f"replaced {task.old_job_id}")
 
     # -- waiting (main thread) -------------------------------------------
@@ -606,9 +617,11 @@ class Executor:
 
     # -- records and events ----------------------------------------------
 
-    def _record(self, name: str, job_id: str, spec: dict, *, phase: str, observed: str | None = None) -> JobRecord:
+    def _record(self, name: str, job_id: str, spec: dict, *, phase: str, observed: str | None = None,
+                deposed: str | None = None) -> JobRecord:
         previous = self.writer.record(name)
-        created = previous.created_at if previous and previous.job_id == job_id else now_rfc3339()
+        same = previous is not None and previous.job_id == job_id
+        created = previous.created_at if same else now_rfc3339()
         return JobRecord(
             job_id=job_id,
             job_name=self.client.job_name(job_id),
@@ -619,7 +632,18 @@ class Executor:
             training_shape_version=self._shape_versions.get(spec.get("training_shape", "")),
             created_at=created,
             updated_at=now_rfc3339(),
+            deposed_job_id=deposed or (previous.deposed_job_id if same else None),
         )
+
+    def _clear_deposed(self, name: str, job_id: str) -> None:
+        """The deposed job ``job_id`` of ``name`` is deleted: stop tracking it."""
+        def change(state: State) -> State:
+            record = state.jobs.get(name)
+            if record is None or record.deposed_job_id != job_id:
+                return state
+            return state.with_job(name, replace(record, deposed_job_id=None))
+
+        self.writer.update(change)
 
     def _update_record(self, name: str, *, phase: str | None = None, observed: str | None = None) -> None:
         def change(state: State) -> State:
@@ -637,7 +661,7 @@ class Executor:
         task.goal = None
         task.steps.clear()
         record = self.writer.record(task.name)
-        if not ok and record is not None and record.phase != sm.PHASE_CREATING:
+        if not ok and record is not None and record.job_id == task.job_id and record.phase != sm.PHASE_CREATING:
             # A record still "creating" keeps that phase: the next run reconciles it by ID.
             self._update_record(task.name, phase=sm.PHASE_FAILED)
         task.outcome = Outcome(task.name, task.change.action.value, ok=ok, job_id=task.job_id,

@@ -172,6 +172,17 @@ def sync_observed(state: State, plan: Plan) -> State:
     return state
 
 
+def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
+    """Drop deposed job IDs whose jobs are gone (deleted, or never listed again)."""
+    if live is None or not live.refreshed:
+        return state
+    for name, record in state.jobs.items():
+        job = live.jobs.get(record.deposed_job_id) if record.deposed_job_id else None
+        if record.deposed_job_id and (job is None or job.is_tombstone or job.state == "JOB_STATE_DELETING"):
+            state = state.with_job(name, replace(record, deposed_job_id=None))
+    return state
+
+
 def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
     """Stamp the control plane on state the first time it gets jobs."""
     if state.control_plane.get("account_id"):
@@ -184,7 +195,7 @@ def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, opt
     from rlorinfra.apply import Executor, StateWriter
 
     store = ws.store
-    state = store.write(with_control_plane(sync_observed(state, plan), ws.control_plane()))
+    state = store.write(with_control_plane(forget_gone_deposed(sync_observed(state, plan), live), ws.control_plane()))
     shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}
     if live is None:
         shape_versions = _resolve_shape_versions(ws, plan)

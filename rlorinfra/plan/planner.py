@@ -112,7 +112,26 @@ def _plan_changes(
             continue
         if change is not None:
             changes.append(change)
+        deposed = _plan_deposed(name, state.jobs.get(name), live)
+        if deposed is not None:
+            changes.append(deposed)
     return changes
+
+
+def _plan_deposed(name: str, record: JobRecord | None, live: LiveWorld) -> Change | None:
+    """A job replaced with create_before_destroy but not yet deleted: delete it now.
+
+    A second change under the same name whose ``job_id`` differs from the
+    record's; apply clears ``deposed_job_id`` once the job is gone. A deposed
+    job that is already gone needs no change (apply forgets it).
+    """
+    if record is None or not record.deposed_job_id:
+        return None
+    job = live.jobs.get(record.deposed_job_id)
+    if job is None or job.state in GONE_STATES:
+        return None
+    return Change(name=name, action=Action.DELETE, job_id=job.job_id, live_state=job.state,
+                  reason=f"deposed job {job.job_id} (replaced with create_before_destroy) is still running")
 
 
 # --- scope and command-line options ------------------------------------------------
@@ -202,6 +221,7 @@ def _untracked_problems(
     if not live.refreshed:
         return []
     tracked = {record.job_id for record in state.jobs.values()}
+    tracked |= {record.deposed_job_id for record in state.jobs.values() if record.deposed_job_id}
     problems = []
     for name in names:
         if name not in desired or name in state.jobs:

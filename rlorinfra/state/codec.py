@@ -24,7 +24,7 @@ SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
 # Only these are recorded about the control plane: never a key or its env var name.
 CONTROL_PLANE_KEYS = ("account_id", "url")
 _REQUIRED_JOB_STRINGS = ("job_id", "job_name", "endpoint")
-_OPTIONAL_JOB_STRINGS = ("observed_state", "training_shape_version", "created_at", "updated_at")
+_OPTIONAL_JOB_STRINGS = ("observed_state", "training_shape_version", "created_at", "updated_at", "deposed_job_id")
 
 
 def backup_path_for(path: Path) -> Path:

@@ -34,10 +34,14 @@ class JobRecord:
     training_shape_version: str | None = None  # resolved version name, if on the shape path
     created_at: str | None = None  # RFC 3339, when rlorinfra created/imported it
     updated_at: str | None = None  # RFC 3339, last time rlorinfra wrote this record
+    # create_before_destroy: the job this one replaces, still to be deleted. Kept
+    # in state until it is gone, so a crash or a failed replacement never leaves
+    # it running untracked (Terraform calls such an object "deposed").
+    deposed_job_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (the codec's job)."""
-        return {
+        """JSON-ready mapping (the codec's job); ``deposed_job_id`` only when set."""
+        data = {
             "job_id": self.job_id,
             "job_name": self.job_name,
             "endpoint": self.endpoint,
@@ -48,6 +52,9 @@ class JobRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+        if self.deposed_job_id:
+            data["deposed_job_id"] = self.deposed_job_id
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
@@ -62,6 +69,7 @@ class JobRecord:
             training_shape_version=data.get("training_shape_version"),
             created_at=data.get("created_at"),
             updated_at=data.get("updated_at"),
+            deposed_job_id=data.get("deposed_job_id"),
         )
 
 

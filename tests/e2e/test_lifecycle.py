@@ -242,3 +242,44 @@ def test_unwritable_state_folder_is_a_clean_error(world):
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "Unexpected" not in result.output
     assert "state" in result.stderr.lower()
+
+
+def test_create_before_destroy_keeps_the_old_job_tracked_until_it_is_gone(world):
+    cbd = "create_before_destroy = true"
+    world.write_config(jobs_toml("alpha", extra={"alpha": cbd}))
+    apply(world)
+    old_id = world.state()["jobs"]["alpha"]["job_id"]
+
+    # A replacement the control plane refuses (the shape is for qwen3-8b only):
+    # the old job must stay running AND tracked.
+    world.write_config(jobs_toml("alpha", extra={"alpha": cbd}).replace("qwen3-8b", "qwen3-32b", 1))
+    refused = world.cli("apply", "--auto-approve")
+    assert refused.exit_code == 1, refused.output
+    assert world.state()["jobs"]["alpha"]["job_id"] == old_id
+    assert [j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()] == [old_id]
+
+    world.write_config(jobs_toml("alpha", extra={"alpha": cbd + "\nlearning_rate = 2e-5"}))
+    apply(world)
+    record = world.state()["jobs"]["alpha"]
+    assert record["job_id"] != old_id and "deposed_job_id" not in record
+    states = {j["name"].rsplit("/", 1)[-1]: j["state"] for j in world.live_jobs()}
+    assert states.pop(record["job_id"]) == "JOB_STATE_RUNNING"
+    assert set(states.values()) <= {"JOB_STATE_DELETING"}  # the old job is on its way out
+
+
+def test_a_leftover_deposed_job_is_deleted_by_the_next_apply(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    apply(world)
+    state = world.state()
+    beta_id = state["jobs"]["beta"]["job_id"]
+    # As if a create_before_destroy replacement of alpha died before deleting beta's job.
+    state["jobs"]["alpha"]["deposed_job_id"] = beta_id
+    del state["jobs"]["beta"]
+    world.state_path.write_text(json.dumps(state))
+    world.write_config(jobs_toml("alpha"))
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 2 and "deposed" in plan.stdout
+    apply(world)
+    assert "deposed_job_id" not in world.state()["jobs"]["alpha"]
+    assert [j["displayName"] for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"] == ["alpha"]
+    assert world.cli("plan", "--detailed-exitcode").exit_code == 0
