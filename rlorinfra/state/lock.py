@@ -149,11 +149,6 @@ class StateLock:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    @property
-    def is_held(self) -> bool:
-        """True between a successful ``acquire`` and ``release``."""
-        return self._lock is not None
-
     def acquire(self) -> LockInfo:
         """Take the lock (waiting up to ``timeout``) and record the holder info."""
         if self._lock is not None:
