@@ -42,6 +42,7 @@ STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_S
 # Right after :resume the control plane may still report the old stopped state
 # for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
 RESUME_GRACE_S = 30.0
+NOT_STARTED = "not started"  # outcome message of a change an interrupt kept from starting
 # The poll interval never exceeds this fraction of how long the jobs have waited, so
 # readiness is noticed at most ~10% late (the interval still backs off to poll_max_s).
 POLL_LAG_FRACTION = 0.1
@@ -356,8 +357,10 @@ class Executor:
         task.busy = False
 
     def _unsettled(self, task: Task) -> Outcome:
+        message = NOT_STARTED if task.job_id is None and task.last_state is None else \
+            f"still {task.last_state or 'in progress'}"
         return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id,
-                       message=f"still {task.last_state or 'in progress'}", pending=True)
+                       message=message, pending=True)
 
     # -- steps (run on worker threads) -----------------------------------
 

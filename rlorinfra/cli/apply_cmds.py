@@ -155,13 +155,7 @@ def _report(result, plan, *, as_json: bool, verb: str) -> None:
         for outcome in result.outcomes:
             click.echo(_summary_line(outcome))
     if result.interrupted:
-        pending = [o.name for o in result.outcomes if o.pending or not o.ok]
-        raise InterruptedRun(
-            "Interrupted: stopped waiting",
-            "State was written for everything that happened. Still provisioning or not done: "
-            + (", ".join(pending) or "nothing")
-            + ". Run `rlorinfra apply` again to finish.",
-        )
+        raise InterruptedRun("Interrupted: stopped waiting", _interrupted_detail(result.outcomes))
     if result.failed:
         lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
         raise ApplyError(
@@ -170,6 +164,19 @@ def _report(result, plan, *, as_json: bool, verb: str) -> None:
             f"`rlorinfra apply` again; `rlorinfra plan` shows what is left.",
         )
     _finish_line(verb, result, as_json)
+
+
+def _interrupted_detail(outcomes) -> str:
+    from rlorinfra.apply import NOT_STARTED
+
+    waiting = [o.name for o in outcomes if o.pending and o.message != NOT_STARTED]
+    unstarted = [o.name for o in outcomes if o.message == NOT_STARTED]
+    parts = ["State was written for everything that happened."]
+    if waiting:
+        parts.append(f"Still provisioning: {', '.join(waiting)}.")
+    if unstarted:
+        parts.append(f"Not started: {', '.join(unstarted)}.")
+    return " ".join(parts) + " Run `rlorinfra apply` again to finish."
 
 
 def _summary_line(outcome) -> str:
