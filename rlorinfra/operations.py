@@ -219,18 +219,27 @@ def _resolve_shape_versions(ws: Workspace, plan: Plan) -> dict[str, str]:
 
 def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
     """Adopt live job ``job_id`` under display name ``name`` with its live spec."""
-    from rlorinfra.apply import now_rfc3339
-    from rlorinfra.state.model import PHASE_READY, JobRecord
+    _check_import_name(name)
+    check_state_owner(ws, state)  # never record a job of this account in another account's state
+    if name in state.jobs and state.jobs[name].job_id == job_id:
+        return state  # already imported: importing again is a no-op
+    _check_not_managed(state, name, job_id)
+    live = _live_for_import(ws, job_id)
+    state = with_control_plane(state, ws.control_plane())
+    return ws.store.write(state.with_job(name, _imported_record(ws, live)))
 
+
+def _check_import_name(name: str) -> None:
     from rlorinfra.config.fields import display_name_problem
 
     problem = display_name_problem(name)
     if problem:
         raise PlanError(f"Cannot import as {name!r}: the display name {problem}",
                         "Choose a NAME of 1-63 characters, the key of its [jobs.NAME] table.")
-    check_state_owner(ws, state)  # never record a job of this account in another account's state
-    if name in state.jobs and state.jobs[name].job_id == job_id:
-        return state  # already imported: importing again is a no-op
+
+
+def _check_not_managed(state: State, name: str, job_id: str) -> None:
+    """One live job under one name, one name for one live job."""
     owner = next((other for other, rec in state.jobs.items() if rec.job_id == job_id), None)
     if owner is not None:
         raise PlanError(
@@ -243,8 +252,10 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
             f'"{name}" is already managed (job {state.jobs[name].job_id})',
             f"Run `rlorinfra state rm {name}` first if you want to adopt another job under this name.",
         )
-    client = ws.client()
-    live = client.get_job(job_id)
+
+
+def _live_for_import(ws: Workspace, job_id: str):
+    live = ws.client().get_job(job_id)
     if live is None or live.is_tombstone:
         what = "does not exist" if live is None else f"is deleted ({live.state})"
         raise PlanError(
@@ -252,18 +263,24 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
             "Check the ID with the Fireworks console or `rlorinfra control-plane` and try again. "
             "Only live jobs can be imported.",
         )
-    spec = live.spec_dict()
+    return live
+
+
+def _imported_record(ws: Workspace, live):
+    """The state record of an imported job: its live spec, ready as it stands."""
+    from rlorinfra.apply import now_rfc3339
+    from rlorinfra.state.model import PHASE_READY, JobRecord
+
+    client, spec = ws.client(), live.spec_dict()
     version = None
     if spec.get("training_shape"):
         try:
             version = client.resolve_shape(spec["training_shape"]).name
         except ApiError:
-            version = None
-    record = JobRecord(
+            version = None  # recorded as unknown; the shape is still in the spec
+    return JobRecord(
         job_id=live.job_id, job_name=client.job_name(live.job_id), endpoint=client.endpoint(live.job_id),
         spec=spec, phase=PHASE_READY, observed_state=live.state, training_shape_version=version,
         created_at=now_rfc3339(), updated_at=now_rfc3339(),
     )
-    state = with_control_plane(state, ws.control_plane())
-    return ws.store.write(state.with_job(name, record))
 
