@@ -3,7 +3,7 @@
     python benchmarks/run_all.py            # full run, about 4-5 minutes (SDK baselines dominate)
     python benchmarks/run_all.py --quick    # smaller sizes, one run each, no 100-job SDK pool
 
-The first run creates /tmp/benchvenv (``python -m venv`` + ``pip install -e``)
+The first run creates /tmp/benchvenv (``python -m venv`` + ``pip install``; each run reinstalls this checkout)
 so that the CLI is started through a venv console script, as users run it;
 ``--no-venv`` uses ``python -m rlorinfra`` with this interpreter instead.
 Everything runs against emulators on 127.0.0.1 that this script starts and stops.
