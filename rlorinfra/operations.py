@@ -23,6 +23,9 @@ class Workspace:
     api_key: str | None
     insecure: bool = False
     trace: Callable[[str], None] | None = None
+    # An account to use when the config names none, instead of asking the control
+    # plane (set for --no-refresh from the state's record, so it sends no request).
+    account_hint: str | None = None
     _client: Any = field(default=None, repr=False)
 
     @property
@@ -38,8 +41,11 @@ class Workspace:
             from rlorinfra.api.connect import open_client
 
             self._require_key()
+            settings = self.config.control_plane
+            if self.account_hint and not settings.account_id:
+                settings = replace(settings, account_id=self.account_hint)
             self._client = open_client(
-                self.config.control_plane,
+                settings,
                 api_key=self.api_key,
                 emulator_db=self.config.emulator_db_path,
                 insecure=self.insecure,
@@ -106,6 +112,9 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     from rlorinfra.plan.refresh import offline_world, refresh
     from rlorinfra.render.document import plan_document
 
+    if not request.refresh and ws._client is None:
+        # --no-refresh trusts the state: take its account rather than asking for it.
+        ws.account_hint = state.control_plane.get("account_id")
     notes = check_state_owner(ws, state)
     client = ws.client()
     if request.refresh:

@@ -283,3 +283,12 @@ def test_a_leftover_deposed_job_is_deleted_by_the_next_apply(world):
     assert "deposed_job_id" not in world.state()["jobs"]["alpha"]
     assert [j["displayName"] for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"] == ["alpha"]
     assert world.cli("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_no_refresh_plan_sends_no_request(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    world.server.stop()  # an unreachable control plane: any request would fail
+    plan = world.cli("plan", "--no-refresh", "--detailed-exitcode")
+    assert plan.exit_code == 0, plan.output
+    assert "No changes." in plan.stdout
