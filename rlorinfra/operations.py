@@ -112,7 +112,7 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     from rlorinfra.plan.refresh import offline_world, refresh
     from rlorinfra.render.document import plan_document
 
-    if not request.refresh and ws._client is None:
+    if not request.refresh:
         # --no-refresh trusts the state: take its account rather than asking for it.
         ws.account_hint = state.control_plane.get("account_id")
     notes = check_state_owner(ws, state)
@@ -183,11 +183,13 @@ def sync_observed(state: State, plan: Plan) -> State:
 
 def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
     """Drop deposed job IDs whose jobs are gone (deleted, or never listed again)."""
+    from rlorinfra.plan.planner import GONE_STATES  # the planner's own notion of "gone"
+
     if live is None or not live.refreshed:
         return state
     for name, record in state.jobs.items():
         job = live.jobs.get(record.deposed_job_id) if record.deposed_job_id else None
-        if record.deposed_job_id and (job is None or job.is_tombstone or job.state == "JOB_STATE_DELETING"):
+        if record.deposed_job_id and (job is None or job.state in GONE_STATES):
             state = state.with_job(name, replace(record, deposed_job_id=None))
     return state
 
