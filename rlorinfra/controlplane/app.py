@@ -8,14 +8,23 @@ Routes (PROTOCOL.md §2; ``{a}`` is an account, ``{id}`` a job ID):
 * ``POST /v1/accounts/{a}/rlorTrainerJobs/{id}:resume`` / ``:cancel`` (E6, E7)
 * ``GET /v1/accounts/fireworks/trainingShapes[/{s}[/versions[/{v}]]]`` (E9, E10)
 * ``GET /training/v1/rlorTrainerJobs/{a}/{id}/api/v1/healthz`` (E11)
-* ``POST /_emulator/faults`` (admin: ``{"jobId", "fault", "message"?}``)
+* ``POST /_emulator/faults`` (admin: ``{"jobId", "fault", "message"?, "period"?,
+  "off"?}``, or ``{"fault": "drop-response", "operation", "count"?}``)
 
-Every route needs the key (``X-Api-Key`` or ``Authorization: Bearer``; 401
-otherwise). Errors are ``{"error": {"code": <gRPC number>, "message",
-"status": <gRPC name>}}``. Deterministic errors are never 408, 429 or 5xx (the
-official SDK retries those for minutes): an unexpected exception becomes a 400,
-only a database still busy after its timeout becomes a 503. Injected latency,
-503s and 429s (with ``Retry-After``) apply to every route except the admin one.
+Every route needs a key (``X-Api-Key`` or ``Authorization: Bearer``; 401
+otherwise): the customer key, or one of the superuser keys. Only a superuser
+key may send the key-gated create parameters (PROTOCOL.md §6.4); a customer
+key gets a 400 naming the field, as from the real API. Job responses carry
+only the fields the real API is known to return (PROTOCOL.md §3.5) unless the
+app echoes create fields. Errors are ``{"error": {"code": <gRPC number>,
+"message", "status": <gRPC name>}}``. Deterministic errors are never 408, 429
+or 5xx (the official SDK retries those for minutes): an unexpected exception
+becomes a 400, only a database still busy after its timeout becomes a 503.
+Injected latency, 503s and 429s (with ``Retry-After``) apply to every route
+except the admin one; an armed drop-response fault answers a successful
+create, resume, cancel or delete with a 503 after the store has acted. Every
+response, errors included, carries ``X-Rlorinfra-Emulator-Instance``: the
+database's instance id, so a client can tell emulator worlds apart.
 """
 
 from __future__ import annotations
@@ -48,13 +57,17 @@ from rlorinfra.controlplane.errors import (
     Unavailable,
 )
 from rlorinfra.controlplane.requests import JOB_ID_RE
-from rlorinfra.controlplane.store import Store, rfc3339
+from rlorinfra.controlplane.store import DEFAULT_FLAP_PERIOD_S, DROP_OPERATIONS, Store, rfc3339
 
 log = logging.getLogger("rlorinfra.controlplane")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-FAULTS = ("preempt", "fail", "set-idle", "mark-unhealthy", "mark-healthy")
+JOB_FAULTS = ("preempt", "fail", "set-idle", "mark-unhealthy", "mark-healthy", "complete", "pause", "early-stop",
+              "expire", "flap")
+FAULTS = (*JOB_FAULTS, "drop-response")
+INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
+DROPPED_MESSAGE = "response dropped after the request was processed (injected)"
 
 _SEG = r"[^/:]+"
 _CLAUSE_RE = re.compile(
@@ -75,6 +88,7 @@ class Request:
     path: str
     query: dict[str, str]
     max_body_bytes: int
+    superuser: bool = False  # set by authentication: the key may send key-gated parameters
 
     def header(self, name: str) -> str | None:
         """A request header by name (case-insensitive)."""
@@ -182,10 +196,12 @@ def parse_filter(text: str, fields: dict[str, str]) -> list[tuple[str, str, str]
 class EmulatorApp:
     """The WSGI callable. Build it with ``make_app``."""
 
-    def __init__(self, store: Store, *, api_key: str, latency_ms: float, error_rate: float,
-                 rate_limit_rate: float, retry_after_s: int, max_body_bytes: int, seed: int | None) -> None:
+    def __init__(self, store: Store, *, api_key: str, superuser_keys: Iterable[str], latency_ms: float,
+                 error_rate: float, rate_limit_rate: float, retry_after_s: int, max_body_bytes: int,
+                 seed: int | None) -> None:
         self.store = store
         self._key = api_key.encode("utf-8")
+        self._superuser_keys = tuple(key.encode("utf-8") for key in superuser_keys)
         self.latency_ms = float(latency_ms)
         self.error_rate = float(error_rate)
         self.rate_limit_rate = float(rate_limit_rate)
@@ -213,7 +229,8 @@ class EmulatorApp:
             err = InvalidArgument(f"the emulator could not process this request ({type(exc).__name__}: {exc})"[:500])
             status, body = err.http_status, err.body()
         payload = json.dumps(body).encode("utf-8")
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *extra_headers]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   (INSTANCE_HEADER, self.store.instance_id), *extra_headers]
         start_response(f"{status} {_phrase(status)}", headers)
         return [payload]
 
@@ -225,7 +242,7 @@ class EmulatorApp:
             query=dict(parse_qsl(str(environ.get("QUERY_STRING", "")), keep_blank_values=True, errors="replace")),
             max_body_bytes=self.max_body_bytes,
         )
-        self._authenticate(request)
+        request.superuser = self._authenticate(request)
         request.content_length()  # 400/413 for every route, before anything is read
         handlers, params, admin = self._match(request.path)
         handler = handlers.get(request.method)
@@ -239,8 +256,8 @@ class EmulatorApp:
 
     # -- auth and faults -----------------------------------------------------------
 
-    def _authenticate(self, request: Request) -> None:
-        """Every supplied credential must equal the key (constant-time compare)."""
+    def _authenticate(self, request: Request) -> bool:
+        """Every supplied credential must be an accepted key; True when all are superuser keys."""
         supplied = []
         if request.header("X-Api-Key") is not None:
             supplied.append(request.header("X-Api-Key"))
@@ -250,9 +267,17 @@ class EmulatorApp:
             supplied.append(token.strip() if scheme.lower() == "bearer" else "")
         if not supplied:
             raise Unauthenticated("missing API key: send it in X-Api-Key or Authorization: Bearer")
-        for key in supplied:
-            if not hmac.compare_digest(key.encode("latin-1", "replace"), self._key):
-                raise Unauthenticated("invalid API key")
+        roles = [self._role(key.encode("latin-1", "replace")) for key in supplied]
+        if None in roles:
+            raise Unauthenticated("invalid API key")
+        return all(role == "superuser" for role in roles)
+
+    def _role(self, key: bytes) -> str | None:
+        """``customer``, ``superuser`` or None for an unknown key (constant-time compares, all of them)."""
+        superuser = [hmac.compare_digest(key, candidate) for candidate in self._superuser_keys]
+        if any(superuser):
+            return "superuser"
+        return "customer" if hmac.compare_digest(key, self._key) else None
 
     def _inject_faults(self) -> None:
         if self.latency_ms > 0:
@@ -344,9 +369,10 @@ class EmulatorApp:
     # -- jobs (E2-E7) ---------------------------------------------------------------------
 
     def create_job(self, request: Request, account: str) -> Response:
-        """E2."""
+        """E2 (key-gated parameters only with a superuser key)."""
         self._own_account(account)
-        return 200, self._job(request, self.store.create_job(request.json(), request.query))
+        job = self.store.create_job(request.json(), request.query, superuser=request.superuser)
+        return self._answer("create", 200, self._job(request, job))
 
     def get_job(self, request: Request, account: str, job_id: str) -> Response:
         """E3."""
@@ -376,19 +402,25 @@ class EmulatorApp:
         """E5: answers ``{}``; the job becomes a tombstone."""
         self._own_account(account)
         self.store.delete_job(self._known_job_id(job_id))
-        return 200, {}
+        return self._answer("delete", 200, {})
 
     def resume_job(self, request: Request, account: str, job_id: str) -> Response:
         """E6 (an empty body is fine)."""
         self._own_account(account)
         self._optional_object(request)
-        return 200, self._job(request, self.store.resume_job(self._known_job_id(job_id)))
+        return self._answer("resume", 200, self._job(request, self.store.resume_job(self._known_job_id(job_id))))
 
     def cancel_job(self, request: Request, account: str, job_id: str) -> Response:
         """E7 (an empty body is fine)."""
         self._own_account(account)
         self._optional_object(request)
-        return 200, self._job(request, self.store.cancel_job(self._known_job_id(job_id)))
+        return self._answer("cancel", 200, self._job(request, self.store.cancel_job(self._known_job_id(job_id))))
+
+    def _answer(self, operation: str, status: int, body: Any) -> Response:
+        """The response of a done operation, unless a drop-response fault eats it (503 after acting)."""
+        if self.store.take_drop(operation):
+            raise Unavailable(DROPPED_MESSAGE)
+        return status, body
 
     @staticmethod
     def _optional_object(request: Request) -> None:
@@ -450,24 +482,50 @@ class EmulatorApp:
     # -- admin -------------------------------------------------------------------------------
 
     def inject_fault(self, request: Request) -> Response:
-        """``POST /_emulator/faults``: apply a fault to a job, answer the job resource."""
+        """``POST /_emulator/faults``: apply a fault to a job (answer the job), or arm a drop-response."""
         body = request.json()
-        if not isinstance(body, dict) or not isinstance(body.get("jobId"), str) or not body["jobId"]:
-            raise InvalidArgument('send {"jobId": "...", "fault": "preempt|fail|set-idle|mark-unhealthy|mark-healthy"}')
-        fault, message = body.get("fault"), body.get("message")
+        if not isinstance(body, dict):
+            raise InvalidArgument('send {"jobId": "...", "fault": "..."} or {"fault": "drop-response", "operation": ...}')
+        fault = body.get("fault")
         if fault not in FAULTS:
             raise InvalidArgument(f'unknown fault "{str(fault)[:40]}"; use one of {", ".join(FAULTS)}')
+        if fault == "drop-response":
+            return 200, self._arm_drop(body)
+        if not isinstance(body.get("jobId"), str) or not body["jobId"]:
+            raise InvalidArgument(f'send {{"jobId": "...", "fault": "{fault}"}}')
+        job_id = self._known_job_id(body["jobId"])
+        return 200, self._job(request, self._job_fault(job_id, fault, body))
+
+    def _arm_drop(self, body: dict[str, Any]) -> dict[str, Any]:
+        operation, count = body.get("operation"), body.get("count", 1)
+        if operation not in DROP_OPERATIONS:
+            raise InvalidArgument(f'"operation" must be one of {", ".join(DROP_OPERATIONS)}')
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidArgument('"count" must be a non-negative integer')
+        return self.store.arm_drop(operation, count)
+
+    def _job_fault(self, job_id: str, fault: str, body: dict[str, Any]) -> dict[str, Any]:
+        message, period, off = body.get("message"), body.get("period", DEFAULT_FLAP_PERIOD_S), body.get("off", False)
         if message is not None and not isinstance(message, str):
             raise InvalidArgument('"message" must be a string')
-        job_id = self._known_job_id(body["jobId"])
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < float("inf"):
+            raise InvalidArgument('"period" must be a positive number of seconds')
+        if not isinstance(off, bool):
+            raise InvalidArgument('"off" must be a boolean')
+        store = self.store
         actions: dict[str, Callable[[], dict[str, Any]]] = {
-            "preempt": lambda: self.store.preempt(job_id),
-            "fail": lambda: self.store.fail(job_id, message) if message else self.store.fail(job_id),
-            "set-idle": lambda: self.store.set_idle(job_id),
-            "mark-unhealthy": lambda: self.store.mark_unhealthy(job_id, True),
-            "mark-healthy": lambda: self.store.mark_unhealthy(job_id, False),
+            "preempt": lambda: store.preempt(job_id),
+            "fail": lambda: store.fail(job_id, message) if message else store.fail(job_id),
+            "set-idle": lambda: store.set_idle(job_id),
+            "mark-unhealthy": lambda: store.mark_unhealthy(job_id, True),
+            "mark-healthy": lambda: store.mark_unhealthy(job_id, False),
+            "complete": lambda: store.complete(job_id),
+            "pause": lambda: store.pause(job_id),
+            "early-stop": lambda: store.early_stop(job_id),
+            "expire": lambda: store.expire(job_id),
+            "flap": lambda: store.flap(job_id, float(period), off=off),
         }
-        return 200, self._job(request, actions[fault]())
+        return actions[fault]()
 
 
 def _full_state(value: str) -> str:
@@ -486,6 +544,8 @@ def make_app(
     store: Store,
     *,
     api_key: str = "local",
+    superuser_keys: Iterable[str] = (),
+    echo_create_fields: bool = False,
     latency_ms: float = 0,
     error_rate: float = 0.0,
     rate_limit_rate: float = 0.0,
@@ -495,13 +555,19 @@ def make_app(
 ) -> EmulatorApp:
     """The emulator's WSGI app over ``store``.
 
-    ``api_key`` is the only accepted key (a superuser key). ``latency_ms``
+    ``api_key`` is the customer key; ``superuser_keys`` are also accepted on
+    every route and may send the key-gated create parameters (PROTOCOL.md
+    §6.4). ``echo_create_fields=True`` makes job responses echo everything
+    sent (plus ``trainingShape`` and ``updateTime``) instead of only the fields
+    the real API returns; it sets the view of ``store``. ``latency_ms``
     delays every API request; ``error_rate`` and ``rate_limit_rate`` are the
     probabilities of an injected 503 or 429 (``Retry-After: retry_after_s``);
     ``seed`` makes them reproducible. Bodies over ``max_body_bytes`` get 413.
     """
-    if not api_key:
-        raise ValueError("the emulator's api_key must not be empty")
-    return EmulatorApp(store, api_key=api_key, latency_ms=latency_ms, error_rate=error_rate,
+    superuser_keys = tuple(superuser_keys)
+    if not api_key or not all(superuser_keys):
+        raise ValueError("the emulator's keys must not be empty")
+    store.echo_create_fields = bool(echo_create_fields)
+    return EmulatorApp(store, api_key=api_key, superuser_keys=superuser_keys, latency_ms=latency_ms, error_rate=error_rate,
                        rate_limit_rate=rate_limit_rate, retry_after_s=retry_after_s,
                        max_body_bytes=max_body_bytes, seed=seed)

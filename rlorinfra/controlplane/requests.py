@@ -5,14 +5,22 @@ Pure functions: no database, no clock. Rules follow PROTOCOL.md §2.1, §4.3 and
 
 * shape path: ``trainingShape`` query param; infra fields are forbidden; the
   version (latest validated when unversioned) supplies node count, accelerators
-  and ``trainingConfig.maxContextLength`` (filled when not sent);
+  and ``trainingConfig.maxContextLength`` (the SDK does not send it there);
 * manual path: ``skipValidations=true`` or any infra field (``nodeCount``,
   ``trainingConfig.acceleratorType/acceleratorCount``); defaults 1 x 1;
 * auto-shape path: neither; a catalogue shape for the base model is picked.
 
-The emulator key is a superuser key, so ``skipValidations``, ``extraArgs`` and
-``extraValues`` are accepted. Every problem is an ``InvalidArgument`` (400) with
-a message naming the field, never a 5xx.
+Key-gated parameters (PROTOCOL.md §6.4: ``skipValidations=true``,
+``trainingConfig.extraArgs``, ``extraValues``, ``preemptible: true``,
+``purpose``, ``managedBy``) are refused unless the caller holds a superuser key.
+Checks the real API is not shown to make (a shape's base model, a context
+length against the shape) are not made. Every problem is an
+``InvalidArgument`` (400) with a message naming the field, never a 5xx.
+
+Each ``NewJob`` carries two views of its static fields: ``echo`` (everything
+sent, plus defaults and the path's additions) and ``public`` (only the fields
+PROTOCOL.md §3.5 lists as returned, with the server-filled ``nodeCount`` and
+``trainingConfig.maxContextLength`` on the shape and auto paths).
 """
 
 from __future__ import annotations
@@ -63,6 +71,21 @@ TRAINING_CONFIG_FIELDS: dict[str, str] = {
 }
 QUERY_PARAMS = ("trainingShape", "skipValidations", "rlorTrainerJobId", "deploymentId")
 
+# PROTOCOL.md §3.5: the fields the real API is known to return (the generated
+# response type). Everything else that was sent is stored but not answered.
+RETURNED_FIELDS = frozenset(
+    "acceleratorSeconds awsS3Config azureBlobStorageConfig completedTime createdBy createTime dataset "
+    "directRouteHandle displayName evalAutoCarveout evaluationDataset forwardOnly hotLoadDeploymentId "
+    "jobProgress keepAlive lossConfig name nodeCount rewardWeights rolloutDeploymentName serviceMode state "
+    "status trainingConfig usePurpose wandbConfig".split()
+)
+RETURNED_TRAINING_CONFIG_FIELDS = frozenset(
+    "baseModel batchSize batchSizeSamples samplerCheckpointSaveIntervalSteps epochs gradientAccumulationSteps "
+    "jinjaTemplate learningRate learningRateWarmupSteps loraRank maxContextLength optimizerWeightDecay "
+    "outputModel region warmStartFrom".split()
+)
+DEFAULT_ACCELERATOR_TYPE = "NVIDIA_H100_80GB"
+
 
 @dataclass(frozen=True)
 class NewJob:
@@ -73,6 +96,8 @@ class NewJob:
     demand: int  # accelerators occupied while running
     inactivity_s: float  # 0 = never auto-stopped
     display_name: str = ""
+    public: dict[str, Any] | None = None  # the returned static fields (None: derive from ``echo``)
+    accelerator_type: str = DEFAULT_ACCELERATOR_TYPE  # the key of acceleratorSeconds
 
 
 def _kind_ok(value: Any, kind: str) -> bool:
@@ -162,8 +187,18 @@ def _infra_fields(body: dict[str, Any], tc: dict[str, Any]) -> list[str]:
     return present + [f"trainingConfig.{k}" for k in ("acceleratorType", "acceleratorCount") if k in tc]
 
 
-def _shape_path(shape_ref: str, body: dict[str, Any], tc: dict[str, Any], skip: bool) -> tuple[dict, int]:
-    """Resolve the shape; return (echo additions, demand)."""
+@dataclass(frozen=True)
+class _Placement:
+    """What a launch path decided: echo additions, server-filled fields, demand, accelerator."""
+
+    extra: dict[str, Any]
+    filled: dict[str, Any]  # nodeCount and trainingConfig.maxContextLength the server sets
+    demand: int
+    accelerator_type: str
+
+
+def _shape_path(shape_ref: str, body: dict[str, Any], tc: dict[str, Any]) -> _Placement:
+    """Resolve the shape: it owns the infrastructure and the context length."""
     infra = _infra_fields(body, tc)
     if infra:
         raise InvalidArgument(
@@ -176,21 +211,17 @@ def _shape_path(shape_ref: str, body: dict[str, Any], tc: dict[str, Any], skip: 
             f'training shape "{shape_ref[:120]}" was not found; known shapes: '
             + ", ".join(shapes.shape_name(s) for s in shapes.CATALOGUE)
         )
-    if not skip and tc["baseModel"] != version.base_model:
-        raise InvalidArgument(
-            f'training shape {version.name} is validated for base model {version.base_model}, '
-            f'not {tc["baseModel"]}'
-        )
-    if tc.get("maxContextLength", 0) > version.max_context_length and not skip:
-        raise InvalidArgument(
-            f"trainingConfig.maxContextLength {tc['maxContextLength']} exceeds the "
-            f"{version.max_context_length} supported by {version.name}"
-        )
+    # No base-model or context-length check: PROTOCOL.md shows the real API making neither.
     tc.setdefault("maxContextLength", version.max_context_length)
-    return {"nodeCount": version.node_count, "trainingShape": shape_ref}, version.demand
+    return _Placement({"nodeCount": version.node_count, "trainingShape": shape_ref},
+                      _filled(version), version.demand, version.accelerator_type)
 
 
-def _auto_path(body: dict[str, Any], tc: dict[str, Any]) -> tuple[dict, int]:
+def _filled(version: shapes.ShapeVersion) -> dict[str, Any]:
+    return {"nodeCount": version.node_count, "maxContextLength": version.max_context_length}
+
+
+def _auto_path(body: dict[str, Any], tc: dict[str, Any]) -> _Placement:
     version = shapes.auto_select(
         tc["baseModel"],
         lora=tc.get("loraRank", 0) > 0,
@@ -203,12 +234,32 @@ def _auto_path(body: dict[str, Any], tc: dict[str, Any]) -> tuple[dict, int]:
             + (f" with maxContextLength {tc['maxContextLength']}" if tc.get("maxContextLength") else "")
             + "; pass trainingShape, or use the manual path (acceleratorType/acceleratorCount/nodeCount)"
         )
-    return {"nodeCount": version.node_count}, version.demand
+    return _Placement({"nodeCount": version.node_count}, _filled(version), version.demand,
+                      version.accelerator_type)
 
 
-def _manual_path(body: dict[str, Any], tc: dict[str, Any]) -> tuple[dict, int]:
+def _manual_path(body: dict[str, Any], tc: dict[str, Any]) -> _Placement:
     nodes = body.get("nodeCount", 1)
-    return {"nodeCount": nodes}, tc.get("acceleratorCount", 1) * nodes
+    return _Placement({"nodeCount": nodes}, {}, tc.get("acceleratorCount", 1) * nodes,
+                      tc.get("acceleratorType") or DEFAULT_ACCELERATOR_TYPE)
+
+
+def _superuser_only(body: dict[str, Any], tc: dict[str, Any], skip: bool) -> list[str]:
+    """The key-gated parameters of a request (PROTOCOL.md §6.4), in the order they are named."""
+    gated = ["skipValidations"] if skip else []
+    gated += ["trainingConfig.extraArgs"] if "extraArgs" in tc else []
+    gated += ["extraValues"] if "extraValues" in body else []
+    gated += ["preemptible"] if body.get("preemptible") is True else []
+    return gated + [name for name in ("purpose", "managedBy") if name in body]
+
+
+def _check_key(body: dict[str, Any], tc: dict[str, Any], skip: bool, superuser: bool) -> None:
+    gated = [] if superuser else _superuser_only(body, tc, skip)
+    if gated:
+        hint = ("; customers launch with trainingShape or on the auto-shape path (the manual path always "
+                "sends skipValidations=true)") if gated[0] == "skipValidations" else ""
+        also = f" (also superuser-only in this request: {', '.join(gated[1:])})" if gated[1:] else ""
+        raise InvalidArgument(f"{gated[0]} requires a superuser API key; this is a customer key{also}{hint}")
 
 
 def _inactivity(body: dict[str, Any], account_id: str) -> float:
@@ -221,8 +272,13 @@ def _inactivity(body: dict[str, Any], account_id: str) -> float:
     return parse_duration(body["inactivityTimeout"]) or DEFAULT_INACTIVITY_S
 
 
-def parse_create(body: Any, query: dict[str, str], *, account_id: str, created_by: str) -> NewJob:
-    """Validate an E2 request (body already JSON-decoded) into a ``NewJob``."""
+def parse_create(body: Any, query: dict[str, str], *, account_id: str, created_by: str,
+                 superuser: bool = True) -> NewJob:
+    """Validate an E2 request (body already JSON-decoded) into a ``NewJob``.
+
+    ``superuser`` is whether the caller's key may send the key-gated
+    parameters; a customer key gets a 400 naming the first one it sent.
+    """
     job_id = query.get("rlorTrainerJobId") or None
     if job_id is not None:
         validate_job_id(job_id)
@@ -230,21 +286,23 @@ def parse_create(body: Any, query: dict[str, str], *, account_id: str, created_b
     body = dict(body)
     tc = dict(tc)
     skip = _bool_param(query, "skipValidations")
+    _check_key(body, tc, skip, superuser)
     inactivity_s = _inactivity(body, account_id)
     if "trainingShape" in query:
-        extra, demand = _shape_path(query["trainingShape"], body, tc, skip)
+        placement = _shape_path(query["trainingShape"], body, tc)
     elif skip or _infra_fields(body, tc):
-        extra, demand = _manual_path(body, tc)
+        placement = _manual_path(body, tc)
     else:
-        extra, demand = _auto_path(body, tc)
+        placement = _auto_path(body, tc)
     deployment = query.get("deploymentId")
     if deployment and body.get("hotLoadDeploymentId", deployment) != deployment:
         raise InvalidArgument("query deploymentId and body hotLoadDeploymentId disagree")
-    echo = _echo(body, tc, extra, created_by)
+    echo = _echo(body, tc, placement.extra, created_by)
     if deployment:
         echo.setdefault("hotLoadDeploymentId", deployment)
-    return NewJob(job_id=job_id, echo=echo, demand=demand, inactivity_s=inactivity_s,
-                  display_name=body.get("displayName", ""))
+    return NewJob(job_id=job_id, echo=echo, demand=placement.demand, inactivity_s=inactivity_s,
+                  display_name=body.get("displayName", ""), public=public_fields(echo, placement.filled),
+                  accelerator_type=placement.accelerator_type)
 
 
 def _echo(body: dict[str, Any], tc: dict[str, Any], extra: dict[str, Any], created_by: str) -> dict[str, Any]:
@@ -262,3 +320,16 @@ def _echo(body: dict[str, Any], tc: dict[str, Any], extra: dict[str, Any], creat
     }
     echo.update(extra)
     return echo
+
+
+def public_fields(echo: dict[str, Any], filled: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The returned static fields: ``echo`` cut to PROTOCOL.md §3.5, then the server-filled values."""
+    public = {k: v for k, v in echo.items() if k in RETURNED_FIELDS}
+    tc = {k: v for k, v in dict(echo.get("trainingConfig") or {}).items() if k in RETURNED_TRAINING_CONFIG_FIELDS}
+    filled = filled or {}
+    if "nodeCount" in filled:
+        public["nodeCount"] = filled["nodeCount"]
+    if "maxContextLength" in filled:
+        tc["maxContextLength"] = filled["maxContextLength"]
+    public["trainingConfig"] = tc
+    return public

@@ -21,19 +21,32 @@ Lifecycle (times relative to the event that caused them):
   because the SDK treats inactivity auto-stop as a *stopped* state, and it is
   resumable like any cancelled job;
 * cancel -> ``JOB_STATE_CANCELLING`` -> ``JOB_STATE_CANCELLED`` after
-  ``settle_seconds``; delete -> ``JOB_STATE_DELETING`` -> ``JOB_STATE_DELETED``
-  (a tombstone: readable, hidden from lists, its ID never reused). Both release
+  ``settle_seconds``; delete -> ``JOB_STATE_DELETING`` -> ``JOB_STATE_ARCHIVED``
+  (the tombstone the public API shows, PROTOCOL.md §2.2/§7.7: readable, hidden
+  from lists, its ID never reused, a second delete a no-op). Both release
   capacity at once.
+
+``acceleratorSeconds`` accrues while a job holds accelerators (RUNNING and
+IDLE, the states counted against ``capacity``): ``held_since`` marks when it
+started holding them and ``accel_seconds`` keeps the total of earlier spells,
+so the value is computed from timestamps on every read.
 
 Fault injection: ``preempt`` (-> FAILED, status UNAVAILABLE "pod preempted"),
 ``fail`` (-> FAILED, status INTERNAL), ``set_idle`` (RUNNING -> IDLE: the
 trainer stays up and keeps its accelerators but has no active training; its
-health probe answers 503 and its inactivity timer keeps running), ``mark_unhealthy`` (health probe answers 503 while set; a resume
-starts a fresh pod and clears it).
+health probe answers 503 and its inactivity timer keeps running),
+``mark_unhealthy`` (health probe answers 503 while set; a resume starts a fresh
+pod and clears it), ``complete``, ``pause``, ``early_stop``, ``expire`` (to
+COMPLETED, PAUSED, EARLY_STOPPED, EXPIRED, freeing the accelerators), ``flap``
+(a crash loop: every ``period`` seconds of RUNNING end in FAILED until turned
+off) and ``arm_drop`` (the app answers the next N successful create / resume /
+cancel / delete requests with a 503 after doing them). Flap settings and armed
+drops live in the database, so every app over it sees them.
 
 Settings: the ``provision_seconds``, ``capacity`` and ``account_id`` given to
 the constructor win for this process; the values of the process that created
-the database are recorded in the ``settings`` table for inspection.
+the database are recorded in the ``settings`` table for inspection, with the
+database's ``instance_id`` (a uuid4 fixed at creation: the emulator's identity).
 """
 
 from __future__ import annotations
@@ -49,8 +62,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from rlorinfra.controlplane.errors import AlreadyExists, FailedPrecondition, NotFound
-from rlorinfra.controlplane.requests import parse_create
+from rlorinfra.controlplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from rlorinfra.controlplane.requests import DEFAULT_ACCELERATOR_TYPE, parse_create, public_fields
 
 __all__ = ["Store", "NotFound", "ACTIVE_STATES", "RESUMABLE_STATES", "TOMBSTONE_STATES"]
 
@@ -63,14 +76,23 @@ CANCELLING = "JOB_STATE_CANCELLING"
 CANCELLED = "JOB_STATE_CANCELLED"
 DELETING = "JOB_STATE_DELETING"
 DELETED = "JOB_STATE_DELETED"
+ARCHIVED = "JOB_STATE_ARCHIVED"
+COMPLETED = "JOB_STATE_COMPLETED"
+PAUSED = "JOB_STATE_PAUSED"
+EARLY_STOPPED = "JOB_STATE_EARLY_STOPPED"
+EXPIRED = "JOB_STATE_EXPIRED"
 
 ACTIVE_STATES = frozenset({CREATING, PENDING, RUNNING, IDLE})
-RESUMABLE_STATES = frozenset({FAILED, CANCELLED, "JOB_STATE_PAUSED", "JOB_STATE_COMPLETED"})
-TOMBSTONE_STATES = frozenset({DELETED, "JOB_STATE_ARCHIVED"})
-STOPPED_STATES = RESUMABLE_STATES | {"JOB_STATE_EARLY_STOPPED"}
+HOLDING_STATES = frozenset({RUNNING, IDLE})  # the states that use accelerators
+RESUMABLE_STATES = frozenset({FAILED, CANCELLED, PAUSED, COMPLETED})
+TOMBSTONE_STATES = frozenset({DELETED, ARCHIVED})
+STOPPED_STATES = RESUMABLE_STATES | {EARLY_STOPPED, EXPIRED}
 
 PREEMPT_MESSAGE = "pod preempted"
 DEFAULT_FAIL_MESSAGE = "trainer process exited unexpectedly (injected failure)"
+FLAP_MESSAGE = "trainer crashed (flapping)"
+DROP_OPERATIONS = ("create", "resume", "cancel", "delete")
+DEFAULT_FLAP_PERIOD_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,7 +116,22 @@ CREATE INDEX IF NOT EXISTS jobs_due ON jobs(due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(queue_seq) WHERE queue_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, job_id);
 CREATE INDEX IF NOT EXISTS jobs_display ON jobs(display_name, job_id);
+CREATE TABLE IF NOT EXISTS drops (operation TEXT PRIMARY KEY, remaining INTEGER NOT NULL);
 """
+
+# Columns added after the first release: added to older databases on open.
+# public: the returned static fields (JSON); accel_type/accel_seconds/held_since:
+# acceleratorSeconds; inactive_due/flap_due: the two timers of a running job
+# (due_at is the earlier one); flap_period: the crash loop's period (NULL = off).
+_ADDED_COLUMNS = (
+    ("public", "TEXT"),
+    ("accel_type", f"TEXT NOT NULL DEFAULT '{DEFAULT_ACCELERATOR_TYPE}'"),
+    ("accel_seconds", "REAL NOT NULL DEFAULT 0"),
+    ("held_since", "REAL"),
+    ("inactive_due", "REAL"),
+    ("flap_period", "REAL"),
+    ("flap_due", "REAL"),
+)
 
 
 def rfc3339(ts: float) -> str:
@@ -121,9 +158,13 @@ class Store:
         self.account_id = account_id
         self.clock = clock
         self.settle_seconds = float(settle_seconds)
+        # Which view responses use: False = the fields the real API returns;
+        # True = everything sent (make_app(echo_create_fields=True) sets it).
+        self.echo_create_fields = False
         self._local = threading.local()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._init_db()
+        self.instance_id = self.settings()["instance_id"]
 
     # -- connections and transactions ----------------------------------------
 
@@ -149,12 +190,26 @@ class Store:
         with self._write(advance=False) as (conn, now):
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
+            self._migrate(conn)
+            # INSERT OR IGNORE: the first process to create the database fixes these.
             settings = {"provision_seconds": self.provision_seconds, "capacity": self.capacity,
-                        "account_id": self.account_id, "created": rfc3339(now)}
+                        "account_id": self.account_id, "created": rfc3339(now),
+                        "instance_id": str(uuid.uuid4())}
             conn.executemany("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)",
                              [(k, str(v)) for k, v in settings.items()])
             self._advance(conn, now)
             self._drain_queue(conn, now)  # this process may have more capacity
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Add the columns an older database lacks (jobs already holding accelerators start accruing now)."""
+        present = {r["name"] for r in conn.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in present:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+        if "held_since" not in present:
+            conn.execute("UPDATE jobs SET held_since = update_time, inactive_due = due_at WHERE state IN (?, ?)",
+                         (RUNNING, IDLE))
 
     @contextmanager
     def _write(self, advance: bool = True) -> Iterator[tuple[sqlite3.Connection, float]]:
@@ -211,17 +266,27 @@ class Store:
         state = row["state"]
         if state == CREATING:
             self._place(conn, row, at)
-        elif state in (RUNNING, IDLE):
-            timeout = f"{row['inactivity_s']:g}s"
-            self._stop(conn, row["job_id"], at, CANCELLED, "CANCELLED",
-                       f"auto-stopped after {timeout} of inactivity (inactivityTimeout)")
+        elif state in HOLDING_STATES:
+            self._fire_timer(conn, row, at)
         elif state == CANCELLING:
             self._set(conn, row["job_id"], at, state=CANCELLED, due_at=None, completed_time=at,
                       status_code="CANCELLED", status_message="cancelled by request")
         elif state == DELETING:
-            self._set(conn, row["job_id"], at, state=DELETED, due_at=None)
+            self._set(conn, row["job_id"], at, state=ARCHIVED, due_at=None)
         else:  # a due time on a state without a timer: clear it
             self._set(conn, row["job_id"], at, due_at=None)
+
+    def _fire_timer(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
+        """A running job's due time: the flap crash or the inactivity stop, whichever is due."""
+        if row["flap_due"] is not None and row["flap_due"] <= at:
+            self._stop(conn, row["job_id"], at, FAILED, "INTERNAL", FLAP_MESSAGE)
+        elif row["inactive_due"] is None or row["inactive_due"] <= at:
+            timeout = f"{row['inactivity_s']:g}s"
+            self._stop(conn, row["job_id"], at, CANCELLED, "CANCELLED",
+                       f"auto-stopped after {timeout} of inactivity (inactivityTimeout)")
+        else:  # a timer was moved or turned off: wait for the one left
+            self._set(conn, row["job_id"], row["update_time"],
+                      due_at=_earliest(row["inactive_due"], row["flap_due"]))
 
     def _used(self, conn: sqlite3.Connection) -> int:
         return conn.execute(
@@ -243,8 +308,10 @@ class Store:
                   f"{used} of {self.capacity} in use")
 
     def _start(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
-        due = at + row["inactivity_s"] if row["inactivity_s"] > 0 else None
-        self._set(conn, row["job_id"], at, state=RUNNING, due_at=due, queue_seq=None, status_message="")
+        inactive = at + row["inactivity_s"] if row["inactivity_s"] > 0 else None
+        flap = at + row["flap_period"] if row["flap_period"] else None
+        self._set(conn, row["job_id"], at, state=RUNNING, due_at=_earliest(inactive, flap), inactive_due=inactive,
+                  flap_due=flap, queue_seq=None, status_message="")
 
     def _drain_queue(self, conn: sqlite3.Connection, at: float) -> None:
         """Start queued jobs in FIFO order while the head fits."""
@@ -260,15 +327,16 @@ class Store:
     def _stop(self, conn: sqlite3.Connection, job_id: str, at: float, state: str, code: str, message: str) -> None:
         """Move to a stopped state, free the job's accelerators, start queued jobs."""
         self._set(conn, job_id, at, state=state, due_at=None, queue_seq=None, completed_time=at,
-                  status_code=code, status_message=message)
+                  status_code=code, status_message=message, inactive_due=None, flap_due=None)
         self._drain_queue(conn, at)
 
     @staticmethod
     def _set(conn: sqlite3.Connection, job_id: str, at: float, **columns: Any) -> None:
-        """Update columns of one job; any state change also resets the status to OK."""
+        """Update columns of one job; any state change also resets the status to OK and books usage."""
         if "state" in columns:
             columns.setdefault("status_code", "OK")
             columns.setdefault("status_message", "")
+            columns.update(_usage_change(conn, job_id, at, columns["state"]))
         columns["update_time"] = at
         assignments = ", ".join(f"{name} = ?" for name in columns)
         conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*columns.values(), job_id))
@@ -279,20 +347,28 @@ class Store:
         """``accounts/{account}/rlorTrainerJobs/{job_id}``."""
         return f"accounts/{self.account_id}/rlorTrainerJobs/{job_id}"
 
-    def _render(self, row: sqlite3.Row) -> dict[str, Any]:
-        """The job resource (PROTOCOL.md §3.1) of one row."""
+    def _render(self, row: sqlite3.Row, now: float) -> dict[str, Any]:
+        """The job resource (PROTOCOL.md §3.5, or everything sent in echo mode) of one row at ``now``."""
         resource: dict[str, Any] = {"name": self.job_name(row["job_id"])}
-        resource.update(json.loads(row["echo"]))
-        resource["state"] = row["state"]
+        resource.update(self._static_fields(row))
+        resource["state"] = shown_state(row["state"])
         resource["status"] = {"code": row["status_code"], "message": row["status_message"]}
         resource["createTime"] = rfc3339(row["create_time"])
-        resource["updateTime"] = rfc3339(row["update_time"])
+        if self.echo_create_fields:
+            resource["updateTime"] = rfc3339(row["update_time"])
         if row["completed_time"] is not None:
             resource["completedTime"] = rfc3339(row["completed_time"])
         if row["state"] == RUNNING:
             # Relative; the HTTP app makes it absolute with the request's host.
             resource["directRouteHandle"] = f"/training/v1/rlorTrainerJobs/{self.account_id}/{row['job_id']}"
+        resource["acceleratorSeconds"] = {row["accel_type"]: str(_accelerator_seconds(row, now))}
         return resource
+
+    def _static_fields(self, row: sqlite3.Row) -> dict[str, Any]:
+        if self.echo_create_fields:
+            return json.loads(row["echo"])
+        # Rows from before the public column: cut the echo down (no server-filled values known).
+        return json.loads(row["public"]) if row["public"] else public_fields(json.loads(row["echo"]))
 
     def _row(self, conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -300,38 +376,44 @@ class Store:
             raise NotFound(f"RLOR trainer job {self.job_name(job_id)} not found")
         return row
 
-    def _reload(self, conn: sqlite3.Connection, job_id: str) -> dict[str, Any]:
-        return self._render(self._row(conn, job_id))
+    def _reload(self, conn: sqlite3.Connection, job_id: str, now: float) -> dict[str, Any]:
+        return self._render(self._row(conn, job_id), now)
 
     # -- API operations --------------------------------------------------------
 
-    def create_job(self, body: Any, query: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """E2: validate (400), refuse a taken ID (409, tombstones too), insert as CREATING."""
+    def create_job(self, body: Any, query: Mapping[str, str] | None = None, *,
+                   superuser: bool = True) -> dict[str, Any]:
+        """E2: validate (400), refuse a taken ID (409, tombstones too), insert as CREATING.
+
+        ``superuser`` is whether the caller may send key-gated parameters (the
+        HTTP app passes the key's role; direct store calls are privileged).
+        """
         new = parse_create(body, dict(query or {}), account_id=self.account_id,
-                           created_by=f"{self.account_id}@emulator.local")
+                           created_by=f"{self.account_id}@emulator.local", superuser=superuser)
         job_id = new.job_id or str(uuid.uuid4())
         with self._write() as (conn, now):
             existing = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if existing is not None:
                 raise AlreadyExists(self._exists_message(job_id, existing["state"]))
             conn.execute(
-                "INSERT INTO jobs(job_id, display_name, state, echo, demand, inactivity_s, create_time,"
-                " update_time, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, new.display_name, CREATING, json.dumps(new.echo), new.demand, new.inactivity_s,
-                 now, now, now + self.provision_seconds),
+                "INSERT INTO jobs(job_id, display_name, state, echo, public, demand, accel_type, inactivity_s,"
+                " create_time, update_time, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, new.display_name, CREATING, json.dumps(new.echo),
+                 json.dumps(new.public) if new.public is not None else None, new.demand, new.accelerator_type,
+                 new.inactivity_s, now, now, now + self.provision_seconds),
             )
-            return self._reload(conn, job_id)
+            return self._reload(conn, job_id, now)
 
     def _exists_message(self, job_id: str, state: str) -> str:
         if state in TOMBSTONE_STATES:
-            return (f"RLOR trainer job {self.job_name(job_id)} already exists in state {state}; "
+            return (f"RLOR trainer job {self.job_name(job_id)} already exists in state {shown_state(state)}; "
                     "a deleted job's ID cannot be reused, choose a new rlorTrainerJobId")
         return f"RLOR trainer job {self.job_name(job_id)} already exists (state {state})"
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """E3: the job resource, tombstones included (NotFound otherwise)."""
-        with self._read() as (conn, _now):
-            return self._reload(conn, job_id)
+        with self._read() as (conn, now):
+            return self._reload(conn, job_id, now)
 
     def list_jobs(
         self,
@@ -358,23 +440,23 @@ class Store:
             args.append(after)
         order = "DESC" if descending else "ASC"
         sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY job_id {order} LIMIT ?"
-        with self._read() as (conn, _now):
+        with self._read() as (conn, now):
             rows = conn.execute(sql, (*args, page_size + 1)).fetchall()
         more = len(rows) > page_size
         rows = rows[:page_size]
-        return [self._render(r) for r in rows], (rows[-1]["job_id"] if more else None)
+        return [self._render(r, now) for r in rows], (rows[-1]["job_id"] if more else None)
 
     def delete_job(self, job_id: str) -> dict[str, Any]:
-        """E5: DELETING now, DELETED after ``settle_seconds``; a tombstone is left alone."""
+        """E5: DELETING now, ARCHIVED after ``settle_seconds``; a tombstone is left alone."""
         with self._write() as (conn, now):
             row = self._row(conn, job_id)
             if row["state"] in TOMBSTONE_STATES or row["state"] == DELETING:
-                return self._render(row)
+                return self._render(row, now)
             completed = row["completed_time"]
             self._set(conn, job_id, now, state=DELETING, due_at=now + self.settle_seconds, queue_seq=None,
                       completed_time=completed if completed is not None else now)
             self._drain_queue(conn, now)
-            return self._reload(conn, job_id)
+            return self._reload(conn, job_id, now)
 
     def resume_job(self, job_id: str) -> dict[str, Any]:
         """E6: a resumable job goes back to CREATING before this returns (never FAILED after)."""
@@ -382,35 +464,37 @@ class Store:
             row = self._row(conn, job_id)
             if row["state"] not in RESUMABLE_STATES:
                 raise FailedPrecondition(
-                    f"cannot resume job in state: {row['state']}; only FAILED, CANCELLED, PAUSED or "
+                    f"cannot resume job in state: {shown_state(row['state'])}; only FAILED, CANCELLED, PAUSED or "
                     "COMPLETED jobs can be resumed"
                 )
             self._set(conn, job_id, now, state=CREATING, due_at=now + self.provision_seconds,
                       completed_time=None, unhealthy=0)
-            return self._reload(conn, job_id)
+            return self._reload(conn, job_id, now)
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """E7: CANCELLING now, CANCELLED after ``settle_seconds``; accelerators freed at once."""
         with self._write() as (conn, now):
             row = self._row(conn, job_id)
             if row["state"] in (CANCELLING, CANCELLED):
-                return self._render(row)
+                return self._render(row, now)
             if row["state"] not in ACTIVE_STATES:
-                raise FailedPrecondition(f"cannot cancel job in state: {row['state']}")
+                raise FailedPrecondition(f"cannot cancel job in state: {shown_state(row['state'])}")
             self._set(conn, job_id, now, state=CANCELLING, due_at=now + self.settle_seconds, queue_seq=None)
             self._drain_queue(conn, now)
-            return self._reload(conn, job_id)
+            return self._reload(conn, job_id, now)
 
     def check_health(self, job_id: str) -> tuple[bool, str]:
         """E11: ``(healthy, reason)``; a probe of a running trainer counts as activity."""
         with self._write() as (conn, now):
             row = self._row(conn, job_id)
             if row["state"] != RUNNING:
-                return False, f"trainer is not running (state {row['state']})"
+                return False, f"trainer is not running (state {shown_state(row['state'])})"
             if row["unhealthy"]:
                 return False, "trainer is unhealthy"
             if row["inactivity_s"] > 0:
-                self._set(conn, job_id, row["update_time"], due_at=now + row["inactivity_s"])
+                inactive = now + row["inactivity_s"]
+                self._set(conn, job_id, row["update_time"], inactive_due=inactive,
+                          due_at=_earliest(inactive, row["flap_due"]))
             return True, "ok"
 
     # -- fault injection -------------------------------------------------------
@@ -420,27 +504,122 @@ class Store:
         with self._write() as (conn, now):
             row = self._row(conn, job_id)
             if row["state"] not in allowed:
-                raise FailedPrecondition(f"cannot {verb} job in state: {row['state']}")
+                raise FailedPrecondition(f"cannot {verb} job in state: {shown_state(row['state'])}")
             act(conn, row, now)
-            return self._reload(conn, job_id)
+            return self._reload(conn, job_id, now)
+
+    def _stop_fault(self, job_id: str, verb: str, state: str, code: str, message: str) -> dict[str, Any]:
+        """A live job stops in ``state``: its accelerators are freed and queued jobs start."""
+        return self._fault(job_id, verb, ACTIVE_STATES, lambda conn, row, now: self._stop(
+            conn, job_id, now, state, code, message))
 
     def preempt(self, job_id: str) -> dict[str, Any]:
         """The pod dies: FAILED with status UNAVAILABLE "pod preempted"."""
-        return self._fault(job_id, "preempt", ACTIVE_STATES, lambda conn, row, now: self._stop(
-            conn, job_id, now, FAILED, "UNAVAILABLE", PREEMPT_MESSAGE))
+        return self._stop_fault(job_id, "preempt", FAILED, "UNAVAILABLE", PREEMPT_MESSAGE)
 
     def fail(self, job_id: str, message: str = DEFAULT_FAIL_MESSAGE) -> dict[str, Any]:
         """The trainer crashes: FAILED with status INTERNAL and ``message``."""
-        return self._fault(job_id, "fail", ACTIVE_STATES, lambda conn, row, now: self._stop(
-            conn, job_id, now, FAILED, "INTERNAL", message or DEFAULT_FAIL_MESSAGE))
+        return self._stop_fault(job_id, "fail", FAILED, "INTERNAL", message or DEFAULT_FAIL_MESSAGE)
+
+    def complete(self, job_id: str) -> dict[str, Any]:
+        """Training finished: COMPLETED (resumable), accelerators freed."""
+        return self._stop_fault(job_id, "complete", COMPLETED, "OK", "training completed (injected)")
+
+    def pause(self, job_id: str) -> dict[str, Any]:
+        """The platform pauses the job (e.g. account suspension): PAUSED (resumable)."""
+        return self._stop_fault(job_id, "pause", PAUSED, "OK", "paused by the platform (injected)")
+
+    def early_stop(self, job_id: str) -> dict[str, Any]:
+        """EARLY_STOPPED: stopped for good (the SDK never resumes it)."""
+        return self._stop_fault(job_id, "early-stop", EARLY_STOPPED, "OK", "stopped early (injected)")
+
+    def expire(self, job_id: str) -> dict[str, Any]:
+        """EXPIRED, status DEADLINE_EXCEEDED (not resumable)."""
+        return self._stop_fault(job_id, "expire", EXPIRED, "DEADLINE_EXCEEDED", "job expired (injected)")
 
     def set_idle(self, job_id: str) -> dict[str, Any]:
         """RUNNING -> IDLE: a service-mode trainer with no active training (still holds its GPUs)."""
         return self._fault(job_id, "set idle", frozenset({RUNNING}), lambda conn, row, now: self._set(
-            conn, job_id, now, state=IDLE, status_message="service-mode trainer is idle (no active training)"))
+            conn, job_id, now, state=IDLE, status_message="service-mode trainer is idle (no active training)",
+            flap_due=None, due_at=row["inactive_due"]))
 
     def mark_unhealthy(self, job_id: str, unhealthy: bool = True) -> dict[str, Any]:
         """Make the health probe answer 503 (or 200 again with ``unhealthy=False``)."""
         alive = frozenset(ACTIVE_STATES | STOPPED_STATES | {CANCELLING})
         return self._fault(job_id, "mark unhealthy", alive, lambda conn, row, now: self._set(
             conn, job_id, row["update_time"], unhealthy=int(unhealthy)))
+
+    def flap(self, job_id: str, period: float = DEFAULT_FLAP_PERIOD_S, *, off: bool = False) -> dict[str, Any]:
+        """Crash loop: from now on every ``period`` s of RUNNING ends in FAILED "trainer crashed (flapping)".
+
+        A resume brings the job back through CREATING to RUNNING, and it fails
+        again. ``off=True`` ends the loop. The setting is stored with the job.
+        """
+        if not off and not (isinstance(period, (int, float)) and 0 < period < float("inf")):
+            raise InvalidArgument(f"flap period must be a positive number of seconds, got {period!r}")
+        alive = frozenset(ACTIVE_STATES | STOPPED_STATES | {CANCELLING})
+
+        def act(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
+            flap_due = now + period if not off and row["state"] == RUNNING else None
+            due = _earliest(row["inactive_due"], flap_due) if row["state"] in HOLDING_STATES else row["due_at"]
+            self._set(conn, job_id, row["update_time"], flap_period=None if off else float(period),
+                      flap_due=flap_due, due_at=due)
+
+        return self._fault(job_id, "flap", alive, act)
+
+    def arm_drop(self, operation: str, count: int = 1) -> dict[str, Any]:
+        """Drop the responses of the next ``count`` successful ``operation`` requests (503 after acting)."""
+        if operation not in DROP_OPERATIONS:
+            raise InvalidArgument(f'unknown operation "{str(operation)[:40]}"; use one of {", ".join(DROP_OPERATIONS)}')
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidArgument(f"count must be a non-negative integer, got {count!r}")
+        with self._write(advance=False) as (conn, _now):
+            conn.execute("INSERT INTO drops(operation, remaining) VALUES (?, ?) ON CONFLICT(operation) "
+                         "DO UPDATE SET remaining = excluded.remaining", (operation, count))
+        return {"fault": "drop-response", "operation": operation, "count": count}
+
+    def take_drop(self, operation: str) -> bool:
+        """Whether this ``operation``'s response is to be dropped (uses up one armed drop)."""
+        conn = self._conn()
+        armed = conn.execute("SELECT 1 FROM drops WHERE operation = ? AND remaining > 0", (operation,)).fetchone()
+        if armed is None:  # the common case: a read, no write lock
+            return False
+        cursor = conn.execute("UPDATE drops SET remaining = remaining - 1 WHERE operation = ? AND remaining > 0",
+                              (operation,))
+        return cursor.rowcount == 1
+
+    def armed_drops(self) -> dict[str, int]:
+        """Responses still to drop, by operation."""
+        rows = self._conn().execute("SELECT operation, remaining FROM drops WHERE remaining > 0")
+        return {r["operation"]: r["remaining"] for r in rows}
+
+
+def shown_state(state: str) -> str:
+    """The state the public API shows: tombstones appear as ``JOB_STATE_ARCHIVED`` (PROTOCOL.md §2.2)."""
+    return ARCHIVED if state in TOMBSTONE_STATES else state
+
+
+def _earliest(*times: float | None) -> float | None:
+    """The earliest of the set timers (None when none is set)."""
+    return min((t for t in times if t is not None), default=None)
+
+
+def _usage_change(conn: sqlite3.Connection, job_id: str, at: float, new_state: str) -> dict[str, Any]:
+    """Columns that book accelerator use when a job enters or leaves the holding states."""
+    row = conn.execute("SELECT demand, held_since, accel_seconds FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    if row is None:
+        return {}
+    holding = row["held_since"] is not None
+    if new_state in HOLDING_STATES:
+        return {} if holding else {"held_since": at}
+    if not holding:
+        return {}
+    return {"held_since": None, "accel_seconds": row["accel_seconds"] + max(0.0, at - row["held_since"]) * row["demand"]}
+
+
+def _accelerator_seconds(row: sqlite3.Row, now: float) -> int:
+    """Whole accelerator-seconds used so far: earlier spells plus the current one."""
+    total = row["accel_seconds"]
+    if row["held_since"] is not None:
+        total += max(0.0, now - row["held_since"]) * row["demand"]
+    return int(total + 1e-6)  # float sums such as 0.1 * 30 must not lose a whole second

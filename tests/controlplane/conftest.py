@@ -11,7 +11,7 @@ import pytest
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import serve_in_thread
 from rlorinfra.controlplane.store import Store
-from tests.controlplane.helpers import KEY, FakeClock
+from tests.controlplane.helpers import KEY, SUPERUSER, SUPERUSER_KEY, FakeClock
 
 
 @pytest.fixture
@@ -31,10 +31,22 @@ def store(db_path: Path, clock: FakeClock) -> Store:
 
 
 @pytest.fixture
-def client(store: Store) -> Iterator[httpx.Client]:
-    """In-process client (WSGITransport) with the right key."""
-    transport = httpx.WSGITransport(app=make_app(store))
-    with httpx.Client(transport=transport, base_url="http://emulator", headers=KEY) as c:
+def app(store: Store) -> Any:
+    """The faithful app: customer key ``local``, superuser key ``root-key``."""
+    return make_app(store, superuser_keys=(SUPERUSER_KEY,))
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[httpx.Client]:
+    """In-process client (WSGITransport) with the customer key."""
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://emulator", headers=KEY) as c:
+        yield c
+
+
+@pytest.fixture
+def root_client(app: Any) -> Iterator[httpx.Client]:
+    """In-process client of the same app with the superuser key."""
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://emulator", headers=SUPERUSER) as c:
         yield c
 
 

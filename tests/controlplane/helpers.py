@@ -9,7 +9,10 @@ import httpx
 QWEN8B = "accounts/fireworks/models/qwen3-8b"
 POLICY_SHAPE = "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"
 JOBS = "/v1/accounts/local/rlorTrainerJobs"
-KEY = {"X-Api-Key": "local"}
+KEY = {"X-Api-Key": "local"}  # the customer key
+SUPERUSER_KEY = "root-key"
+SUPERUSER = {"X-Api-Key": SUPERUSER_KEY}
+INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 # Clients of the loopback emulator pass verify=False: plain http, and it skips
 # building a TLS context (~0.2 s per client).
 

@@ -11,14 +11,14 @@ import pytest
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import serve_in_thread
 from rlorinfra.controlplane.store import Store
-from tests.controlplane.helpers import JOBS, KEY, POLICY_SHAPE, FakeClock, body, create
+from tests.controlplane.helpers import JOBS, KEY, POLICY_SHAPE, SUPERUSER, SUPERUSER_KEY, FakeClock, body, create
 
 
 @pytest.fixture(params=["wsgi", "socket"])
 def any_client(request, db_path):
     """The same world through httpx.WSGITransport and through a real socket."""
     store = Store(db_path, provision_seconds=0.05, settle_seconds=0.05)
-    app = make_app(store)
+    app = make_app(store, superuser_keys=(SUPERUSER_KEY,))
     if request.param == "wsgi":
         with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://emulator", headers=KEY) as c:
             yield c
@@ -62,26 +62,48 @@ def test_account_id_is_configurable(db_path):
 # -- E2 create -----------------------------------------------------------------------
 
 
-def test_create_on_the_shape_path_echoes_the_request(any_client):
+RETURNED_TOP = {"name", "displayName", "serviceMode", "keepAlive", "dataset", "forwardOnly", "trainingConfig",
+                "createdBy", "nodeCount", "hotLoadDeploymentId", "state", "status", "createTime",
+                "acceleratorSeconds"}
+
+
+def test_create_on_the_shape_path_returns_only_declared_fields(any_client):
     sent = body(displayName="grpo-policy", hotLoadDeploymentId="dep-1", trainerReplicaCount=2,
-                inactivityTimeout="1800s", forwardOnly=True, trainingConfig={"region": "US_IOWA_1"})
+                inactivityTimeout="1800s", forwardOnly=True, reservationTarget="r1",
+                trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3", "projectionHeadDim": 4})
     response = any_client.post(
         f"{JOBS}?deploymentId=dep-1&trainingShape={quote(POLICY_SHAPE, safe='')}&rlorTrainerJobId=my-job-1",
         json=sent,
     )
     assert response.status_code == 200
     job = response.json()
+    assert set(job) == RETURNED_TOP
     assert job["name"] == "accounts/local/rlorTrainerJobs/my-job-1"
     assert job["state"] == "JOB_STATE_CREATING"
+    assert job["trainingConfig"] == {"baseModel": sent["trainingConfig"]["baseModel"], "loraRank": 0,
+                                     "learningRate": 1e-5, "region": "US_IOWA_1", "maxContextLength": 32768}
+    assert job["nodeCount"] == 1 and isinstance(job["nodeCount"], int)
+    for key in ("displayName", "hotLoadDeploymentId", "forwardOnly", "serviceMode", "keepAlive", "dataset"):
+        assert job[key] == sent[key], key
+    assert job["createdBy"] and job["createTime"]
+    assert job["status"] == {"code": "OK", "message": ""}
+    assert job["acceleratorSeconds"] == {"NVIDIA_H200_141GB": "0"}
+    assert any_client.get(f"{JOBS}/my-job-1").json() == job
+
+
+def test_echo_create_fields_restores_the_echo(db_path):
+    app = make_app(Store(db_path, provision_seconds=0.05), echo_create_fields=True)
+    sent = body(displayName="grpo-policy", trainerReplicaCount=2, inactivityTimeout="1800s",
+                trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3"})
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://e", headers=KEY) as c:
+        job = c.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "echo"}, json=sent).json()
+        listed = c.get(JOBS).json()["rlorTrainerJobs"]
     assert job["trainingConfig"] == {**sent["trainingConfig"], "maxContextLength": 32768}
     assert job["trainingShape"] == POLICY_SHAPE
-    assert job["nodeCount"] == 1 and isinstance(job["nodeCount"], int)
-    for key in ("displayName", "hotLoadDeploymentId", "trainerReplicaCount", "inactivityTimeout", "forwardOnly",
-                "serviceMode", "keepAlive", "dataset", "useReservation"):
+    for key in ("displayName", "trainerReplicaCount", "inactivityTimeout", "useReservation"):
         assert job[key] == sent[key], key
-    assert job["createdBy"] and job["createTime"] and job["updateTime"]
-    assert job["status"] == {"code": "OK", "message": ""}
-    assert "acceleratorType" not in job["trainingConfig"]
+    assert job["updateTime"] and job["acceleratorSeconds"] == {"NVIDIA_H200_141GB": "0"}
+    assert listed == [job]
 
 
 def test_create_on_the_shape_path_with_a_pinned_version(any_client):
@@ -90,30 +112,52 @@ def test_create_on_the_shape_path_with_a_pinned_version(any_client):
                           json=body("accounts/fireworks/models/llama-v3p1-70b-instruct")).json()
     assert job["nodeCount"] == 2
     assert job["trainingConfig"]["maxContextLength"] == 16384
-    assert job["trainingShape"] == ref
+    assert "trainingShape" not in job and "updateTime" not in job
 
 
-def test_create_on_the_manual_path(any_client):
+def test_the_shape_path_checks_neither_base_model_nor_context_length(any_client):
+    other_model = any_client.post(JOBS, params={"trainingShape": POLICY_SHAPE},
+                                  json=body("accounts/fireworks/models/qwen3-4b"))
+    assert other_model.status_code == 200, other_model.text
+    long = any_client.post(JOBS, params={"trainingShape": POLICY_SHAPE},
+                           json=body(trainingConfig={"maxContextLength": 999999}))
+    assert long.status_code == 200, long.text
+    assert long.json()["trainingConfig"]["maxContextLength"] == 32768  # the shape's, as the server fills it
+
+
+def test_create_on_the_manual_path_with_a_superuser_key(any_client):
     sent = body(nodeCount=2, trainingConfig={"acceleratorType": "NVIDIA_H100_80GB", "acceleratorCount": 4,
                                              "maxContextLength": 8192, "extraArgs": ["--x", "1"]},
                 extraValues={"k": "v"})
-    job = any_client.post(JOBS, params={"skipValidations": "true", "rlorTrainerJobId": "manual"}, json=sent).json()
-    assert job["trainingConfig"] == sent["trainingConfig"]
+    response = any_client.post(JOBS, params={"skipValidations": "true", "rlorTrainerJobId": "manual"}, json=sent,
+                               headers=SUPERUSER)
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["trainingConfig"] == {"baseModel": sent["trainingConfig"]["baseModel"], "loraRank": 0,
+                                     "learningRate": 1e-5, "maxContextLength": 8192}
     assert job["nodeCount"] == 2
-    assert job["extraValues"] == {"k": "v"}
-    assert "trainingShape" not in job
+    assert "extraValues" not in job and "trainingShape" not in job
+    assert job["acceleratorSeconds"] == {"NVIDIA_H100_80GB": "0"}
 
 
 def test_manual_path_node_count_defaults_to_one(any_client):
-    job = any_client.post(JOBS, params={"skipValidations": "true"},
+    job = any_client.post(JOBS, params={"skipValidations": "true"}, headers=SUPERUSER,
                           json=body(trainingConfig={"acceleratorType": "NVIDIA_A100_80GB"})).json()
     assert job["nodeCount"] == 1
+    assert job["acceleratorSeconds"] == {"NVIDIA_A100_80GB": "0"}
+
+
+def test_manual_path_without_skip_validations_is_open_to_customers(any_client):
+    job = any_client.post(JOBS, json=body(nodeCount=1, trainingConfig={"acceleratorCount": 2})).json()
+    assert job["acceleratorSeconds"] == {"NVIDIA_H100_80GB": "0"}  # the default accelerator
 
 
 def test_create_on_the_auto_shape_path_picks_a_shape_for_the_model(any_client):
     job = any_client.post(JOBS, json=body(trainingConfig={"maxContextLength": 4096})).json()
     assert job["nodeCount"] == 1
-    assert job["trainingConfig"] == body(trainingConfig={"maxContextLength": 4096})["trainingConfig"]
+    # the server fills the context length from the selected version
+    assert job["trainingConfig"] == {**body()["trainingConfig"], "maxContextLength": 32768}
+    assert job["acceleratorSeconds"] == {"NVIDIA_H200_141GB": "0"}
     assert "trainingShape" not in job
     bad = any_client.post(JOBS, json=body("accounts/fireworks/models/unknown-model"))
     assert bad.status_code == 400
@@ -144,8 +188,6 @@ INVALID_CREATES = [
     ({"trainingShape": "accounts/fireworks/trainingShapes/nope"}, body(), "was not found"),
     ({"trainingShape": POLICY_SHAPE + "/versions/v9"}, body(), "was not found"),
     ({"trainingShape": "ts-qwen3-8b-policy"}, body(), "was not found"),
-    ({"trainingShape": POLICY_SHAPE}, body("accounts/fireworks/models/qwen3-4b"), "validated for base model"),
-    ({"trainingShape": POLICY_SHAPE}, body(trainingConfig={"maxContextLength": 999999}), "exceeds"),
     ({}, body(trainingConfig={"region": "MARS_1"}), "not a known region"),
     ({}, body(inactivityTimeout="30m"), "is not a duration"),
     ({}, body(inactivityTimeout="-5s"), "must not be negative"),
@@ -211,7 +253,7 @@ def test_full_lifecycle_over_the_wire(any_client):
     assert any_client.post(f"{JOBS}/life:resume", json={}).json()["state"] == "JOB_STATE_CREATING"
     wait_state(any_client, "life", "JOB_STATE_RUNNING")
     assert any_client.delete(f"{JOBS}/life", headers=empty).status_code == 200
-    wait_state(any_client, "life", "JOB_STATE_DELETED")
+    wait_state(any_client, "life", "JOB_STATE_ARCHIVED")
 
 
 def test_resume_with_a_non_object_body_is_400(client):

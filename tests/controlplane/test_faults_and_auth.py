@@ -9,7 +9,7 @@ import pytest
 
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.store import Store
-from tests.controlplane.helpers import JOBS, KEY, POLICY_SHAPE, FakeClock, body, create
+from tests.controlplane.helpers import JOBS, KEY, POLICY_SHAPE, SUPERUSER, SUPERUSER_KEY, FakeClock, body, create
 
 ROUTES = [
     ("GET", "/v1/accounts?pageSize=2"),
@@ -67,10 +67,62 @@ def test_the_key_is_accepted_in_either_header(store: Store, headers):
         assert c.get("/v1/accounts").status_code == 401
 
 
-def test_emulator_key_is_a_superuser_key(client):
-    response = client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "skipValidations": "true"},
-                           json=body(trainingConfig={"extraArgs": ["--a"]}, extraValues={"x": "y"}))
-    assert response.status_code == 200
+SUPERUSER_ONLY = [
+    ({"skipValidations": "true"}, body(), "skipValidations"),
+    ({}, body(trainingConfig={"extraArgs": ["--a"]}), "trainingConfig.extraArgs"),
+    ({}, body(extraValues={"x": "y"}), "extraValues"),
+    ({}, body(preemptible=True), "preemptible"),
+    ({}, body(purpose="pilot"), "purpose"),
+    ({}, body(managedBy="platform"), "managedBy"),
+]
+
+
+@pytest.mark.parametrize("params,sent,field", SUPERUSER_ONLY, ids=[f for _, _, f in SUPERUSER_ONLY])
+def test_a_customer_key_is_refused_superuser_only_parameters(client, params, sent, field):
+    response = client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "j1", **params}, json=sent)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == 3 and error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].startswith(f"{field} requires a superuser API key")
+    assert client.get(f"{JOBS}/j1").status_code == 404  # nothing was created
+
+
+@pytest.mark.parametrize("params,sent,field", SUPERUSER_ONLY, ids=[f for _, _, f in SUPERUSER_ONLY])
+def test_a_superuser_key_may_send_them(root_client, params, sent, field):
+    response = root_client.post(JOBS, params={"trainingShape": POLICY_SHAPE, **params}, json=sent)
+    assert response.status_code == 200, response.text
+
+
+def test_customer_may_send_the_ungated_values(client):
+    response = client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "skipValidations": "false"},
+                           json=body(preemptible=False))
+    assert response.status_code == 200, response.text
+
+
+def test_the_manual_path_needs_a_superuser_key(client, root_client):
+    refused = create(client, "m1", manual=True, trainingConfig={"acceleratorCount": 2})
+    assert refused.status_code == 400
+    assert "skipValidations requires a superuser API key" in refused.json()["error"]["message"]
+    assert create(root_client, "m1", manual=True, trainingConfig={"acceleratorCount": 2}).status_code == 200
+
+
+@pytest.mark.parametrize("method,path", ROUTES[:-2])
+def test_superuser_keys_are_accepted_on_every_route(app, method, path):
+    with wsgi_client(app, SUPERUSER) as c:
+        assert c.request(method, path, json={}).status_code != 401
+    with wsgi_client(app, {"Authorization": f"Bearer {SUPERUSER_KEY}"}) as c:
+        assert c.request(method, path, json={}).status_code != 401
+
+
+def test_a_customer_and_a_superuser_key_together_act_as_a_customer(app):
+    with wsgi_client(app, {**KEY, "Authorization": f"Bearer {SUPERUSER_KEY}"}) as c:
+        response = c.post(JOBS, params={"skipValidations": "true"}, json=body())
+    assert response.status_code == 400 and "superuser" in response.json()["error"]["message"]
+
+
+def test_empty_superuser_keys_are_refused(store: Store):
+    with pytest.raises(ValueError):
+        make_app(store, superuser_keys=("",))
 
 
 def test_injected_latency_delays_api_routes_but_not_admin(store: Store, clock: FakeClock):

@@ -24,7 +24,7 @@ def test_create_is_creating_for_the_provision_time_then_running(client, clock: F
     assert job["state"] == "JOB_STATE_RUNNING"
     assert job["status"] == {"code": "OK", "message": ""}
     assert job["directRouteHandle"] == "http://emulator/training/v1/rlorTrainerJobs/local/j1"
-    assert job["updateTime"] > job["createTime"]
+    assert "updateTime" not in job  # not a field of the RLOR resource (PROTOCOL.md §3.5)
     assert "completedTime" not in job
 
 
@@ -44,10 +44,10 @@ def test_capacity_queues_jobs_in_fifo_order(client, clock: FakeClock):
     assert state(client, "j5") == "JOB_STATE_RUNNING"
 
 
-def test_a_job_larger_than_the_capacity_waits_without_blocking_others(client, clock: FakeClock, store: Store):
-    create(client, "huge", shape=None, manual=True, nodeCount=9, trainingConfig={"acceleratorCount": 8})
+def test_a_job_larger_than_the_capacity_waits_without_blocking_others(root_client, client, clock: FakeClock):
+    create(root_client, "huge", shape=None, manual=True, nodeCount=9, trainingConfig={"acceleratorCount": 8})
     clock.advance(1)
-    create(client, "small", shape=None, manual=True, trainingConfig={"acceleratorCount": 8})
+    create(root_client, "small", shape=None, manual=True, trainingConfig={"acceleratorCount": 8})
     clock.advance(20)
     assert state(client, "huge") == "JOB_STATE_PENDING"
     assert state(client, "small") == "JOB_STATE_RUNNING"
@@ -66,7 +66,7 @@ def test_inactivity_timeout_auto_stops_a_running_job(client, clock: FakeClock):
     assert job["state"] == "JOB_STATE_CANCELLED"
     assert job["status"]["code"] == "CANCELLED"
     assert "inactivity" in job["status"]["message"]
-    assert job["completedTime"] == job["updateTime"]
+    assert job["completedTime"].startswith("2025-06-15T15:08:")  # start 1_750_000_000 + 10 + 50 + 60 s
 
 
 def test_default_inactivity_timeout_is_an_hour(client, clock: FakeClock):
@@ -128,7 +128,8 @@ def test_resume_of_a_live_job_is_a_failed_precondition(client, clock: FakeClock,
     assert f"JOB_STATE_{when}" in response.json()["error"]["message"]
 
 
-def test_delete_leaves_a_tombstone_that_lists_hide_and_ids_never_reuse(client, clock: FakeClock):
+def test_delete_leaves_an_archived_tombstone_that_lists_hide_and_ids_never_reuse(client, clock: FakeClock,
+                                                                                 store: Store):
     create(client, "j1")
     create(client, "j2")
     clock.advance(10)
@@ -137,20 +138,22 @@ def test_delete_leaves_a_tombstone_that_lists_hide_and_ids_never_reuse(client, c
     assert [j["name"].rsplit("/", 1)[1] for j in client.get(JOBS).json()["rlorTrainerJobs"]] == ["j1", "j2"]
     clock.advance(1)
     tomb = client.get(f"{JOBS}/j1")
-    assert tomb.status_code == 200 and tomb.json()["state"] == "JOB_STATE_DELETED"
+    assert tomb.status_code == 200 and tomb.json()["state"] == "JOB_STATE_ARCHIVED"
     assert [j["name"].rsplit("/", 1)[1] for j in client.get(JOBS).json()["rlorTrainerJobs"]] == ["j2"]
-    update_time = tomb.json()["updateTime"]
+    assert client.get(JOBS, params={"filter": "state=JOB_STATE_ARCHIVED"}).json()["rlorTrainerJobs"] == []
+    stamp = store._conn().execute("SELECT update_time FROM jobs WHERE job_id = 'j1'").fetchone()[0]
     clock.advance(5)
     again = client.delete(f"{JOBS}/j1")
     assert again.status_code == 200
-    assert client.get(f"{JOBS}/j1").json()["updateTime"] == update_time  # no-op
+    assert client.get(f"{JOBS}/j1").json() == tomb.json()  # a no-op: the retention clock is not reset
+    assert store._conn().execute("SELECT update_time FROM jobs WHERE job_id = 'j1'").fetchone()[0] == stamp
     conflict = create(client, "j1")
     assert conflict.status_code == 409
     assert conflict.json()["error"] == {"code": 6, "status": "ALREADY_EXISTS", "message": conflict.json()["error"]["message"]}
     assert "cannot be reused" in conflict.json()["error"]["message"]
     cancel = client.post(f"{JOBS}/j1:cancel")
     assert cancel.status_code == 400
-    assert cancel.json()["error"]["message"] == "cannot cancel job in state: JOB_STATE_DELETED"
+    assert cancel.json()["error"]["message"] == "cannot cancel job in state: JOB_STATE_ARCHIVED"
     assert client.post(f"{JOBS}/j1:resume").status_code == 400
 
 

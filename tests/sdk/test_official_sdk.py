@@ -2,7 +2,9 @@
 
 Provisioning takes 0.2 s and the SDK polls every 0.1 s, so the whole file runs in
 a few seconds. The trainer gateway defaults to the SDK's base_url, which is the
-emulator itself.
+emulator itself. ``KEY`` is a customer key, as a Fireworks customer holds: the
+shape and auto-shape paths work with it, the manual path (which always sends
+``skipValidations=true``) needs ``SUPERUSER_KEY``, as on the real API (§6.4).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from rlorinfra.controlplane.store import Store
 # The official SDK is a test dependency (pyproject's `test` extra): a missing SDK
 # must fail the suite, not skip the compatibility check.
 from fireworks.training.sdk import TrainerJobConfig, TrainerJobManager  # noqa: E402
+from fireworks.training.sdk.errors import TrainingAPIError  # noqa: E402
 
 KEY = "sdk-test-key"
+SUPERUSER_KEY = "sdk-superuser-key"
 QWEN8B = "accounts/fireworks/models/qwen3-8b"
 POLICY_SHAPE = "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"
 POLL = 0.1
@@ -39,13 +43,18 @@ def store(tmp_path_factory) -> Store:
 
 @pytest.fixture(scope="module")
 def served(store: Store) -> Iterator[ServedEmulator]:
-    with serve_in_thread(make_app(store, api_key=KEY)) as emulator:
+    with serve_in_thread(make_app(store, api_key=KEY, superuser_keys=(SUPERUSER_KEY,))) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def manager(served: ServedEmulator):
     return TrainerJobManager(api_key=KEY, base_url=served.url)
+
+
+@pytest.fixture
+def superuser_manager(served: ServedEmulator):
+    return TrainerJobManager(api_key=SUPERUSER_KEY, base_url=served.url)
 
 
 def shape_config(job_id: str, **kwargs) -> TrainerJobConfig:
@@ -81,25 +90,42 @@ def test_create_and_wait_on_the_shape_path(manager, served):
     assert endpoint.max_context_length == 32768
     job = manager.get("sdk-shape")
     assert job["state"] == "JOB_STATE_RUNNING"
-    assert job["trainingShape"] == POLICY_SHAPE
+    assert "trainingShape" not in job  # sent as a query parameter, not a returned field (§3.5)
+    assert job["trainingConfig"]["maxContextLength"] == 32768 and job["nodeCount"] == 1
+    assert set(job["acceleratorSeconds"]) == {"NVIDIA_H200_141GB"}
 
 
-def test_create_and_wait_on_the_manual_path(manager):
-    config = TrainerJobConfig(base_model=QWEN8B, accelerator_type="NVIDIA_H100_80GB", accelerator_count=4,
-                              node_count=2, max_context_length=8192, requested_job_id="sdk-manual",
-                              extra_args=["--flag value"])
-    endpoint = manager.create_and_wait(config, poll_interval_s=POLL)
+def manual_config(job_id: str) -> TrainerJobConfig:
+    return TrainerJobConfig(base_model=QWEN8B, accelerator_type="NVIDIA_H100_80GB", accelerator_count=4,
+                            node_count=2, max_context_length=8192, requested_job_id=job_id,
+                            extra_args=["--flag value"])
+
+
+def test_create_and_wait_on_the_manual_path_with_a_superuser_key(superuser_manager, store: Store):
+    endpoint = superuser_manager.create_and_wait(manual_config("sdk-manual"), poll_interval_s=POLL)
     assert endpoint.max_context_length == 8192
-    job = manager.get("sdk-manual")
+    job = superuser_manager.get("sdk-manual")
     assert job["nodeCount"] == 2
-    assert job["trainingConfig"]["acceleratorType"] == "NVIDIA_H100_80GB"
-    assert job["trainingConfig"]["extraArgs"] == ["--flag", "value"]
+    assert "acceleratorType" not in job["trainingConfig"] and "extraArgs" not in job["trainingConfig"]
+    assert set(job["acceleratorSeconds"]) == {"NVIDIA_H100_80GB"}
+    stored = store._conn().execute("SELECT echo FROM jobs WHERE job_id = 'sdk-manual'").fetchone()[0]
+    assert '"extraArgs": ["--flag", "value"]' in stored  # kept, just not answered
+
+
+def test_the_manual_path_with_a_customer_key_is_a_400(manager):
+    with pytest.raises(TrainingAPIError) as info:
+        manager.create(manual_config("sdk-manual-customer"))
+    assert info.value.status_code == 400
+    assert "requires a superuser API key" in str(info.value)
+    assert manager.try_get("sdk-manual-customer") is None
 
 
 def test_create_and_wait_on_the_auto_shape_path(manager):
     config = TrainerJobConfig(base_model=QWEN8B, auto_select_training_shape=True, max_context_length=4096,
                               requested_job_id="sdk-auto")
-    assert manager.create_and_wait(config, poll_interval_s=POLL).job_id == "sdk-auto"
+    endpoint = manager.create_and_wait(config, poll_interval_s=POLL)
+    assert endpoint.job_id == "sdk-auto"
+    assert endpoint.max_context_length == 32768  # filled by the server from the selected shape version
 
 
 def test_wait_for_existing(manager):
@@ -150,8 +176,8 @@ def test_unhealthy_trainer_is_not_ready(manager, store: Store):
 def test_delete_then_recreate_with_the_same_id_is_refused(manager):
     manager.create(shape_config("sdk-delete"))
     manager.delete("sdk-delete")
-    assert manager.get("sdk-delete")["state"] in ("JOB_STATE_DELETING", "JOB_STATE_DELETED")
-    wait_for_state(manager, "sdk-delete", "JOB_STATE_DELETED")
+    assert manager.get("sdk-delete")["state"] in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
+    wait_for_state(manager, "sdk-delete", "JOB_STATE_ARCHIVED")
     with pytest.raises(RuntimeError, match="cannot be recreated with the same ID"):
         manager.create(shape_config("sdk-delete"))
 
