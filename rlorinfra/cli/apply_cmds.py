@@ -16,10 +16,12 @@ RESULT_WORDS = {"create": "created", "resume": "resumed", "replace": "replaced",
 
 
 def execution_options(func):
-    """Options that steer execution (apply and destroy)."""
-    func = click.option("--pending-timeout", type=click.FloatRange(min=0), default=172800.0, show_default=True,
+    """Options that steer execution (apply and destroy); budgets are finite (FiniteFloat)."""
+    from rlorinfra.cli.common import FiniteFloat
+
+    func = click.option("--pending-timeout", type=FiniteFloat(min=0), default=172800.0, show_default=True,
                         metavar="SECONDS", help="Budget while a job is PENDING for capacity.")(func)
-    func = click.option("--timeout", type=click.FloatRange(min=0), default=900.0, show_default=True,
+    func = click.option("--timeout", type=FiniteFloat(min=0), default=900.0, show_default=True,
                         metavar="SECONDS", help="Readiness budget per job after placement.")(func)
     func = click.option("--no-wait", is_flag=True,
                         help="Record jobs as soon as the control plane accepted them.")(func)

@@ -6,6 +6,7 @@ This is the only place that maps ``RlorinfraError`` to exit codes and prints
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -18,6 +19,10 @@ import click
 from rlorinfra.errors import RlorinfraError
 
 DEFAULT_CONFIG = "rlorinfra.toml"
+
+# The largest number of seconds any option takes (about 31 years). Far above any real
+# wait, and far below what time arithmetic (timedelta, thread waits) overflows on.
+MAX_SECONDS = 1e9
 
 
 @dataclass
@@ -59,11 +64,49 @@ def file_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+class FiniteFloat(click.FloatRange):
+    """A finite float in ``[min, max]``: ``nan``, ``inf`` and out-of-range values are usage errors.
+
+    ``click.FloatRange`` lets ``nan`` through (every comparison with it is false)
+    and ``inf`` too when there is no maximum; a timeout of either never ends.
+    Help text shows the minimum as FloatRange does (``x>=0``); the maximum is a
+    safety cap, checked here.
+    """
+
+    def __init__(self, min: float | None = 0, max: float | None = MAX_SECONDS) -> None:
+        super().__init__(min=min)
+        self.cap = max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, or ``self.fail`` with a message click prefixes with the option name."""
+        if isinstance(value, bool):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{_shown(value)} is not a valid float.", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{_shown(value)} is not a finite number; give a number of seconds such as 30 or 2.5.",
+                      param, ctx)
+        if self.cap is not None and number > self.cap:
+            self.fail(f"{_shown(value)} is above the maximum of {self.cap:g}.", param, ctx)
+        return super().convert(number, param, ctx)  # the minimum, with click's wording
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat(min={self.min!r}, max={self.cap!r})"
+
+
+def _shown(value: Any) -> str:
+    # An error is one line: never echo a hostile megabyte-long argument back.
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:36] + "..."
+
+
 def lock_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--lock-timeout SECONDS``: how long to wait for the state lock (0 = fail at once)."""
     return click.option(
         "--lock-timeout",
-        type=click.FloatRange(min=0),
+        type=FiniteFloat(min=0),
         default=0,
         show_default=True,
         metavar="SECONDS",

@@ -89,7 +89,17 @@ def validate_config(path: Path, env: Mapping[str, str]) -> Report:
     except OSError as exc:
         return _fatal(path, f"Cannot read {path}: {exc.strerror or exc}",
                       "Check that the file exists and that you may read it.")  # fmt: skip
-    return validate_bytes(data, path, env)
+    report = validate_bytes(data, path, env)
+    if report.config is not None and report.config.control_plane.is_local and not path.is_file():
+        # Read from a pipe: there is no folder beside it for the embedded emulator's .rlorinfra/.
+        problem = Diagnostic(ERROR, f'control_plane.url = "local" needs the configuration in a file: {path} '
+                             "is a pipe or a device",
+                             "The embedded emulator keeps its database in .rlorinfra/ beside the configuration. "
+                             "Save the configuration to a file and pass that with -f, or point control_plane.url "
+                             "at a served emulator (`rlorinfra control-plane serve`) or the real API.",
+                             file=str(path), key="control_plane.url")  # fmt: skip
+        report = Report(path=path, diagnostics=(*report.diagnostics, problem))
+    return report
 
 
 def validate_bytes(data: bytes, path: Path, env: Mapping[str, str]) -> Report:
@@ -305,9 +315,15 @@ def _emulator(value: Any, c: Collector, *, used: bool) -> EmulatorSettings:
 
 
 def _provision_seconds(value: Any) -> float:
+    """``provision_seconds``: a finite number of seconds in ``[0, 86400]`` (TOML allows nan and inf)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise F.Invalid(f"must be a number of seconds >= 0, {F.got(value)}")
-    if not 0 <= value <= _MAX_PROVISION_SECONDS:  # also false for NaN
+    from math import isfinite  # (here: the only float check in this module)
+
+    if not isfinite(value):
+        raise F.Invalid(f"must be a finite number of seconds, {F.got(value)}",
+                        f"Give a number between 0 and {int(_MAX_PROVISION_SECONDS)}, e.g. provision_seconds = 2.")
+    if not 0 <= value <= _MAX_PROVISION_SECONDS:
         raise F.Invalid(f"must be between 0 and {int(_MAX_PROVISION_SECONDS)} seconds, {F.got(value)}")
     return float(value)
 
@@ -316,26 +332,44 @@ def _provision_seconds(value: Any) -> float:
 
 
 def _state_path(value: Any, config_path: Path, c: Collector) -> Path:
-    """Absolute state path: ``[state] path`` relative to the config's folder, or the default."""
-    folder = config_path.resolve().parent
-    default = folder / f"{config_path.stem}.state.json"
+    """Absolute state path: ``[state] path`` relative to the config's folder, or the default.
+
+    Symlinks are resolved here, once: the state, its backup and its lock all live
+    beside the link's target, and the link stays a link. A config that is not a
+    regular file (``-f /dev/stdin`` fed by a pipe, ``-f <(cat x.toml)``) has no
+    folder to keep the state in: only an absolute ``[state] path`` works then.
+    """
+    config_file = config_path.resolve()
+    folder = config_file.parent
+    # /dev/stdin, /dev/fd/N name a descriptor: the default takes the name of the file behind it.
+    stem = config_file.stem if str(config_path).startswith(("/dev/", "/proc/")) else config_path.stem
+    default = folder / f"{stem}.state.json"
+    not_a_file = config_path.exists() and not config_path.is_file()  # a pipe or a device
     table = _table(value, "state", c)
     for key in table:
         if key not in STATE_KEYS:
             _unknown_key(key, STATE_KEYS, c, job=None, key=f"state.{key}", where=("state", key), table="[state]")
-    if "path" not in table:
+    raw = None
+    if "path" in table:
+        try:
+            raw = F.text(table["path"])
+        except F.Invalid as exc:
+            c.error(f"state.path {exc.summary}", key="state.path", where=("state", "path"))
+            return default
+    if not_a_file and (raw is None or not Path(raw).expanduser().is_absolute()):
+        c.error(f"the configuration {config_path} is not a regular file (a pipe or a device), so the state "
+                "cannot be kept beside it",
+                "Save the configuration to a file and pass that with -f, or set an absolute state path in it: "
+                '[state] path = "/home/me/prod.state.json" (with control_plane.url = "local" a file is needed '
+                "anyway: the embedded emulator keeps its database in .rlorinfra/ beside it).", key="state.path",
+                where=("state", "path") if raw is not None else ("state",))  # fmt: skip
         return default
     try:
-        raw = F.text(table["path"])
-    except F.Invalid as exc:
-        c.error(f"state.path {exc.summary}", key="state.path", where=("state", "path"))
-        return default
-    try:
-        state_path = (folder / Path(raw).expanduser()).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:
+        state_path = default.resolve() if raw is None else (folder / Path(raw).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop
         c.error(f"state.path cannot be used: {exc}", key="state.path", where=("state", "path"))
         return default
-    if state_path == config_path.resolve():
+    if state_path == config_file:
         c.error("state.path points at the configuration file itself", 'Choose another file, e.g. '
                 'path = "prod.state.json".', key="state.path", where=("state", "path"))  # fmt: skip
     return state_path

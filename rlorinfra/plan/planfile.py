@@ -6,7 +6,11 @@ A plan file is JSON::
      "config_digest": ..., "control_plane": {...}, "plan": <plan document>}
 
 It is written atomically (temp file in the same folder, fsync, ``os.replace``)
-with mode 0600. There is no field for the API key, and the control-plane entry
+with mode 0600 whatever the umask. It is read as strictly as the state file
+(``load_strict_json``): a key given twice, non-finite numbers, huge integers,
+nesting deeper than ``MAX_JSON_DEPTH`` or a file over ``MAX_STATE_BYTES`` make it
+a damaged plan file, never a plan that means something else. There is no
+field for the API key, and the control-plane entry
 is stripped of anything that looks like a credential before it is written.
 """
 
@@ -21,6 +25,7 @@ from typing import Any
 
 from rlorinfra.errors import PlanFileError, StalePlanError
 from rlorinfra.render.document import public_control_plane
+from rlorinfra.state.codec import MAX_STATE_BYTES, StrictJsonError, load_strict_json
 
 PLAN_FILE_MARKER = "rlorinfra_plan"
 PLAN_FILE_VERSION = 1
@@ -103,7 +108,7 @@ def read_plan_file(path: Path) -> SavedPlan:
 
 def _load_json(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         raise PlanFileError(
             f"Plan file {path} does not exist",
@@ -112,13 +117,33 @@ def _load_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFileError(f"Cannot read plan file {path}", f"{exc}. {_REPLAN}") from None
     try:
-        return json.loads(text)
+        return load_strict_json(text)
     except json.JSONDecodeError as exc:
         raise PlanFileError(
             f"Plan file {path} is not valid JSON",
             f"Line {exc.lineno}, column {exc.colno}: {exc.msg}. The file is damaged or is "
             f"not a plan file. {_REPLAN}",
         ) from None
+    except StrictJsonError as exc:
+        raise PlanFileError(
+            f"Plan file {path} is damaged",
+            f"{exc.problem} rlorinfra never writes such a plan file: it was edited or is not a "
+            f"plan file. {_REPLAN}",
+        ) from None
+    except ValueError as exc:  # anything else json refuses must not become an internal error
+        raise PlanFileError(f"Plan file {path} is damaged", f"{str(exc)[:200]}. {_REPLAN}") from None
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, refusing one over ``MAX_STATE_BYTES`` before reading it all."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_STATE_BYTES + 1)
+    if len(data) > MAX_STATE_BYTES:
+        raise PlanFileError(
+            f"Plan file {path} is too big",
+            f"It is over {MAX_STATE_BYTES} bytes; a plan file is never that big. {_REPLAN}",
+        )
+    return data.decode("utf-8")
 
 
 def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:

@@ -6,12 +6,20 @@ file diffs well under version control. Decoding checks every field and turns
 anything unexpected into a ``StateError`` that names the field and says how to
 restore the previous version from ``<state>.backup``.
 
+Parsing is strict (``load_strict_json``, shared with saved plan files): a key
+given twice in one object, ``NaN``/``Infinity``, an integer longer than any
+64-bit value, a lone surrogate in a string, nesting deeper than
+``MAX_JSON_DEPTH`` and a file bigger than ``MAX_STATE_BYTES`` are all refused,
+so a hand-edited or hostile file can never shadow a job, overflow a later
+computation or surface as an internal error.
+
 There is no field for the API key: it can never be written to state.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,97 @@ SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
 CONTROL_PLANE_KEYS = ("account_id", "url")
 _REQUIRED_JOB_STRINGS = ("job_id", "job_name", "endpoint")
 _OPTIONAL_JOB_STRINGS = ("observed_state", "training_shape_version", "created_at", "updated_at", "deposed_job_id")
+
+# Limits of a sane state (or plan) document. A real state is a few kilobytes, nests
+# about five levels and holds no integer beyond 64 bits; these are far above that.
+MAX_STATE_BYTES = 64 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits
+
+
+class StrictJsonError(ValueError):
+    """JSON text that parses but is not acceptable (``problem`` is a full sentence)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def load_strict_json(text: str) -> Any:
+    """``json.loads`` that refuses duplicate keys, non-finite numbers, huge integers and deep nesting.
+
+    Raises ``json.JSONDecodeError`` for text that is not JSON and
+    ``StrictJsonError`` for JSON that no rlorinfra ever writes.
+    """
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except RecursionError:
+        # json's C scanner recurses once per level: thousands of `[` exhaust the stack.
+        raise StrictJsonError(f"It nests deeper than {MAX_JSON_DEPTH} levels.") from None
+    _check_tree(document)
+    return document
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The default hook keeps the last of two equal keys: one job would silently shadow another.
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise StrictJsonError(f"The key {json.dumps(key)} appears twice in one object.")
+        document[key] = value
+    return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise StrictJsonError(f"It contains the number {name}, which is not a finite number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e999 parses as infinity
+        raise StrictJsonError(f"It contains the number {_clip(text)}, which is not a finite number.")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Checked before int(): converting thousands of digits is slow and, past 4300, a ValueError.
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise StrictJsonError(f"It contains an integer with {digits} digits ({_clip(text)}).")
+    return int(text)
+
+
+def _clip(text: str) -> str:
+    # An error is a paragraph: never echo a hostile file's thousands of digits back.
+    return text if len(text) <= 60 else f"{text[:56]}..."
+
+
+def _check_tree(document: Any) -> None:
+    """Depth and string checks, iteratively (a recursive walk could itself overflow)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise StrictJsonError(f"It nests deeper than {MAX_JSON_DEPTH} levels.")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str):
+            _check_text(value)
+
+
+def _check_text(value: str) -> None:
+    # JSON may spell a lone surrogate (\ud800); it cannot be written back as UTF-8.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StrictJsonError(f"It contains a string with an unpaired surrogate ({_clip(repr(value))}).") from None
 
 
 def backup_path_for(path: Path) -> Path:
@@ -94,16 +193,29 @@ def corrupt_state_error(path: Path, problem: str) -> StateError:
     )
 
 
+def too_big_error(path: Path, size: int) -> StateError:
+    """The corrupt-state error for a file over ``MAX_STATE_BYTES`` (refused unparsed)."""
+    return corrupt_state_error(
+        path, f"It is {size} bytes; a state file is never bigger than {MAX_STATE_BYTES} bytes."
+    )
+
+
 def _parse_json(data: bytes, path: Path) -> dict[str, Any]:
+    if len(data) > MAX_STATE_BYTES:
+        raise too_big_error(path, len(data))
     if not data.strip():
         raise corrupt_state_error(path, "It is empty.")
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = load_strict_json(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise corrupt_state_error(path, f"It is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise corrupt_state_error(path, f"It is not valid JSON ({exc.msg} at {where}).") from None
+    except StrictJsonError as exc:
+        raise corrupt_state_error(path, exc.problem) from None
+    except ValueError as exc:  # anything else json refuses must not become an internal error
+        raise corrupt_state_error(path, f"It cannot be parsed ({_clip(str(exc))}).") from None
     if not isinstance(document, dict):
         raise corrupt_state_error(path, f"Its top level is a JSON {type(document).__name__}, not an object.")
     return document

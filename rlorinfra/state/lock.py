@@ -10,6 +10,12 @@ releasing; the "state is locked" error shows it, Terraform style.
 the info file and the lock file instead, so the next run locks a *new* file and
 proceeds, while the old holder, if it still runs, keeps a lock on a file that no
 longer has a name. Use it only when the holder is gone or hung for good.
+
+A symlinked state path is resolved first (``resolve_state_path``): the lock
+files sit beside the link's target, where every run finds them whichever link
+it came through. The lock file is created 0600 by rlorinfra itself before
+``filelock`` opens it, so a folder where it cannot be created is reported as
+that, never as "locked by another run".
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlorinfra.errors import StateError, StateLockedError
+from rlorinfra.state.store import FILE_MODE, make_private_folder, resolve_state_path
 
 INITIAL_BACKOFF = 0.1  # seconds before the second attempt
 MAX_BACKOFF = 2.0  # the backoff doubles up to this
@@ -109,6 +116,7 @@ def _user_name() -> str:
 
 def read_lock_info(state_path: Path) -> LockInfo | None:
     """The recorded holder of the lock on ``state_path``; None if missing or unreadable."""
+    state_path = resolve_state_path(state_path)
     try:
         data = json.loads(lock_info_path(state_path).read_text(encoding="utf-8"))
         return LockInfo.from_dict(data)
@@ -134,7 +142,7 @@ class StateLock:
         clock: Callable[[], float] | None = None,
         config_path: Path | None = None,
     ) -> None:
-        self.state_path = Path(state_path)
+        self.state_path = resolve_state_path(state_path)
         self.operation = operation
         self.timeout = max(0.0, float(timeout))
         self.config_path = config_path
@@ -185,14 +193,15 @@ class StateLock:
 
         path = lock_file_path(self.state_path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folder(path.parent)
         except OSError as exc:
             raise StateError(
                 f"Cannot create the folder of the state file {self.state_path}",
                 f"{exc.strerror or exc}. Point `[state] path` in the config at a file in a folder "
                 "you can write, then run the command again.",
             ) from None
-        lock = filelock.FileLock(str(path), mode=0o600)
+        _create_lock_file(path, self.state_path)
+        lock = filelock.FileLock(str(path), mode=FILE_MODE)
         deadline = self._clock() + self.timeout
         delay = INITIAL_BACKOFF
         while not _try_acquire(lock, path, filelock.Timeout):
@@ -226,6 +235,27 @@ class StateLock:
         return StateLockedError(
             "Error acquiring the state lock", detail, holder=holder.to_dict() if holder else {}
         )
+
+
+def _create_lock_file(path: Path, state_path: Path) -> None:
+    """Make sure ``<state>.lock`` exists, 0600; a StateError naming the file if it cannot be made."""
+    # filelock reports a lock file it may not create as "held by someone" (it retries
+    # until the timeout), which would send the user hunting for a run that does not exist.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise StateError(
+            f"Cannot create the lock file {path}",
+            f"{exc.strerror or exc}. rlorinfra locks this file beside the state file "
+            f"{state_path}; point `[state] path` in the config at a "
+            "file in a folder you can write, then run the command again. Nothing was changed.",
+        ) from None
+    try:
+        if hasattr(os, "fchmod"):
+            with suppress(PermissionError):  # another user's lock file is not ours to change
+                os.fchmod(fd, FILE_MODE)  # 0600 whatever the umask (or an older rlorinfra) did
+    finally:
+        os.close(fd)
 
 
 def _try_acquire(lock: Any, path: Path, timeout_error: type[Exception]) -> bool:
@@ -266,6 +296,7 @@ def force_unlock(state_path: Path, lock_id: str) -> None:
     a live holder keeps its OS lock on the unlinked file, but the next run
     locks a new file and proceeds.
     """
+    state_path = resolve_state_path(state_path)
     info_path = lock_info_path(state_path)
     if not info_path.exists():
         raise StateError(

@@ -8,6 +8,13 @@ copied (the same atomic way) to ``<state>.backup``. A crash at any point leaves
 either the old or the new state on disk, never a mix; a temp file left by
 a process killed mid-write is removed by the next write.
 
+A state path that is a symlink is resolved once, when the store is made: the
+link's target is what is read, replaced atomically (its temp file and
+``<state>.backup`` sit beside the target), so the link itself stays a link.
+Folders rlorinfra creates for its state are 0700; every file it writes is 0600.
+A state path that is not a regular file (a folder, a FIFO, ``/dev/zero``) or a
+file bigger than ``MAX_STATE_BYTES`` is refused before anything is parsed.
+
 ``serial`` is bumped only when the content changes; ``lineage`` is set once, on
 the first write, and never changes afterwards. Callers write only while holding
 the state lock (``rlorinfra.state.lock``).
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from contextlib import suppress
 from dataclasses import replace
@@ -25,18 +33,56 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StateError
-from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, backup_path_for, decode_state, encode_state, state_document
+from rlorinfra.state.codec import (
+    MAX_STATE_BYTES,
+    SUPPORTED_FORMAT_VERSION,
+    backup_path_for,
+    decode_state,
+    encode_state,
+    state_document,
+    too_big_error,
+)
 from rlorinfra.state.model import State
 
 FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 TEMP_SUFFIX = ".tmp"
 
 
+def resolve_state_path(path: Path) -> Path:
+    """The absolute path of the file behind ``path``, every symlink followed.
+
+    A dangling link resolves to its (missing) target, so the first write
+    creates the target and the link starts to work. A symlink loop is left
+    for the first read, which reports it as an unreadable state file.
+    """
+    return Path(os.path.realpath(path))
+
+
+def make_private_folder(folder: Path) -> None:
+    """Create ``folder`` and any missing parents with mode 0700, whatever the umask.
+
+    Folders that already exist are left as they are: they are not ours to change.
+    """
+    missing: list[Path] = []
+    current = Path(folder)
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, FOLDER_MODE)
+        except FileExistsError:
+            continue  # another run made it first
+        # mkdir's mode is filtered by the umask (umask 0o777 would give d---------).
+        os.chmod(path, FOLDER_MODE)
+
+
 class StateStore:
-    """Reads and atomically writes the state file at ``path``."""
+    """Reads and atomically writes the state file at ``path`` (symlinks resolved once, here)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = resolve_state_path(path)
         self.backup_path = backup_path_for(self.path)
         self._swept = False
 
@@ -88,7 +134,7 @@ class StateStore:
 
     def _read_bytes(self) -> bytes | None:
         try:
-            return self.path.read_bytes()
+            return _read_bounded(self.path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -109,6 +155,36 @@ class StateStore:
             ) from None
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``, refusing anything else before reading it."""
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        # Checked on the raw descriptor: os.fdopen refuses a folder with an error of its own.
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_a_file_error(path)
+        if info.st_size > MAX_STATE_BYTES:
+            raise too_big_error(path, info.st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_STATE_BYTES + 1)  # the file may grow while we read it
+    if len(data) > MAX_STATE_BYTES:
+        raise too_big_error(path, len(data))
+    return data
+
+
+def _not_a_file_error(path: Path) -> StateError:
+    return StateError(
+        f"State path {path} is not a regular file",
+        "It is a folder, a pipe or a device; rlorinfra keeps its state in an ordinary file. "
+        "Point `[state] path` in the config at a file (it is created on the first apply). "
+        "Nothing was changed.",
+    )
+
+
 def _as_json(state: State) -> Any:
     # Compare what would be written (a tuple and a list with the same items are no change).
     # Not via encode_state: its pretty-printing runs json's slow pure-Python encoder.
@@ -118,12 +194,14 @@ def _as_json(state: State) -> Any:
 def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``target`` with ``data`` atomically (temp file, fsync, rename, folder fsync).
 
-    The file is 0600 from creation. On any failure the temp file is removed and
+    The file is 0600 from creation and missing folders are made 0700. ``target``
+    must not be a symlink (``StateStore`` resolves them): the rename would
+    replace the link with a plain file. On any failure the temp file is removed and
     ``target`` keeps its previous content. ``durable=False`` skips both fsyncs
     (still atomic for readers) for files that mean nothing after a machine
     crash, such as lock info.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folder(target.parent)
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:

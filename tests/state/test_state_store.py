@@ -176,7 +176,7 @@ def test_corrupt_file_is_refused_for_reading_and_writing(store):
 
 def test_unreadable_path_is_a_state_error(tmp_path):
     (tmp_path / "dir.json").mkdir()
-    with pytest.raises(StateError, match="Cannot read state file"):
+    with pytest.raises(StateError, match="is not a regular file"):
         StateStore(tmp_path / "dir.json").read()
 
 
