@@ -23,6 +23,8 @@ class Workspace:
     api_key: str | None
     insecure: bool = False
     trace: Callable[[str], None] | None = None
+    # Told once, the first time the client retries (the CLI prints it on stderr).
+    notify: Callable[[str], None] | None = None
     # An account to use when the config names none, instead of asking the control
     # plane (set for --no-refresh from the state's record, so it sends no request).
     account_hint: str | None = None
@@ -50,6 +52,7 @@ class Workspace:
                 emulator_db=self.config.emulator_db_path,
                 insecure=self.insecure,
                 trace=self.trace,
+                notify=self.notify,
             )
         return self._client
 

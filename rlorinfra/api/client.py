@@ -3,17 +3,22 @@
 It speaks the wire protocol of PROTOCOL.md to the real Fireworks API and to the
 emulator alike; the transport is injectable (``httpx.WSGITransport`` runs the
 embedded emulator in-process). Every verb retries connect errors, timeouts,
-408, 429 and 5xx with exponential backoff and jitter, honouring ``Retry-After``,
-within a total time budget (DESIGN.md §5). Errors come back typed.
+408, 429, 500, 502, 503 and 504 with exponential backoff and jitter, honouring
+``Retry-After``, within a total time budget (DESIGN.md §5, PROTOCOL.md §6.3).
+Everything else fails at once: TLS errors, 401/403, other 4xx/5xx, and any
+3xx (redirects are never followed, so the key never goes to another host).
+Only a 2xx answer is a success. Errors come back typed.
 
-The API key is only ever placed in request headers; it is never logged, traced
-or included in an error message.
+The API key is only ever placed in request headers; it is never logged, traced,
+announced or included in an error message.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,23 +36,35 @@ from rlorinfra.api.wire import (
     job_name,
     trainer_endpoint,
 )
+from rlorinfra.config.durations import format_duration
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 READ_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 5.0
 LIST_PAGE_SIZE = 200
+DEFAULT_KEY_SOURCE = "the API key"
+
+_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.ip_address("::1")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, capped, within a total budget."""
+    """Exponential backoff with full jitter, capped, within a total budget per call.
+
+    ``refused_loopback_budget_s`` replaces ``budget_s`` when a loopback host
+    refuses the connection: a local emulator that is down is not coming back
+    within minutes, so waiting that long only looks like a hang.
+    """
 
     budget_s: float = 120.0
     base_s: float = 0.5
     cap_s: float = 30.0
     max_attempts: int = 12
+    refused_loopback_budget_s: float = 10.0
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -57,14 +74,27 @@ class RetryPolicy:
 
 
 def is_loopback(url: str) -> bool:
-    """True when ``url`` points at this machine (so plain http cannot leak the key)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host in ("localhost",) or host.endswith(".localhost"):
+    """True when the host of ``url`` is literally this machine, so plain http cannot leak the key.
+
+    Only three spellings count, decided from the text before any DNS lookup:
+    the name ``localhost``, an IPv4 literal in 127.0.0.0/8 (``127.0.0.2`` too)
+    and the IPv6 literal ``::1`` (``[::1]`` in a URL). Names that merely end in
+    ``.localhost`` (``evil.localhost``) or resolve to 127.0.0.1 do not count: a
+    resolver or a hosts file could point them anywhere.
+    """
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:  # e.g. an unclosed "[" in the host
+        return False
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if address.version == 4:
+        return address in _LOOPBACK_V4
+    return address == _LOOPBACK_V6
 
 
 def check_transport_security(base_url: str, *, allow_insecure: bool, in_process: bool) -> None:
@@ -78,10 +108,51 @@ def check_transport_security(base_url: str, *, allow_insecure: bool, in_process:
     if scheme == "http" and not in_process and not allow_insecure and not is_loopback(base_url):
         raise ApiError(
             f"Refusing to send the API key over plain HTTP to {urlsplit(base_url).hostname}",
-            "The control plane URL uses http:// and is not a loopback address, so the API key "
-            "would travel unencrypted. Use https://, or pass --insecure (or set "
-            "`allow_insecure = true` under [control_plane]) if you really mean it.",
+            "The control plane URL uses http:// and is not a loopback address (localhost, "
+            "127.x.x.x or [::1]), so the API key would travel unencrypted. Use https://, or pass "
+            "--insecure (or set `allow_insecure = true` under [control_plane]) if you really mean it.",
         )
+
+
+def _is_env_var_name(text: str) -> bool:
+    return bool(text) and (text[0].isalpha() or text[0] == "_") and text.replace("_", "a").isalnum() and text.isascii()
+
+
+def _key_problem(api_key: str) -> str | None:
+    """What is wrong with the key's characters, in words that reveal none of them."""
+    if api_key.endswith(("\n", "\r")):
+        return "ends with a newline"
+    if any(ch.isspace() for ch in api_key):
+        return "contains whitespace"
+    if any(not ch.isprintable() for ch in api_key):
+        return "contains a control character"
+    if not api_key.isascii():
+        return "contains a non-ASCII character"  # httpx could not even put it in a header
+    return None
+
+
+def check_api_key(api_key: str, key_source: str = DEFAULT_KEY_SOURCE) -> None:
+    """Reject a key with whitespace, control or non-ASCII characters, never echoing it.
+
+    Such a key is always a copy-paste accident (most often the trailing newline
+    of ``$(cat keyfile)``); sending it would only earn a confusing 401, or put
+    stray bytes into an HTTP header. ``key_source`` is the environment
+    variable's name (or a description) and is what the error names.
+    """
+    problem = _key_problem(api_key)
+    if problem is None:
+        return
+    if _is_env_var_name(key_source):
+        summary = f"The API key in the environment variable {key_source} {problem}"
+        example = f"`export {key_source}=\"$(tr -d '[:space:]' < key-file)\"`"
+        fix = f"Set {key_source} again to the key alone, for example {example}."
+    else:
+        summary = f"{key_source[:1].upper()}{key_source[1:]} {problem}"
+        fix = "Set it again to the key alone."
+    raise AuthError(
+        summary,
+        f"API keys have no spaces, newlines or control characters. {fix} The key is not shown here.",
+    )
 
 
 def _needs_tls(*urls: str) -> bool:
@@ -103,11 +174,62 @@ def _parse_error_body(response: httpx.Response) -> tuple[str, str]:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the delta form; dates and junk are ignored)."""
     value = response.headers.get("Retry-After")
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+def format_budget(seconds: float) -> str:
+    """A budget as people say it: ``2m``, ``90s`` -> ``1m30s``, ``0.5s``."""
+    if seconds == int(seconds):
+        return format_duration(int(seconds))
+    return f"{seconds:g}s"
+
+
+# -- why an attempt failed ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt: a cause in words, whether to retry, and the budget it gets."""
+
+    cause: str
+    retryable: bool
+    refused: bool = False
+    tls: bool = False
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from (httpx wraps httpcore wraps OSError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify_transport_error(exc: httpx.TransportError) -> Failure:
+    """Sort a transport error into retryable (connect errors, timeouts) or not (PROTOCOL.md §6.3).
+
+    A TLS failure arrives as an ``httpx.ConnectError`` wrapping an
+    ``ssl.SSLError``; retrying it cannot help (the server speaks plain http, or
+    its certificate is not trusted), so it is never retried.
+    """
+    text = str(exc).lower()
+    if any(isinstance(e, ssl.SSLError) for e in _chain(exc)) or "[ssl" in text or "certificate" in text:
+        return Failure("TLS handshake failed", retryable=False, tls=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return Failure("timed out", retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        if any(isinstance(e, ConnectionRefusedError) for e in _chain(exc)) or "refused" in text:
+            return Failure("connection refused", retryable=True, refused=True)
+        return Failure("connection failed", retryable=True)
+    return Failure(f"connection lost ({type(exc).__name__})", retryable=False)
 
 
 class ControlPlaneClient:
@@ -116,7 +238,11 @@ class ControlPlaneClient:
     ``account_id`` is resolved lazily from the key (E1) unless given.
     ``gateway_url`` is the trainer gateway used for health checks and endpoints
     (defaults to ``base_url``, as the SDK does). ``trace`` receives one line per
-    request for ``--debug`` (never containing the key).
+    attempt and per retry delay for ``--debug``; ``notify`` receives one line
+    the first time this client retries (so a wait never looks like a hang).
+    ``key_source`` names where the key came from (the env var) in errors.
+    ``sleep`` and ``clock`` are injectable so tests never wait. No line or
+    error ever contains the key.
     """
 
     def __init__(
@@ -130,9 +256,13 @@ class ControlPlaneClient:
         allow_insecure: bool = False,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         trace: Callable[[str], None] | None = None,
+        notify: Callable[[str], None] | None = None,
+        key_source: str = DEFAULT_KEY_SOURCE,
     ) -> None:
+        check_api_key(api_key, key_source)
         self.base_url = base_url.rstrip("/")
         check_transport_security(self.base_url, allow_insecure=allow_insecure, in_process=transport is not None)
         self.gateway_url = (gateway_url or self.base_url).rstrip("/")
@@ -141,8 +271,14 @@ class ControlPlaneClient:
         self._account_id = account_id
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._trace = trace
+        self._notify = notify
+        self._announced = False
+        self._key_source = key_source
+        self._loopback = is_loopback(self.base_url)
+        self._secret = api_key
         self._lock = threading.Lock()
         self.request_count = 0
         headers = {"X-Api-Key": api_key, "Content-Type": "application/json", "Accept": "application/json"}
@@ -151,12 +287,16 @@ class ControlPlaneClient:
             base_url=self.base_url,
             headers=headers,
             transport=transport,
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=10.0),
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # A redirect would carry the key to whatever host it names, and a 3xx is
+            # never a valid answer here: it is reported as an error instead.
+            follow_redirects=False,
             # Only https needs a TLS context; building one (loading the CA bundle) costs
             # ~50 ms of every run against a plain-http emulator, so skip it there.
             verify=_needs_tls(self.base_url, self.gateway_url),
         )
+        assert self._http.follow_redirects is False
 
     # -- plumbing ---------------------------------------------------------
 
@@ -174,55 +314,163 @@ class ControlPlaneClient:
         with self._lock:
             self.request_count += 1
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with the key blanked out (servers and exceptions may echo what they got)."""
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
+    def _say(self, line: str) -> None:
+        if self._trace:
+            self._trace(self._scrub(line))
+
     def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One attempt, traced whether it gets an answer or a transport error."""
         self._count()
         started = time.monotonic()
-        response = self._http.request(method, url, **kwargs)
-        if self._trace:
-            self._trace(f"{method} {url} -> {response.status_code} ({(time.monotonic() - started) * 1000:.0f} ms)")
+        try:
+            response = self._http.request(method, url, follow_redirects=False, **kwargs)
+        except httpx.TransportError as exc:
+            cause, ms = classify_transport_error(exc).cause, (time.monotonic() - started) * 1000
+            self._say(f"{method} {url} -> {cause}: {type(exc).__name__}: {exc} ({ms:.0f} ms)")
+            raise
+        self._say(f"{method} {url} -> {response.status_code} ({(time.monotonic() - started) * 1000:.0f} ms)")
         return response
 
     def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
         """Send with retries; return a 2xx response or raise a typed ApiError."""
-        deadline = time.monotonic() + self._retry.budget_s
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
             try:
                 response = self._send_once(method, url, **kwargs)
             except httpx.TransportError as exc:
-                if not self._may_retry(attempt, deadline, None):
-                    raise self._unreachable(what, exc) from None
+                failure = classify_transport_error(exc)
+                if not failure.retryable:
+                    raise self._transport_error(what, exc, failure) from None
+                if not self._wait_to_retry(attempt, started, failure, None):
+                    raise self._unreachable(what, exc, failure, attempt) from None
                 continue
-            if response.status_code < 400:
+            status = response.status_code
+            if 200 <= status < 300:
                 return response
-            if response.status_code in RETRY_STATUSES and self._may_retry(attempt, deadline, _retry_after(response)):
-                continue
+            if status in RETRY_STATUSES:
+                failure = Failure(f"HTTP {status}", retryable=True)
+                if self._wait_to_retry(attempt, started, failure, _retry_after(response)):
+                    continue
             raise self._error(what, response)
 
-    def _may_retry(self, attempt: int, deadline: float, retry_after: float | None) -> bool:
-        if attempt >= self._retry.max_attempts:
+    def _budget(self, failure: Failure) -> float:
+        """The total time a call may spend retrying after ``failure``."""
+        if failure.refused and self._loopback:
+            return min(self._retry.budget_s, self._retry.refused_loopback_budget_s)
+        return self._retry.budget_s
+
+    def _wait_to_retry(self, attempt: int, started: float, failure: Failure, retry_after: float | None) -> bool:
+        """Sleep before the next attempt and return True, or return False when out of budget."""
+        budget = self._budget(failure)
+        left = budget - (self._clock() - started)
+        if attempt >= self._retry.max_attempts or left <= 0 or (retry_after or 0.0) > left:
+            self._say(f"giving up after {attempt} attempt(s): {failure.cause} (retry budget {format_budget(budget)})")
             return False
-        delay = self._retry.delay(attempt, retry_after, self._rng)
-        if time.monotonic() + delay > deadline:
-            return False
+        # Cut to the time left, as the SDK does: the last try lands on the deadline.
+        delay = min(self._retry.delay(attempt, retry_after, self._rng), left)
+        self._announce(failure, budget)
+        self._say(
+            f"retry {attempt} in {delay:.2f} s after {failure.cause} ({left:.1f} s of {format_budget(budget)} left)"
+        )
         self._sleep(delay)
         return True
 
-    def _unreachable(self, what: str, exc: Exception) -> ApiError:
+    def _announce(self, failure: Failure, budget: float) -> None:
+        """Tell ``notify`` about the first retry of this client's lifetime, once."""
+        with self._lock:
+            if self._announced or self._notify is None:
+                return
+            self._announced = True
+        if failure.cause.startswith("HTTP "):
+            what = f"answered {failure.cause}"
+        else:
+            what = f"unreachable ({failure.cause})"
+        self._notify(self._scrub(f"control plane {what}, retrying for up to {format_budget(budget)}..."))
+
+    def _unreachable(self, what: str, exc: Exception, failure: Failure, attempts: int) -> ApiError:
+        local = (
+            " Nothing is listening there: if it is a local emulator, start it with "
+            "`rlorinfra control-plane serve` (or use `url = \"local\"`)."
+            if failure.refused and self._loopback else ""
+        )
         return ApiError(
-            f"Could not reach the control plane at {self.base_url} ({what})",
-            f"{type(exc).__name__}: {exc}. Retries were exhausted. Check the URL "
-            "(`[control_plane] url` or FIREWORKS_BASE_URL) and your network, then run the command again.",
+            f"Could not reach the control plane at {self.base_url} ({what}): {failure.cause}",
+            self._scrub(
+                f"{type(exc).__name__}: {exc}. Gave up after {attempts} attempt(s) within the "
+                f"{format_budget(self._budget(failure))} retry budget.{local} Check the URL "
+                "(`[control_plane] url` or FIREWORKS_BASE_URL) and your network, then run the command again."
+            ),
+        )
+
+    def _transport_error(self, what: str, exc: Exception, failure: Failure) -> ApiError:
+        """A transport error that retrying cannot fix (TLS), or must not retry (a lost answer)."""
+        if failure.tls:
+            return ApiError(
+                f"TLS error talking to the control plane at {self.base_url} ({what})",
+                self._scrub(
+                    f"{exc}. This is not retried. If the server speaks plain HTTP (a local emulator, "
+                    "say), use an http:// URL; otherwise check that its certificate is valid and "
+                    "trusted. Certificate checks are never turned off, not even by --insecure."
+                ),
+            )
+        return ApiError(
+            f"Lost the connection to the control plane at {self.base_url} ({what})",
+            self._scrub(
+                f"{type(exc).__name__}: {exc}. This is not retried, since the request may have been "
+                "processed. Run the command again: it picks up whatever did happen."
+            ),
         )
 
     def _error(self, what: str, response: httpx.Response) -> ApiError:
-        code, message = _parse_error_body(response)
         status = response.status_code
+        if 300 <= status < 400:
+            return self._redirect_error(what, response)
+        code, message = _parse_error_body(response)
+        message = self._scrub(message)
         summary = f"Control plane refused to {what} (HTTP {status}{' ' + code if code else ''}): {message}"
         kinds: dict[int, type[ApiError]] = {401: AuthError, 403: AuthError, 404: NotFoundError, 409: AlreadyExistsError}
         cls = kinds.get(status, ApiError)
-        return cls(summary, _error_hint(status), status_code=status, code=code, message=message)
+        hint = _error_hint(status, self._key_source)
+        return cls(summary, hint, status_code=status, code=code, message=message)
+
+    def _redirect_error(self, what: str, response: httpx.Response) -> ApiError:
+        """A 3xx is never followed: the key must not go to a host nobody configured."""
+        status = response.status_code
+        try:
+            target = urlsplit(response.headers.get("Location", ""))
+            where = f"{target.scheme}://{target.hostname}" if target.hostname else "another address"
+        except ValueError:
+            where = "another address"
+        return ApiError(
+            f"Control plane answered HTTP {status} (a redirect) when asked to {what}",
+            self._scrub(
+                f"It redirects to {where}. rlorinfra never follows redirects on control-plane calls, "
+                "so the API key is only ever sent to the configured URL. Set `[control_plane] url` "
+                "to the address the control plane really answers on (often https:// instead of http://)."
+            ),
+            status_code=status,
+        )
+
+    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The JSON object of a 2xx answer; anything else is an ApiError, never an empty result."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ApiError(
+                f"Control plane sent an unreadable answer when asked to {what} (HTTP {response.status_code})",
+                "Expected a JSON object. Check that `[control_plane] url` points at the Fireworks API "
+                "(or an emulator), not at a web page or a proxy.",
+                status_code=response.status_code,
+            )
+        return body
 
     # -- accounts ---------------------------------------------------------
 
@@ -234,7 +482,8 @@ class ControlPlaneClient:
         return self._account_id
 
     def _resolve_account(self) -> str:
-        body = self._request("GET", "/v1/accounts", what="resolve the account", params={"pageSize": 2}).json()
+        what = "resolve the account"
+        body = self._json(self._request("GET", "/v1/accounts", what=what, params={"pageSize": 2}), what)
         names = [str(a.get("name", "")) for a in body.get("accounts") or []]
         if len(names) != 1 or not names[0].removeprefix("accounts/"):
             raise ApiError(
@@ -264,7 +513,7 @@ class ControlPlaneClient:
         response = self._request(
             "POST", self._jobs_path(), what=f"create job {job_id}", params=params, json=body, timeout=WRITE_TIMEOUT_S
         )
-        return LiveJob.from_resource(response.json())
+        return LiveJob.from_resource(self._json(response, f"create job {job_id}"))
 
     def get_job(self, job_id: str) -> LiveJob | None:
         """GET E3; ``None`` when the job does not exist (404)."""
@@ -272,7 +521,7 @@ class ControlPlaneClient:
             response = self._request("GET", self._jobs_path(job_id), what=f"get job {job_id}")
         except NotFoundError:
             return None
-        return LiveJob.from_resource(response.json())
+        return LiveJob.from_resource(self._json(response, f"get job {job_id}"))
 
     def iter_job_pages(self, *, filter: str | None = None, page_size: int = LIST_PAGE_SIZE) -> Iterator[list[LiveJob]]:
         """LIST E4, one parsed page at a time (raw JSON is dropped page by page).
@@ -295,7 +544,9 @@ class ControlPlaneClient:
             params["filter"] = filter
         if token:
             params["pageToken"] = token
-        return self._request("GET", self._jobs_path(), what="list jobs", params=params).json()
+        # A 3xx or any non-2xx raises in _request, and a non-object body raises here:
+        # neither may ever read as an empty (last) page.
+        return self._json(self._request("GET", self._jobs_path(), what="list jobs", params=params), "list jobs")
 
     def list_jobs(self, *, filter: str | None = None) -> list[LiveJob]:
         """Every job on every page (tombstones are hidden by the server)."""
@@ -314,7 +565,7 @@ class ControlPlaneClient:
         response = self._request(
             "POST", f"{self._jobs_path(job_id)}:resume", what=f"resume job {job_id}", timeout=WRITE_TIMEOUT_S
         )
-        return LiveJob.from_resource(response.json())
+        return LiveJob.from_resource(self._json(response, f"resume job {job_id}"))
 
     def cancel_job(self, job_id: str) -> None:
         """POST E7 ``:cancel``."""
@@ -325,14 +576,14 @@ class ControlPlaneClient:
     def resolve_shape(self, shape: str) -> ShapeVersion:
         """A pinned version (E10) or the latest validated version of a shape (E9)."""
         if "/versions/" in shape:
-            body = self._request("GET", f"/v1/{shape}", what=f"read training shape {shape}").json()
+            what = f"read training shape {shape}"
+            body = self._json(self._request("GET", f"/v1/{shape}", what=what), what)
             return ShapeVersion.from_payload(body)
-        body = self._request(
-            "GET",
-            f"/v1/{shape}/versions",
-            what=f"resolve training shape {shape}",
-            params={"filter": "latest_validated=true", "pageSize": 1},
-        ).json()
+        what = f"resolve training shape {shape}"
+        response = self._request(
+            "GET", f"/v1/{shape}/versions", what=what, params={"filter": "latest_validated=true", "pageSize": 1}
+        )
+        body = self._json(response, what)
         versions = body.get("trainingShapeVersions") or []
         if not versions:
             raise NotFoundError(
@@ -364,15 +615,18 @@ class ControlPlaneClient:
         body: dict[str, Any] = {"jobId": job_id, "fault": fault}
         if message:
             body["message"] = message
-        return self._request("POST", "/_emulator/faults", what=f"inject {fault} into {job_id}", json=body).json()
+        what = f"inject {fault} into {job_id}"
+        return self._json(self._request("POST", "/_emulator/faults", what=what, json=body), what)
 
 
-def _error_hint(status: int) -> str:
+def _error_hint(status: int, key_source: str = DEFAULT_KEY_SOURCE) -> str:
+    """What to do about an error answer; a 401 names the variable the key came from."""
+    variable = key_source if _is_env_var_name(key_source) else "named by `api_key_env` (default FIREWORKS_API_KEY)"
     hints = {
         400: "The control plane rejected the request as invalid; check the job's fields against "
         "docs/configuration.md (shape path vs manual path).",
-        401: "The API key was rejected. Set the environment variable named by `api_key_env` "
-        "(default FIREWORKS_API_KEY) to a training-scoped key.",
+        401: f"The API key was rejected. Set the environment variable {variable} to a "
+        "training-scoped key (`api_key_env` under [control_plane] names the variable).",
         403: "The API key is valid but lacks permission for this operation.",
         404: "It does not exist in this account (or is not visible to this key).",
         409: "It already exists or is in a transitional state.",

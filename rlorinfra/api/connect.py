@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from rlorinfra.api.client import ControlPlaneClient
+from rlorinfra.api.client import ControlPlaneClient, RetryPolicy
 from rlorinfra.config.model import ControlPlaneSettings
 from rlorinfra.errors import ApiError
 
@@ -25,22 +25,37 @@ def open_client(
     emulator_db: Path,
     insecure: bool = False,
     trace: Callable[[str], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> ControlPlaneClient:
-    """A client for ``settings``; ``api_key`` comes from the environment (CLI's job)."""
+    """A client for ``settings``; ``api_key`` comes from the environment (CLI's job).
+
+    ``trace`` gets every attempt (``--debug``); ``notify`` the first retry. The
+    retry budget is ``[control_plane] retry_budget``; errors about the key name
+    the variable ``api_key_env`` names.
+    """
     if settings.is_local:
-        return _embedded_client(settings, api_key=api_key, emulator_db=emulator_db, trace=trace)
+        # The embedded emulator only knows its own key: whatever the environment
+        # holds is meant for a real control plane and must not be sent here.
+        return _embedded_client(settings, emulator_db=emulator_db, trace=trace, notify=notify)
     return ControlPlaneClient(
         settings.url,
         api_key or "",
         account_id=settings.account_id,
         gateway_url=settings.trainer_gateway_url,
         allow_insecure=insecure or settings.allow_insecure,
+        retry=RetryPolicy(budget_s=settings.retry_budget_s),
         trace=trace,
+        notify=notify,
+        key_source=settings.api_key_env,
     )
 
 
 def _embedded_client(
-    settings: ControlPlaneSettings, *, api_key: str | None, emulator_db: Path, trace: Callable[[str], None] | None
+    settings: ControlPlaneSettings,
+    *,
+    emulator_db: Path,
+    trace: Callable[[str], None] | None,
+    notify: Callable[[str], None] | None,
 ) -> ControlPlaneClient:
     import httpx
 
@@ -61,9 +76,11 @@ def _embedded_client(
     )
     return ControlPlaneClient(
         EMBEDDED_BASE_URL,
-        api_key or EMBEDDED_API_KEY,
+        EMBEDDED_API_KEY,
         account_id=settings.account_id,
         gateway_url=settings.trainer_gateway_url,
         transport=httpx.WSGITransport(app=app),
+        retry=RetryPolicy(budget_s=settings.retry_budget_s),
         trace=trace,
+        notify=notify,
     )

@@ -32,7 +32,12 @@ def open_workspace(config_path: Path, insecure: bool = False):
     g = get_globals()
     api_key = g.env.get(config.control_plane.api_key_env) or None
     trace = (lambda line: click.echo(f"[http] {line}", err=True)) if g.debug else None
-    return Workspace(config=config, api_key=api_key, insecure=insecure, trace=trace)
+    return Workspace(config=config, api_key=api_key, insecure=insecure, trace=trace, notify=announce_retry)
+
+
+def announce_retry(line: str) -> None:
+    """Say on stderr that the control plane is being retried, so a wait never looks hung."""
+    click.echo(line, err=True)
 
 
 def stdin_is_tty() -> bool:

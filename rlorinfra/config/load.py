@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
+from rlorinfra.config.durations import parse_duration
 from rlorinfra.config.model import (
     DEFAULT_API_KEY_ENV,
     INFRA_FIELDS,
@@ -38,7 +39,8 @@ from rlorinfra.config.model import (
 )
 
 TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs")
-CONTROL_PLANE_KEYS = ("url", "api_key_env", "account_id", "trainer_gateway_url", "allow_insecure", "emulator")
+CONTROL_PLANE_KEYS = ("url", "api_key_env", "account_id", "trainer_gateway_url", "allow_insecure",
+                      "retry_budget", "emulator")
 EMULATOR_KEYS = ("provision_seconds", "capacity")
 STATE_KEYS = ("path",)
 CONTROL_PLANE_ALIASES = {"base_url": "url", "endpoint": "url", "account": "account_id",
@@ -54,6 +56,8 @@ ENV_OVERRIDES = {
 _SECRET_KEY_RE = re.compile(r"^(fireworks)?api_?key$")
 _TOML_POSITION_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
 _MAX_PROVISION_SECONDS = 86400.0
+DEFAULT_RETRY_BUDGET_S = 120.0
+_MAX_RETRY_BUDGET_S = 3600
 
 
 # --------------------------------------------------------------------------- entry points
@@ -238,11 +242,12 @@ def _control_plane(value: Any, env: Mapping[str, str], c: Collector) -> ControlP
     gateway = _cp_url(table, "trainer_gateway_url", env, c, local_ok=False)
     account = _cp_value(table, "account_id", F.account_id, c, env=env)
     api_key_env = _cp_value(table, "api_key_env", F.env_var_name, c, default=DEFAULT_API_KEY_ENV)
+    retry_budget = _cp_value(table, "retry_budget", _retry_budget, c, default=DEFAULT_RETRY_BUDGET_S)
     emulator = _emulator(table.get("emulator"), c, used=url in (None, LOCAL_URL))
     _warn_plain_http(url, allow_insecure, c)
     return ControlPlaneSettings(url=url or LOCAL_URL, api_key_env=api_key_env, account_id=account,
                                 trainer_gateway_url=gateway, allow_insecure=allow_insecure,
-                                emulator=emulator)  # fmt: skip
+                                emulator=emulator, retry_budget_s=retry_budget)  # fmt: skip
 
 
 def _warn_plain_http(url: str | None, allow_insecure: bool, c: Collector) -> None:
@@ -326,6 +331,23 @@ def _provision_seconds(value: Any) -> float:
     if not 0 <= value <= _MAX_PROVISION_SECONDS:
         raise F.Invalid(f"must be between 0 and {int(_MAX_PROVISION_SECONDS)} seconds, {F.got(value)}")
     return float(value)
+
+
+def _retry_budget(value: Any) -> float:
+    """``retry_budget``: a duration above 0s and at most 1h, in seconds.
+
+    ``parse_duration`` yields whole seconds (floats, NaN and infinity are refused
+    there), so the budget is always finite; the cap keeps a typo from turning
+    an outage into an hour-long hang.
+    """
+    hint = 'For example retry_budget = "2m" (the default), "90s" or "10m".'
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise F.Invalid(f"{exc}, {F.got(value)}", hint) from None
+    if not 0 < seconds <= _MAX_RETRY_BUDGET_S:
+        raise F.Invalid(f"must be more than 0s and at most 1h, {F.got(value)}", hint)
+    return float(seconds)
 
 
 # --------------------------------------------------------------------------- [state]

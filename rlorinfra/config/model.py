@@ -49,6 +49,8 @@ class ControlPlaneSettings:
     trainer_gateway_url: str | None = None
     allow_insecure: bool = False
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
+    # Total seconds one control-plane call may spend retrying (DESIGN.md §5).
+    retry_budget_s: float = 120.0
 
     @property
     def is_local(self) -> bool:
