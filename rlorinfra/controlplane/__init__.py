@@ -24,7 +24,11 @@ LOCAL_ACCOUNT_ID = "local"
 
 
 def embedded_app(db_path: str | Path, *, provision_seconds: float = 2.0, capacity: int = 256) -> "EmulatorApp":
-    """The in-process emulator over ``db_path``: key ``local``, account ``local``."""
+    """The in-process emulator over ``db_path``: customer key ``local`` (no superuser key), account ``local``.
+
+    Faithful by default, like a served one: superuser-only parameters are
+    refused and responses carry only the fields the real API returns.
+    """
     from rlorinfra.controlplane.app import make_app
     from rlorinfra.controlplane.store import Store
 

@@ -17,21 +17,31 @@ import pytest
 
 from rlorinfra.controlplane.store import Store
 from tests.conftest import run_cli
-from tests.controlplane.helpers import JOBS, KEY, POLICY_SHAPE, body
+from tests.controlplane.helpers import INSTANCE_HEADER, JOBS, KEY, POLICY_SHAPE, body
 
 
-def start_server(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+def start_server(tmp_path: Path, *args: str, provision: bool = True) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+    timing = ["--provision-seconds", "0.05"] if provision else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "rlorinfra", "control-plane", "serve", "--port", "0",
-         "--db", str(tmp_path / "served.sqlite3"), "--provision-seconds", "0.05", *args],
+         "--db", str(tmp_path / "served.sqlite3"), *timing, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
     )
     line = proc.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-    assert match, (line, proc.poll())
+    assert match, (line, proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
     assert match.group(1) != "0"
+    proc.banner = line + proc.stdout.readline() + proc.stdout.readline()  # type: ignore[attr-defined]
     return proc, match.group(0)
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    """Stop it with Ctrl-C; its banner and the rest of its output."""
+    proc.send_signal(signal.SIGINT)
+    out, _err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    return proc.banner + out  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -134,9 +144,9 @@ def test_embedded_fault_errors(embedded_config: Path, tmp_path: Path):
     twice = run_cli(["control-plane", "preempt", "local-1", "-f", str(embedded_config)])
     assert twice.exit_code == 1 and "JOB_STATE_FAILED" in twice.stderr
     remote = tmp_path / "remote.toml"
-    remote.write_text('[control_plane]\nurl = "https://api.fireworks.ai"\n')
+    remote.write_text('[control_plane]\nurl = "https://api.fireworks.ai"\napi_key_env = "NO_SUCH_KEY_VAR"\n')
     refused = run_cli(["control-plane", "preempt", "local-1", "-f", str(remote)])
-    assert refused.exit_code == 1 and "does not use the embedded emulator" in refused.stderr
+    assert refused.exit_code == 1 and "NO_SUCH_KEY_VAR" in refused.stderr
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "rlorinfra.toml").write_text('[control_plane]\nurl = "local"\n')
@@ -149,3 +159,151 @@ def test_embedded_fault_errors(embedded_config: Path, tmp_path: Path):
 def test_serve_rejects_bad_options(tmp_path: Path, args, message):
     result = run_cli(["control-plane", "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *args])
     assert result.exit_code == 1 and message in result.stderr
+
+
+# -- serve: keys, echo, -f CONFIG ----------------------------------------------------------
+
+
+def test_serve_customer_and_superuser_keys(tmp_path: Path):
+    proc, url = start_server(tmp_path, "--superuser-key", "root", "--superuser-key", "root2")
+    manual = {"skipValidations": "true", "rlorTrainerJobId": "m1"}
+    try:
+        with httpx.Client(verify=False, base_url=url) as c:
+            refused = c.post(JOBS, params=manual, json=body(), headers=KEY)
+            assert refused.status_code == 400
+            assert "skipValidations requires a superuser API key" in refused.json()["error"]["message"]
+            for key in ("root", "root2"):
+                assert c.get("/v1/accounts", headers={"X-Api-Key": key}).status_code == 200
+            created = c.post(JOBS, params=manual, json=body(), headers={"X-Api-Key": "root"})
+            assert created.status_code == 200
+            assert "trainingShape" not in created.json() and "updateTime" not in created.json()
+            assert created.headers[INSTANCE_HEADER] == Store(tmp_path / "served.sqlite3").instance_id
+    finally:
+        out = stop_server(proc)
+    assert "2 superuser key(s)" in out and "returned fields only" in out
+
+
+def test_serve_echo_create_fields(tmp_path: Path):
+    proc, url = start_server(tmp_path, "--echo-create-fields")
+    try:
+        with httpx.Client(verify=False, base_url=url, headers=KEY) as c:
+            job = c.post(JOBS, params={"trainingShape": POLICY_SHAPE}, json=body(trainerReplicaCount=2)).json()
+    finally:
+        out = stop_server(proc)
+    assert job["trainingShape"] == POLICY_SHAPE and job["trainerReplicaCount"] == 2 and "updateTime" in job
+    assert "echoing create fields" in out
+
+
+def test_serve_takes_the_emulator_settings_of_the_f_config(tmp_path: Path):
+    config = tmp_path / "rlorinfra.toml"
+    config.write_text('[control_plane]\nurl = "local"\n\n[control_plane.emulator]\n'
+                      'provision_seconds = 7.5\ncapacity = 3\n')
+    proc, _url = start_server(tmp_path, "-f", str(config), provision=False)
+    out = stop_server(proc)
+    assert "provisioning 7.5s, capacity 3 accelerators" in out
+    settings = Store(tmp_path / "served.sqlite3").settings()
+    assert (settings["provision_seconds"], settings["capacity"]) == ("7.5", "3")
+    proc, _url = start_server(tmp_path, "-f", str(config), "--capacity", "5", "--db", str(tmp_path / "b.sqlite3"),
+                              provision=False)
+    assert "provisioning 7.5s, capacity 5 accelerators" in stop_server(proc)  # flags win
+    proc, _url = start_server(tmp_path, "--db", str(tmp_path / "c.sqlite3"), provision=False)  # no -f: defaults
+    assert "provisioning 2s, capacity 256 accelerators" in stop_server(proc)
+
+
+def test_serve_f_with_a_broken_config_fails_clearly(tmp_path: Path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[control_plane\n")
+    result = run_cli(["control-plane", "serve", "--port", "0", "-f", str(config), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_serve_rejects_bad_superuser_keys(tmp_path: Path):
+    for args, message in ((["--superuser-key", " "], "--superuser-key must not be empty"),
+                          (["--superuser-key", "local"], "also a --superuser-key")):
+        result = run_cli(["control-plane", "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *args])
+        assert result.exit_code == 1 and message in result.stderr
+
+
+# -- the new faults -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command,state", [
+    ("complete", "JOB_STATE_COMPLETED"),
+    ("pause", "JOB_STATE_PAUSED"),
+    ("early-stop", "JOB_STATE_EARLY_STOPPED"),
+    ("expire", "JOB_STATE_EXPIRED"),
+])
+def test_new_stop_faults_on_the_embedded_emulator(embedded_config: Path, command: str, state: str):
+    result = run_cli(["control-plane", command, "local-1", "-f", str(embedded_config)])
+    assert result.exit_code == 0, result.output
+    assert state in result.stdout
+    store = Store(embedded_config.parent / ".rlorinfra" / "control-plane.sqlite3")
+    job = store.get_job("local-1")
+    assert job["state"] == state and "directRouteHandle" not in job
+
+
+def test_flap_on_the_embedded_emulator(embedded_config: Path):
+    import time
+
+    db = embedded_config.parent / ".rlorinfra" / "control-plane.sqlite3"
+    result = run_cli(["control-plane", "flap", "local-1", "-f", str(embedded_config), "--period", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "every 0.05s of RUNNING ends in FAILED" in result.stdout
+    time.sleep(0.1)
+    job = Store(db).get_job("local-1")
+    assert job["state"] == "JOB_STATE_FAILED" and job["status"]["message"] == "trainer crashed (flapping)"
+    off = run_cli(["control-plane", "flap", "local-1", "-f", str(embedded_config), "--off"])
+    assert off.exit_code == 0 and "Stopped flapping job local-1" in off.stdout
+    store = Store(db, provision_seconds=0)
+    store.resume_job("local-1")
+    time.sleep(0.1)
+    assert store.get_job("local-1")["state"] == "JOB_STATE_RUNNING"
+    bad = run_cli(["control-plane", "flap", "local-1", "-f", str(embedded_config), "--period", "0"])
+    assert bad.exit_code == 1 and "Invalid value for '--period'" in bad.stderr
+
+
+def test_drop_response_on_the_embedded_emulator(embedded_config: Path, tmp_path: Path):
+    result = run_cli(["control-plane", "drop-response", "create", "--count", "2", "-f", str(embedded_config)])
+    assert result.exit_code == 0, result.output
+    assert "the next 2 successful create request(s)" in result.stdout
+    assert Store(embedded_config.parent / ".rlorinfra" / "control-plane.sqlite3").armed_drops() == {"create": 2}
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "rlorinfra.toml").write_text('[control_plane]\nurl = "local"\n')
+    early = run_cli(["control-plane", "drop-response", "delete", "--json", "-f", str(fresh / "rlorinfra.toml")])
+    assert early.exit_code == 0, early.output  # armed before the first apply: the database is created
+    assert '"operation": "delete"' in early.stdout
+    wrong = run_cli(["control-plane", "drop-response", "list", "-f", str(embedded_config)])
+    assert wrong.exit_code == 1 and "'list' is not one of" in wrong.stderr
+
+
+def test_new_faults_against_a_served_emulator(served, real_store: Store, served_client):
+    served_client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "remote"}, json=body())
+    flap = run_cli(["control-plane", "flap", "remote", "--url", served.url, "--period", "30", "--api-key", "local"])
+    assert flap.exit_code == 0, flap.output
+    assert real_store._conn().execute("SELECT flap_period FROM jobs WHERE job_id = 'remote'").fetchone()[0] == 30
+    result = run_cli(["control-plane", "complete", "remote", "--url", served.url, "--api-key", "local"])
+    assert result.exit_code == 0, result.output
+    assert "Completed job remote: now JOB_STATE_COMPLETED" in result.stdout
+    drop = run_cli(["control-plane", "drop-response", "resume", "--url", served.url, "--api-key", "local"])
+    assert drop.exit_code == 0, drop.output
+    assert real_store.armed_drops() == {"resume": 1}
+    dropped = served_client.post(f"{JOBS}/remote:resume")
+    assert dropped.status_code == 503
+    assert real_store.get_job("remote")["state"] in ("JOB_STATE_CREATING", "JOB_STATE_RUNNING")
+
+
+def test_faults_use_the_served_url_of_the_f_config(served, real_store: Store, served_client, tmp_path: Path):
+    served_client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "viacfg"}, json=body())
+    config = tmp_path / "served.toml"
+    config.write_text(f'[control_plane]\nurl = "{served.url}"\napi_key_env = "EMU_KEY"\n')
+    result = run_cli(["control-plane", "preempt", "viacfg", "-f", str(config)], env={"EMU_KEY": "local"})
+    assert result.exit_code == 0, result.output
+    assert real_store.get_job("viacfg")["status"]["message"] == "pod preempted"
+    drop = run_cli(["control-plane", "drop-response", "cancel", "-f", str(config)], env={"EMU_KEY": "local"})
+    assert drop.exit_code == 0, drop.output
+    assert real_store.armed_drops() == {"cancel": 1}
+    missing = run_cli(["control-plane", "preempt", "viacfg", "-f", str(config)], env={"EMU_KEY": ""})
+    assert missing.exit_code == 1 and "EMU_KEY" in missing.stderr
+    wrong = run_cli(["control-plane", "pause", "viacfg", "-f", str(config)], env={"EMU_KEY": "bad"})
+    assert wrong.exit_code == 1 and "Traceback" not in wrong.output
