@@ -3,8 +3,10 @@ with exit 1, an ``Error:`` paragraph naming the problem, no traceback, and not a
 single byte or mode changed in the workspace folder.
 
 Cases cover malformed TOML, wrong types, unknown keys, binary garbage, huge
-values, look-alike duplicate names, corrupt/truncated/foreign state files,
-stale/garbled plan files and bad command-line arguments, spread over the
+values, non-finite numbers (TOML ``nan``/``inf``, ``--timeout nan``), look-alike
+duplicate names, corrupt/truncated/foreign state files, hostile state and plan
+files (duplicate keys, 5000-digit integers, NaN, deep nesting), stale/garbled
+plan files and bad command-line arguments, spread over the
 commands plan, apply, destroy, validate, show, output, import and state. A
 workspace that has been used keeps an empty ``<state>.lock`` file (the OS lock
 is taken on it; unlinking it on release would race), so cases with a state file
@@ -121,6 +123,23 @@ BAD_CONFIGS = [
     ("defaults-wrong-type", "[defaults]\nlora_rank = 'x'\n" + GOOD, ["lora_rank"]),
 ]
 BAD_CONFIGS[10] = ("unknown-cp-key", GOOD.replace("api_key_env", 'nope = 1\napi_key_env'), ["nope"])
+# Non-finite and absurd numbers (TOML has nan and inf literals).
+EMULATOR = "[control_plane.emulator]\nprovision_seconds = "
+BAD_CONFIGS += [
+    ("provision-seconds-nan", GOOD + EMULATOR + "nan\n", ["provision_seconds", "finite"]),
+    ("provision-seconds-inf", GOOD + EMULATOR + "inf\n", ["provision_seconds", "finite"]),
+    ("provision-seconds-minus-inf", GOOD + EMULATOR + "-inf\n", ["provision_seconds"]),
+    ("provision-seconds-negative", GOOD + EMULATOR + "-1\n", ["provision_seconds"]),
+    ("learning-rate-minus-inf", cp() + job_toml("learning_rate = -inf\n"), ["learning_rate"]),
+    ("learning-rate-minus-nan", cp() + job_toml("learning_rate = -nan\n"), ["learning_rate"]),
+    ("inactivity-nan", cp() + job_toml("inactivity_timeout = nan\n"), ["inactivity_timeout"]),
+    ("inactivity-inf", cp() + job_toml("inactivity_timeout = inf\n"), ["inactivity_timeout"]),
+    ("inactivity-negative", cp() + job_toml("inactivity_timeout = -5\n"), ["inactivity_timeout"]),
+    ("inactivity-int64", cp() + job_toml("inactivity_timeout = 9223372036854775807\n"), ["inactivity_timeout"]),
+    ("inactivity-foreign-digits", cp() + job_toml("inactivity_timeout = '\u0661\u0662\u0663'\n"),
+     ["inactivity_timeout"]),
+    ("inactivity-nan-string", cp() + job_toml("inactivity_timeout = 'nan'\n"), ["inactivity_timeout"]),
+]
 
 BAD_STATES = [
     ("state-empty", "", ["empty"]),
@@ -138,6 +157,25 @@ BAD_STATES = [
     ("state-spec-string", state_bytes(state_doc(job={"spec": "x"})), ["spec"]),
     ("state-cp-string", state_bytes(state_doc(control_plane="local")), ["control_plane"]),
     ("state-lineage-int", state_bytes(state_doc(lineage=7)), ["lineage"]),
+    # Hostile: a job given twice must not silently shadow the other; absurd numbers and
+    # nesting are the corrupt-state error, never an internal error.
+    ("state-duplicate-job", state_bytes(state_doc()).replace('"jobs": {', '"jobs": {"alpha": {}, ', 1),
+     ["corrupt", '"alpha"', "twice", ".backup"]),
+    ("state-duplicate-serial", state_bytes(state_doc()).replace('"serial": 3,', '"serial": 3, "serial": 9,'),
+     ["corrupt", '"serial"', "twice"]),
+    ("state-duplicate-spec-key", state_bytes(state_doc()).replace('"spec": {', '"spec": {"lora_rank": 8, "lora_rank": 16, '),
+     ["corrupt", '"lora_rank"', "twice"]),
+    ("state-serial-5000-digits", state_bytes(state_doc()).replace('"serial": 3', '"serial": ' + "9" * 5000),
+     ["corrupt", "5000 digits", ".backup"]),
+    ("state-serial-nan", state_bytes(state_doc()).replace('"serial": 3', '"serial": NaN'), ["corrupt", "NaN"]),
+    ("state-spec-infinity", state_bytes(state_doc(job={"spec": {"learning_rate": float("inf")}})),
+     ["corrupt", "Infinity"]),
+    ("state-deep-nesting", state_bytes(state_doc()).replace('"spec": {', '"deep": ' + "[" * 50_000 + "]" * 50_000
+                                                            + ', "spec": {'), ["corrupt", "deeper than 64"]),
+    ("state-nesting-65", state_bytes(state_doc(job={"spec": {"x": json.loads("[" * 62 + "]" * 62)}})),
+     ["corrupt", "deeper than 64"]),
+    ("state-lone-surrogate", state_bytes(state_doc()).replace('"alpha": {', '"alpha\\ud800": {', 1),
+     ["corrupt", "surrogate"]),
 ]
 STATE_CMDS = [["plan"], ["apply", "--auto-approve"], ["show"], ["state", "list"], ["state", "show", "alpha"],
               ["output"], ["destroy", "--auto-approve"], ["state", "rm", "alpha"], ["state", "mv", "alpha", "beta"],
@@ -174,6 +212,32 @@ PLANFILE_CASES = [
 ]
 
 
+def _edit_plan(old: str, new: str) -> Callable[[Path, str], None]:
+    """Setup: save a plan, then replace ``old`` with ``new`` in its text (a hand edit)."""
+
+    def setup(folder: Path, url: str) -> None:
+        _write(folder, {CONFIG: GOOD.replace("{url}", url)})
+        assert _cli(folder, "plan", "--out", "p.plan").exit_code == 0
+        text = (folder / "p.plan").read_text()
+        assert old in text
+        (folder / "p.plan").write_text(text.replace(old, new, 1))
+
+    return setup
+
+
+PLANFILE_CASES += [
+    Case("plan-duplicate-key", ["apply", "p.plan"], ["p.plan", "twice"],
+         setup=_edit_plan('"state_serial": 0', '"state_serial": 0, "state_serial": 0')),
+    Case("plan-deep-nesting", ["apply", "p.plan"], ["p.plan", "deeper than 64"],
+         setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 50_000 + "]" * 50_000 + ', "state_serial": 0')),
+    Case("plan-nesting-65-show", ["show", "p.plan"], ["p.plan", "deeper than 64"],
+         setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 64 + "]" * 64 + ', "state_serial": 0')),
+    Case("plan-nan", ["apply", "p.plan"], ["p.plan", "NaN"], setup=_edit_plan('"state_serial": 0', '"state_serial": NaN')),
+    Case("plan-huge-int", ["show", "p.plan"], ["p.plan", "digits"],
+         setup=_edit_plan('"state_serial": 0', '"state_serial": ' + "1" * 5000)),
+]
+
+
 def _truncate_plan(folder: Path, url: str) -> None:
     _write(folder, {CONFIG: GOOD.replace("{url}", url)})
     assert _cli(folder, "plan", "--out", "p.plan").exit_code == 0
@@ -199,6 +263,29 @@ ARG_CASES = [
     Case("arg-target-unknown", ["plan", "--target", "ghost"], ["ghost"], {CONFIG: GOOD}),
     Case("arg-timeout-word", ["apply", "--auto-approve", "--timeout", "soon"], ["--timeout"], {CONFIG: GOOD}),
 ]
+# Numbers must be finite: nan and inf (which click.FloatRange lets through) are usage errors everywhere.
+NON_FINITE = ("nan", "NaN", "inf", "-inf", "Infinity", "1e400")
+
+
+def _number_case(argv: list[str]) -> Case:
+    """A bad number for the option ``argv[-2]``: the error names the option (and says finite)."""
+    option, value = argv[-2], argv[-1]
+    expect = [option, "finite"] if value in NON_FINITE else [option]
+    words = [a.lstrip("-") for a in argv[:-1] if a != "--auto-approve"] + [value.replace("-", "minus-")]
+    slug = "-".join(words).replace(".", "_")
+    return Case(f"arg-number-{slug}", argv, expect, {CONFIG: GOOD, STATE: state_bytes(state_doc())})
+
+
+ARG_CASES += [_number_case(argv) for argv in (
+    ["apply", "--auto-approve", "--timeout", "nan"], ["apply", "--auto-approve", "--timeout", "inf"],
+    ["apply", "--auto-approve", "--timeout", "-1"], ["apply", "--auto-approve", "--timeout", "1e12"],
+    ["apply", "--auto-approve", "--pending-timeout", "nan"], ["apply", "--auto-approve", "--pending-timeout", "Infinity"],
+    ["apply", "--auto-approve", "--lock-timeout", "nan"], ["destroy", "--auto-approve", "--timeout", "inf"],
+    ["destroy", "--auto-approve", "--pending-timeout", "-5"], ["destroy", "--auto-approve", "--lock-timeout", "1e400"],
+    ["plan", "--lock-timeout", "inf"], ["plan", "--lock-timeout", "nan"], ["plan", "--lock-timeout", "NaN"],
+    ["plan", "--lock-timeout", "-inf"], ["import", "beta", "beta-123abc", "--lock-timeout", "inf"],
+    ["state", "rm", "alpha", "--lock-timeout", "nan"], ["state", "mv", "alpha", "beta", "--lock-timeout", "inf"],
+)]
 
 
 def build_cases() -> list[Case]:
@@ -271,6 +358,38 @@ def test_bad_input_fails_cleanly_and_changes_nothing(case: Case, tmp_path: Path,
 def test_the_corpus_is_big_enough():
     assert len(CASES) >= 60
     assert {"plan", "apply", "validate", "show", "state"} <= {c.argv[0] for c in CASES}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 2**63, "-5", "nan", "inf", "1e3",
+                                   "\u0661\u0662\u0663", "999999999h", "1.5h", True, 1.0])
+def test_parse_duration_refuses_non_finite_and_absurd_values(value):
+    from rlorinfra.config.durations import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("value,seconds", [(0, 0), ("90", 90), ("1h30m", 5400), (366 * 86400, 366 * 86400)])
+def test_parse_duration_still_takes_sane_values(value, seconds):
+    from rlorinfra.config.durations import parse_duration
+
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("text", ["nan", "-nan", "inf", "+inf", "-inf", "Infinity", "1e400", "-0.5", "1e10", "x", ""])
+def test_finite_float_refuses_what_float_range_lets_through(text):
+    import click
+
+    from rlorinfra.cli.common import FiniteFloat
+
+    with pytest.raises(click.BadParameter):
+        FiniteFloat(min=0).convert(text, None, None)
+
+
+def test_finite_float_takes_ordinary_seconds():
+    from rlorinfra.cli.common import FiniteFloat
+
+    assert [FiniteFloat(min=0).convert(v, None, None) for v in ("0", "2.5", " 30 ", 900.0, 7)] == [0, 2.5, 30, 900, 7]
 
 
 def test_import_refuses_a_state_of_another_account_even_for_a_live_job(tmp_path, served):
