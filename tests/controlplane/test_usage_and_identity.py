@@ -169,3 +169,41 @@ def test_the_instance_id_is_stable_per_database_and_differs_between_them(tmp_pat
             httpx.Client(verify=False, base_url=served.url, headers=KEY) as c:
         assert c.get("/v1/accounts").headers[INSTANCE_HEADER] == first
         assert c.get("/nowhere").headers[INSTANCE_HEADER] == first
+
+
+OLD_SCHEMA = """
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY, display_name TEXT NOT NULL DEFAULT '', state TEXT NOT NULL,
+    status_code TEXT NOT NULL DEFAULT 'OK', status_message TEXT NOT NULL DEFAULT '', echo TEXT NOT NULL,
+    demand INTEGER NOT NULL, inactivity_s REAL NOT NULL, unhealthy INTEGER NOT NULL DEFAULT 0,
+    create_time REAL NOT NULL, update_time REAL NOT NULL, completed_time REAL, due_at REAL, queue_seq INTEGER
+);
+"""
+
+
+def test_a_database_of_the_previous_release_is_upgraded(tmp_path, clock: FakeClock):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_SCHEMA)
+    echo = {"displayName": "", "trainingConfig": {"baseModel": "m", "extraArgs": ["--x"]}, "nodeCount": 1,
+            "trainingShape": POLICY_SHAPE, "useReservation": True}
+    start = clock.now
+    conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time, due_at)"
+                 " VALUES ('old', 'JOB_STATE_RUNNING', ?, 8, 60, ?, ?, ?)", (json.dumps(echo), start, start, start + 60))
+    conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time)"
+                 " VALUES ('gone', 'JOB_STATE_DELETED', ?, 8, 60, ?, ?)", (json.dumps(echo), start, start))
+    conn.commit()
+    conn.close()
+    clock.advance(10)
+    store = Store(path, clock=clock)
+    assert uuid.UUID(store.instance_id).version == 4
+    job = store.get_job("old")
+    assert job["trainingConfig"] == {"baseModel": "m"} and "trainingShape" not in job
+    assert job["acceleratorSeconds"] == {"NVIDIA_H100_80GB": "80"}
+    assert store.get_job("gone")["state"] == "JOB_STATE_ARCHIVED"
+    clock.advance(50)
+    assert store.get_job("old")["state"] == "JOB_STATE_CANCELLED"  # its inactivity timer survived
