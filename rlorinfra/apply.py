@@ -251,8 +251,12 @@ class Executor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         shape_versions: Mapping[str, str] | None = None,
+        list_pages: float = 0,
     ) -> None:
         self.client = client
+        # LIST requests one poll round would cost (from refresh's listing; 0 = unknown):
+        # with fewer awaited jobs than that, a round GETs each of them instead (DESIGN.md §6).
+        self._list_pages = list_pages
         self.writer = writer
         self.desired = desired
         self.options = options
@@ -490,9 +494,9 @@ class Executor:
         task.goal = goal
 
     def _poll(self, waiting: list[Task]) -> bool:
-        """One observation round: a single LIST, GETs only for jobs it did not show."""
+        """One observation round: LIST pages or a GET per awaited job, whichever is fewer requests."""
         try:
-            seen = {job.job_id: job for job in self.client.list_jobs()}
+            seen, by_id = self._observe_round(waiting)
         except ApiError as exc:
             self._note_poll_failure(waiting, exc)
             return False
@@ -501,10 +505,22 @@ class Executor:
         with self.writer.deferred():  # observations only: one state write per round, not per job
             for task in waiting:
                 live = seen.get(task.job_id) if task.job_id else None
-                if live is None and task.goal != "gone":
-                    live = self._get_unlisted(task)
+                if live is None and task.goal != "gone" and not by_id:
+                    live = self._get_unlisted(task)  # lists hide tombstones
                 progressed |= self._observe(task, live)
         return progressed
+
+    def _observe_round(self, waiting: list[Task]) -> tuple[dict[str, LiveJob], bool]:
+        """The live jobs of this round by ID, and whether each awaited job was read by ID."""
+        ids = sorted({t.job_id for t in waiting if t.job_id})
+        if len(ids) >= self._list_pages:
+            return {job.job_id: job for job in self.client.list_jobs()}, False
+        if not ids:
+            return {}, True
+        with ThreadPoolExecutor(max_workers=min(len(ids), max(1, self.options.parallelism)),
+                                thread_name_prefix="poll-get") as pool:  # fmt: skip
+            answers = list(pool.map(self.client.get_job, ids))
+        return {job.job_id: job for job in answers if job is not None}, True
 
     def _check_health(self, waiting: list[Task], seen: Mapping[str, LiveJob]) -> dict[str, bool]:
         """Health-check this round's RUNNING jobs concurrently (one round trip each)."""
@@ -570,8 +586,9 @@ class Executor:
             return self._retry_resume(task, live)
         if state == "JOB_STATE_PENDING":
             return self._check_pending(task)
-        # IDLE: a service-mode trainer with no active training is up, just idle.
-        if state == "JOB_STATE_IDLE" or (state == "JOB_STATE_RUNNING" and self._healthy(task.job_id)):
+        # Ready is what the SDK means by ready: RUNNING and the health check answers 200.
+        # IDLE never is (no active trainer to connect to): it is waited out like any other state.
+        if state == "JOB_STATE_RUNNING" and self._healthy(task.job_id):
             self._ready(task, state)
             return True
         return self._check_deadline(task)
@@ -605,10 +622,22 @@ class Executor:
             task.placed_deadline = now + self.options.timeout_s
             return False
         if now > task.placed_deadline:
-            self._finish(task, ok=False, message=f"job {task.job_id} did not become ready within "
-                         f"{self.options.timeout_s:.0f}s after placement (last state {task.last_state})")
+            self._finish(task, ok=False, message=self._not_ready_message(task))
             return True
         return False
+
+    def _not_ready_message(self, task: Task) -> str:
+        """Why a wait ran out, naming the option that sets its budget."""
+        budget = f"{self.options.timeout_s:g}s (--timeout)"
+        if task.last_state == "JOB_STATE_IDLE":
+            return (f"job {task.job_id} stayed JOB_STATE_IDLE for {budget}: an idle trainer is not ready "
+                    "(the SDK never treats IDLE as ready); start training on it, or resume or replace it, "
+                    "or raise --timeout")
+        if task.last_state == "JOB_STATE_RUNNING":
+            return (f"job {task.job_id} is RUNNING but its trainer health check did not pass within {budget}; "
+                    "raise --timeout, or check the trainer")
+        return (f"job {task.job_id} did not become ready within {budget} after placement "
+                f"(last state {task.last_state})")
 
     def _ready(self, task: Task, state: str) -> None:
         self._update_record(task.name, phase=sm.PHASE_READY, observed=state)

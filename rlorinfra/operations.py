@@ -9,8 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from rlorinfra.api.wire import REPORTED_FIELDS
 from rlorinfra.config.model import Config
-from rlorinfra.errors import ApiError, PlanError, RlorinfraError
+from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateError
 from rlorinfra.plan.model import Action, LiveWorld, Plan
 from rlorinfra.state.model import State
 
@@ -67,10 +68,19 @@ class Workspace:
             )
 
     def control_plane(self) -> dict[str, str]:
-        """``{"url", "account_id"}`` of the control plane in use (resolves the account)."""
+        """``{"url", "account_id"[, "instance"]}`` of the control plane in use (resolves the account).
+
+        ``instance`` is the emulator instance the client has heard from (``""``
+        for a control plane that names none, the real API); absent until a
+        response has been seen.
+        """
         client = self.client()
         url = "local" if self.config.control_plane.is_local else client.base_url
-        return {"url": url, "account_id": client.account_id}
+        identity = {"url": url, "account_id": client.account_id}
+        instance = getattr(client, "emulator_instance", None)
+        if instance is not None:
+            identity["instance"] = instance
+        return identity
 
     def close(self) -> None:
         """Close the client if one was opened."""
@@ -87,6 +97,7 @@ class PlanRequest:
     refresh_only: bool = False
     targets: Sequence[str] = ()
     replace: Sequence[str] = ()
+    health_check: bool = True
 
 
 @dataclass
@@ -101,12 +112,39 @@ class PlanOutcome:
 
 
 def check_state_owner(ws: Workspace, state: State) -> list[str]:
-    """Refuse a state recorded for another account; note a different URL."""
+    """Refuse a state recorded for another account or emulator world; note a different URL."""
     from rlorinfra.state.store import check_control_plane
 
     cp = ws.control_plane()
     note = check_control_plane(state, cp["url"], cp["account_id"], path=ws.config.state_path)
+    check_instance(state, cp, ws.config.state_path)
     return [note] if note else []
+
+
+def check_instance(state: State, control_plane: Mapping[str, str], path: Path) -> None:
+    """One control plane, one state: an emulator's world is its database, not its URL.
+
+    A state records the emulator instance it was made against (``""`` for a
+    control plane that names none, such as the real API). Talking to another
+    instance, or to a real control plane with an emulator's state (or the
+    reverse), is refused. A state from before instances were recorded (no key)
+    fits anyone and is stamped on its next write.
+    """
+    recorded, current = state.control_plane.get("instance"), control_plane.get("instance")
+    if recorded is None or current is None or recorded == current or not state.jobs:
+        return
+    raise StateError(
+        "State belongs to another control plane",
+        f"The state file {path} was made against {_world(recorded)}, but this run talks to "
+        f"{_world(current)} at {control_plane.get('url')}. Its job IDs mean nothing there (the embedded "
+        "emulator and a served one are different worlds, and so are two emulator databases), so "
+        "rlorinfra will not plan or apply with it. Point [control_plane] url back at the control plane "
+        "the state was made with, or use another state path (`[state] path`) for this one.",
+    )
+
+
+def _world(instance: str) -> str:
+    return f"emulator instance {instance}" if instance else "a control plane that is not an emulator (the real API)"
 
 
 def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
@@ -118,10 +156,11 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     if not request.refresh:
         # --no-refresh trusts the state: take its account rather than asking for it.
         ws.account_hint = state.control_plane.get("account_id")
-    notes = check_state_owner(ws, state)
+    notes = check_state_owner(ws, state)  # the account, before any job is read
     client = ws.client()
     if request.refresh:
-        live = refresh(client, ws.config.jobs, state)
+        live = refresh(client, ws.config.jobs, state, health_check=request.health_check)
+        check_instance(state, ws.control_plane(), ws.config.state_path)  # known once answers came
     else:
         live = offline_world(state, client.account_id)
     plan = make_plan(
@@ -175,12 +214,19 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict
 
 
 def sync_observed(state: State, plan: Plan) -> State:
-    """Record the live state of jobs the plan leaves alone (e.g. IDLE)."""
+    """Record the live state of jobs the plan leaves alone.
+
+    A job left alone while RUNNING was confirmed ready (by refresh's health
+    check, or already recorded ready), so its phase becomes ``ready``.
+    """
+    from rlorinfra.state.model import PHASE_READY
+
     for change in plan.changes:
         record = state.jobs.get(change.name)
         if change.action is Action.NOOP and record and change.live_state and record.job_id == change.job_id:
-            if record.observed_state != change.live_state:
-                state = state.with_job(change.name, replace(record, observed_state=change.live_state))
+            phase = PHASE_READY if change.live_state == "JOB_STATE_RUNNING" else record.phase
+            if record.observed_state != change.live_state or record.phase != phase:
+                state = state.with_job(change.name, replace(record, observed_state=change.live_state, phase=phase))
     return state
 
 
@@ -198,24 +244,54 @@ def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
 
 
 def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
-    """Stamp the control plane on state the first time it gets jobs."""
-    if state.control_plane.get("account_id"):
+    """Stamp the control plane on state the first time it gets jobs (and the instance once known)."""
+    if not state.control_plane.get("account_id"):
+        return replace(state, control_plane=dict(control_plane))
+    if "instance" not in state.control_plane and "instance" in control_plane:
+        return replace(state, control_plane={**state.control_plane, "instance": control_plane["instance"]})
+    return state
+
+
+def with_listing(state: State, live: LiveWorld | None) -> State:
+    """Remember how many jobs the account listed (the next refresh may then GET instead)."""
+    if live is None or not live.refreshed or live.listed_jobs is None or live.listed_jobs == state.listed_jobs:
         return state
-    return replace(state, control_plane=dict(control_plane))
+    return replace(state, listed_jobs=live.listed_jobs)
+
+
+def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, Any]) -> State:
+    """Fields import could not read become the declared values once a plan keeps the job.
+
+    Until then they are unknown (never a reason to replace); from then on the
+    state's spec is complete and a later change is seen as one.
+    """
+    kept = {c.name for c in plan.changes if c.action in (Action.NOOP, Action.WAIT, Action.RESUME, Action.STOP)}
+    for name in kept & set(desired):
+        record = state.jobs.get(name)
+        if record is None or not record.unread_fields:
+            continue
+        declared = desired[name].spec()
+        spec = {k: v for k, v in record.spec.items() if k not in record.unread_fields}
+        spec.update({k: declared[k] for k in record.unread_fields if k in declared})
+        state = state.with_job(name, replace(record, spec=dict(sorted(spec.items())), unread_fields=()))
+    return state
 
 
 def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, options, on_event):
     """Run ``plan`` through the executor, writing state after every remote change."""
     from rlorinfra.apply import Executor, StateWriter
 
+    from rlorinfra.plan.refresh import list_pages
+
     store = ws.store
-    state = store.write(with_control_plane(forget_gone_deposed(sync_observed(state, plan), live), ws.control_plane()))
+    state = adopt_unread_fields(forget_gone_deposed(sync_observed(state, plan), live), plan, ws.config.jobs)
+    state = store.write(with_listing(with_control_plane(state, ws.control_plane()), live))
     shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}
     if live is None:
         shape_versions = _resolve_shape_versions(ws, plan)
     writer = StateWriter(state, store.write)
     executor = Executor(ws.client(), writer, ws.config.jobs, options=options, on_event=on_event,
-                        shape_versions=shape_versions)
+                        shape_versions=shape_versions, list_pages=list_pages(state.listed_jobs))
     return executor.run(plan)
 
 
@@ -253,7 +329,15 @@ def _check_import_name(name: str) -> None:
 
 
 def _check_not_managed(state: State, name: str, job_id: str) -> None:
-    """One live job under one name, one name for one live job."""
+    """One live job under one name, one name for one live job (deposed jobs included)."""
+    deposed_by = next((other for other, rec in state.jobs.items() if rec.deposed_job_id == job_id), None)
+    if deposed_by is not None:
+        raise PlanError(
+            f'Job {job_id} is a deposed job of "{deposed_by}"',
+            f'It was replaced and is tracked under "{deposed_by}" until its deletion is confirmed; the next '
+            "`rlorinfra apply` deletes it. Importing it under another name would leave two records fighting "
+            "over one job.",
+        )
     owner = next((other for other, rec in state.jobs.items() if rec.job_id == job_id), None)
     if owner is not None:
         raise PlanError(
@@ -281,20 +365,62 @@ def _live_for_import(ws: Workspace, job_id: str):
 
 
 def _imported_record(ws: Workspace, live):
-    """The state record of an imported job: its live spec, ready as it stands."""
-    from rlorinfra.apply import now_rfc3339
-    from rlorinfra.state.model import PHASE_READY, JobRecord
+    """The state record of an imported job: what the API reports, the rest marked unread.
 
-    client, spec = ws.client(), live.spec_dict()
-    version = None
-    if spec.get("training_shape"):
-        try:
-            version = client.resolve_shape(spec["training_shape"]).name
-        except ApiError:
-            version = None  # recorded as unknown; the shape is still in the spec
+    The real API returns only some spec fields (PROTOCOL.md §3.5); the others
+    (shape, accelerators, image tag, reservation, timeouts...) cannot be read
+    back, so they are recorded as ``unread_fields``: unknown, never a reason to
+    replace, and adopted from the configuration by the next apply.
+    """
+    from rlorinfra.apply import now_rfc3339
+    from rlorinfra.state.model import PHASE_READY, PHASE_PROVISIONING, JobRecord
+
+    client = ws.client()
+    spec = {k: v for k, v in live.spec_dict().items() if k in REPORTED_FIELDS}
+    phase = PHASE_READY if live.state == "JOB_STATE_RUNNING" else PHASE_PROVISIONING
     return JobRecord(
         job_id=live.job_id, job_name=client.job_name(live.job_id), endpoint=client.endpoint(live.job_id),
-        spec=spec, phase=PHASE_READY, observed_state=live.state, training_shape_version=version,
-        created_at=now_rfc3339(), updated_at=now_rfc3339(),
+        spec=spec, phase=phase, observed_state=live.state, created_at=now_rfc3339(), updated_at=now_rfc3339(),
+        unread_fields=unreadable_fields(),
     )
 
+
+def unreadable_fields() -> tuple[str, ...]:
+    """Spec fields a job resource never reports: everything but ``REPORTED_FIELDS``."""
+    from rlorinfra.config.fields import JOB_RULES
+    from rlorinfra.config.model import LIFECYCLE_FIELDS, UNSENT_FIELDS
+
+    skip = set(REPORTED_FIELDS) | set(LIFECYCLE_FIELDS) | set(UNSENT_FIELDS)
+    return tuple(key for key in JOB_RULES if key not in skip)
+
+
+def generated_job_block(config: Config, name: str, record) -> str:
+    """A ``[jobs.NAME]`` block that plans clean against this file's ``[defaults]``.
+
+    Reported values the defaults would change are written out (a default value
+    explicitly, a missing one through ``unset``); fields the API does not return
+    are listed in a comment, since only the person who created the job knows them.
+    """
+    from rlorinfra.api.wire import SPEC_DEFAULTS
+    from rlorinfra.config.write import render_job_toml
+
+    known = {k: v for k, v in record.spec.items() if k not in record.unread_fields}
+    defaults = {k: v for k, v in config.defaults.items() if k in REPORTED_FIELDS}
+    body = {k: v for k, v in known.items() if defaults.get(k, _ABSENT) != v}
+    unset = []
+    for key, value in defaults.items():
+        if key in known:
+            continue
+        if key in SPEC_DEFAULTS and value != SPEC_DEFAULTS[key]:
+            body[key] = SPEC_DEFAULTS[key]  # the job has the built-in default; [defaults] says otherwise
+        elif key not in SPEC_DEFAULTS:
+            unset.append(key)
+    text = render_job_toml(name, body, unset=tuple(sorted(unset)))
+    if record.unread_fields:
+        text += ("# The control plane does not return these fields, so import could not read them: "
+                 f"{', '.join(record.unread_fields)}.\n# Declare the ones the job was created with; "
+                 "the next apply records the declared values without replacing the job.\n")
+    return text
+
+
+_ABSENT = object()

@@ -39,6 +39,7 @@ from rlorinfra.api.wire import (
 from rlorinfra.config.durations import format_duration
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError
 
+EMULATOR_INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 READ_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 60.0
@@ -280,7 +281,11 @@ class ControlPlaneClient:
         self._loopback = is_loopback(self.base_url)
         self._secret = api_key
         self._lock = threading.Lock()
-        self.request_count = 0
+        self.request_count = 0  # control-plane requests (what the request budgets count)
+        self.health_check_count = 0  # trainer-gateway health checks, counted apart
+        # The emulator instance answering (its X-Rlorinfra-Emulator-Instance header);
+        # "" once a control plane answered without one (the real API); None before any answer.
+        self.emulator_instance: str | None = None
         headers = {"X-Api-Key": api_key, "Content-Type": "application/json", "Accept": "application/json"}
         self._bearer = {"Authorization": f"Bearer {api_key}"}
         self._http = httpx.Client(
@@ -310,9 +315,18 @@ class ControlPlaneClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _count(self) -> None:
+    def _count(self, health: bool = False) -> None:
         with self._lock:
-            self.request_count += 1
+            if health:
+                self.health_check_count += 1
+            else:
+                self.request_count += 1
+
+    def _note_instance(self, response: httpx.Response) -> None:
+        """Remember which emulator world answered (state records it, DESIGN.md §4)."""
+        instance = response.headers.get(EMULATOR_INSTANCE_HEADER, "")
+        with self._lock:
+            self.emulator_instance = instance
 
     def _scrub(self, text: str) -> str:
         """``text`` with the key blanked out (servers and exceptions may echo what they got)."""
@@ -322,9 +336,9 @@ class ControlPlaneClient:
         if self._trace:
             self._trace(self._scrub(line))
 
-    def _send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _send_once(self, method: str, url: str, *, health: bool = False, **kwargs: Any) -> httpx.Response:
         """One attempt, traced whether it gets an answer or a transport error."""
-        self._count()
+        self._count(health)
         started = time.monotonic()
         try:
             response = self._http.request(method, url, follow_redirects=False, **kwargs)
@@ -333,6 +347,8 @@ class ControlPlaneClient:
             self._say(f"{method} {url} -> {cause}: {type(exc).__name__}: {exc} ({ms:.0f} ms)")
             raise
         self._say(f"{method} {url} -> {response.status_code} ({(time.monotonic() - started) * 1000:.0f} ms)")
+        if not health:
+            self._note_instance(response)
         return response
 
     def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
@@ -605,7 +621,7 @@ class ControlPlaneClient:
         """E11: True only when the trainer health check answers exactly 200 (no retries)."""
         url = f"{self.endpoint(job_id)}/api/v1/healthz"
         try:
-            response = self._send_once("GET", url, headers=self._bearer, timeout=HEALTH_TIMEOUT_S)
+            response = self._send_once("GET", url, health=True, headers=self._bearer, timeout=HEALTH_TIMEOUT_S)
         except httpx.HTTPError:
             return False
         return response.status_code == 200

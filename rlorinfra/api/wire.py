@@ -19,9 +19,9 @@ TOMBSTONE_STATES = frozenset({"JOB_STATE_DELETED", "JOB_STATE_ARCHIVED"})
 RESUMABLE_STATES = frozenset(
     {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_COMPLETED"}
 )
-# Healthy from rlorinfra's point of view: the trainer exists and serves (IDLE is
-# a service-mode job with no active training, not a failure).
-SERVING_STATES = frozenset({"JOB_STATE_RUNNING", "JOB_STATE_IDLE"})
+# Serving: the only state the SDK can find ready (RUNNING plus a healthy probe).
+# IDLE is not among them: the SDK never treats an IDLE trainer as ready.
+SERVING_STATES = frozenset({"JOB_STATE_RUNNING"})
 # States that settle by themselves; apply waits them out.
 TRANSITIONAL_STATES = frozenset(
     {
@@ -35,6 +35,8 @@ TRANSITIONAL_STATES = frozenset(
         "JOB_STATE_VALIDATING",
         "JOB_STATE_RE_QUEUEING",
         "JOB_STATE_CREATING_INPUT_DATASET",
+        # Transitional to the SDK too: no healthy trainer to connect to, so not ready.
+        "JOB_STATE_IDLE",
     }
 )
 # Terminal and not resumable: the job must be replaced to serve again.
@@ -75,7 +77,16 @@ def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LiveJob:
-    """A job as the control plane reports it, reduced to what rlorinfra uses."""
+    """A job as the control plane reports it, reduced to what rlorinfra uses.
+
+    ``spec`` holds the spec fields the resource carried, canonical (defaults
+    dropped); ``reported`` names every spec field the resource carried at
+    all, so a reported default (``loraRank: 0``) still counts as reported.
+    Only fields of ``REPORTED_FIELDS`` (and, for manual-path jobs,
+    ``MANUAL_REPORTED_FIELDS``) are ever read: the real API declares no
+    others (PROTOCOL.md §3.5). ``healthy`` is the trainer health check's
+    answer when refresh made one (None: not checked).
+    """
 
     job_id: str
     name: str
@@ -85,6 +96,9 @@ class LiveJob:
     status_message: str = ""
     create_time: str = ""
     spec: tuple[tuple[str, Any], ...] = ()  # spec_from_resource(), frozen
+    reported: frozenset[str] = frozenset()
+    accelerator_seconds: tuple[tuple[str, int], ...] = ()
+    healthy: bool | None = None
 
     @property
     def is_tombstone(self) -> bool:
@@ -95,6 +109,10 @@ class LiveJob:
         """The spec fields the resource carries, as a dict."""
         return dict(self.spec)
 
+    def reported_value(self, key: str) -> Any:
+        """The live value of a reported spec field, its default when canonicalized away."""
+        return dict(self.spec).get(key, SPEC_DEFAULTS.get(key))
+
     @classmethod
     def from_resource(cls, resource: dict[str, Any]) -> "LiveJob":
         """Build from a job resource (E3 body or one element of an E4 page)."""
@@ -102,7 +120,7 @@ class LiveJob:
         status = resource.get("status") or {}
         if not isinstance(status, dict):
             status = {"message": str(status)}
-        spec = spec_from_resource(resource)
+        spec, reported = read_reported_spec(resource)
         return cls(
             job_id=name.rsplit("/", 1)[-1],
             name=name,
@@ -114,7 +132,22 @@ class LiveJob:
             ),
             create_time=str(resource.get("createTime") or ""),
             spec=tuple(sorted(spec.items(), key=lambda kv: kv[0])),
+            reported=frozenset(reported),
+            accelerator_seconds=_accelerator_seconds(resource.get("acceleratorSeconds")),
         )
+
+
+def _accelerator_seconds(value: Any) -> tuple[tuple[str, int], ...]:
+    """``acceleratorSeconds`` (type -> proto-JSON int64 string) as sorted pairs; junk is skipped."""
+    if not isinstance(value, dict):
+        return ()
+    out = []
+    for kind, seconds in value.items():
+        try:
+            out.append((str(kind), int(seconds)))
+        except (TypeError, ValueError):
+            continue
+    return tuple(sorted(out))
 
 
 @dataclass(frozen=True)
@@ -186,7 +219,7 @@ def create_request(display_name: str, spec: dict[str, Any]) -> tuple[list[tuple[
     go where on the shape, auto-shape and manual paths (PROTOCOL.md §2.1, §4.3).
     """
     shape = spec.get("training_shape")
-    manual = not shape and any(spec.get(k) for k in ("accelerator_type", "accelerator_count", "node_count"))
+    manual = create_path(spec) == "manual"
     params: list[tuple[str, str]] = []
     if spec.get("hot_load_deployment_id"):
         params.append(("deploymentId", spec["hot_load_deployment_id"]))
@@ -246,43 +279,69 @@ def _create_body(display_name: str, spec: dict[str, Any], *, shape: bool, manual
     return body
 
 
-def spec_from_resource(resource: dict[str, Any]) -> dict[str, Any]:
-    """The spec fields a job resource carries, in ``JobSpec.spec()`` form.
+# Spec fields the real API is known to return (PROTOCOL.md §3.5): resource key
+# path -> spec key. Nothing else is read back, whatever a server echoes.
+_REPORTED_PATHS = {
+    ("trainingConfig", "baseModel"): "base_model",
+    ("trainingConfig", "loraRank"): "lora_rank",
+    ("trainingConfig", "learningRate"): "learning_rate",
+    ("trainingConfig", "region"): "region",
+    ("forwardOnly",): "forward_only",
+    ("hotLoadDeploymentId",): "hot_load_deployment_id",
+    # Declared too, but on the shape and auto paths the server fills them from
+    # the shape: they mean something only for a manual-path job.
+    ("nodeCount",): "node_count",
+    ("trainingConfig", "maxContextLength"): "max_context_length",
+}
+REPORTED_FIELDS = ("base_model", "lora_rank", "learning_rate", "region", "forward_only", "hot_load_deployment_id")
+MANUAL_REPORTED_FIELDS = ("node_count", "max_context_length")
 
-    Only fields present on the resource are returned, so callers compare the
-    intersection with a recorded spec. On the shape path the server fills
-    ``maxContextLength`` and owns ``nodeCount``; those are dropped there so an
-    imported shape job round-trips to an identical spec.
-    """
-    tc = resource.get("trainingConfig") or {}
+
+def read_reported_spec(resource: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The declared spec fields a job resource carries: (canonical spec, keys present)."""
     spec: dict[str, Any] = {}
-    _copy(tc, "baseModel", spec, "base_model")
-    _copy(tc, "loraRank", spec, "lora_rank", default=0)
-    _copy(tc, "learningRate", spec, "learning_rate")
-    _copy(tc, "customImageTag", spec, "custom_image_tag")
-    _copy(tc, "region", spec, "region")
-    _copy(tc, "acceleratorType", spec, "accelerator_type")
-    _copy(tc, "acceleratorCount", spec, "accelerator_count")
-    if tc.get("extraArgs"):
-        spec["extra_args"] = list(tc["extraArgs"])
-    shape = resource.get("trainingShape")
-    if shape:
-        spec["training_shape"] = shape
-    else:
-        _copy(tc, "maxContextLength", spec, "max_context_length")
-        if "acceleratorType" in tc or "acceleratorCount" in tc:
-            _copy(resource, "nodeCount", spec, "node_count")
-    _copy(resource, "hotLoadDeploymentId", spec, "hot_load_deployment_id")
-    _copy(resource, "trainerReplicaCount", spec, "trainer_replica_count")
-    _copy(resource, "reservationTarget", spec, "reservation_target")
-    if resource.get("forwardOnly"):
-        spec["forward_only"] = True
-    if resource.get("useReservation") is False and not resource.get("reservationTarget"):
-        spec["use_reservation"] = False
-    timeout = _parse_duration(resource.get("inactivityTimeout"))
-    if timeout:
-        spec["inactivity_timeout"] = timeout
-    return canonical_spec(spec)
+    present: set[str] = set()
+    for path, key in _REPORTED_PATHS.items():
+        value: Any = resource
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or value == "":
+            continue
+        present.add(key)
+        spec[key] = value
+    if spec.get("forward_only") is not True:
+        spec.pop("forward_only", None)  # only true is meaningful (the SDK sends only true)
+    return canonical_spec(spec), present
+
+
+def spec_from_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """The declared spec fields of a job resource, in ``JobSpec.spec()`` form."""
+    return read_reported_spec(resource)[0]
+
+
+def comparable_fields(recorded_spec: dict[str, Any]) -> tuple[str, ...]:
+    """Spec fields whose live value can be compared with a record of this spec.
+
+    The path-independent declared fields always; ``node_count`` and
+    ``max_context_length`` only on the manual path, where the job sent them.
+    """
+    if create_path(recorded_spec) == "manual":
+        return REPORTED_FIELDS + MANUAL_REPORTED_FIELDS
+    return REPORTED_FIELDS
+
+
+def create_path(spec: dict[str, Any]) -> str:
+    """``shape``, ``manual`` or ``auto``, as the SDK's managed flow decides it.
+
+    No ``training_shape``: the auto-shape path, unless ``accelerator_type`` or
+    ``accelerator_count`` force the manual path (``managed.py``
+    ``_uses_manual_training_infra``; ``node_count`` alone does not).
+    """
+    if spec.get("training_shape"):
+        return "shape"
+    if spec.get("accelerator_type") or spec.get("accelerator_count"):
+        return "manual"
+    return "auto"
 
 
 def _copy(src: dict[str, Any], key: str, dst: dict[str, Any], name: str, default: Any = None) -> None:

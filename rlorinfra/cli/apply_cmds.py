@@ -46,8 +46,8 @@ def _options(parallelism, no_wait, timeout, pending_timeout):
 @json_option
 @lock_timeout_option
 @insecure_option
-def apply_cmd(planfile, config_path, refresh, targets, replace_names, auto_approve, parallelism, no_wait,
-              timeout, pending_timeout, as_json, lock_timeout, insecure):
+def apply_cmd(planfile, config_path, refresh, health_check, targets, replace_names, auto_approve, parallelism,
+              no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure):
     """Create, resume, stop or delete jobs until the live world matches the config.
 
     Without PLANFILE, plans first, shows the plan and asks for confirmation.
@@ -65,7 +65,7 @@ def apply_cmd(planfile, config_path, refresh, targets, replace_names, auto_appro
     if planfile and (targets or replace_names or not refresh):
         raise click.UsageError("A saved PLANFILE is applied exactly as planned: --target, --replace and "
                                "--no-refresh belong to `rlorinfra plan --out PLANFILE`.")
-    request = PlanRequest(refresh=refresh, targets=targets, replace=replace_names)
+    request = PlanRequest(refresh=refresh, targets=targets, replace=replace_names, health_check=health_check)
     return run_apply(config_path, request, planfile=planfile, auto_approve=auto_approve, as_json=as_json,
                      lock_timeout=lock_timeout, insecure=insecure,
                      options=_options(parallelism, no_wait, timeout, pending_timeout), verb="apply")
@@ -240,22 +240,27 @@ def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecur
       rlorinfra import grpo-policy-trainer training-api-service-1a2b3c4d
       rlorinfra import my-trainer my-job-id --generate-config >> rlorinfra.toml
     """
-    from rlorinfra.operations import import_job, lock
+    from rlorinfra.operations import generated_job_block, import_job, lock
 
     ws = open_workspace(config_path, insecure)
     try:
         with lock(ws, "import", lock_timeout):
-            state = import_job(ws, ws.store.read(), name, job_id)
+            before = ws.store.read()
+            state = import_job(ws, before, name, job_id)
     finally:
         ws.close()
     record = state.jobs[name]
     if generate_config:
-        from rlorinfra.config.write import render_job_toml
-
-        click.echo(render_job_toml(name, record.spec), nl=False)
+        click.echo(generated_job_block(ws.config, name, record), nl=False)
+        if record.unread_fields:
+            echo_warning(f"the control plane does not return {', '.join(record.unread_fields)}: declare "
+                         "the values the job was created with (see the comment in the block).")
         click.echo(f"# Imported {job_id} as \"{name}\". Paste the block above into {config_path}.", err=True)
         return 0
-    click.echo(f'Import successful! Job {job_id} is now managed as "{name}".')
+    if name in before.jobs and before.jobs[name].job_id == job_id:
+        click.echo(f'Job {job_id} is already managed as "{name}": nothing to import.')
+    else:
+        click.echo(f'Import successful! Job {job_id} is now managed as "{name}".')
     if name not in ws.config.jobs:
         echo_warning(f'"{name}" is not declared in {config_path}: the next plan would delete it. '
                      f"Run `rlorinfra import {name} {job_id} --generate-config` to print its TOML block.")

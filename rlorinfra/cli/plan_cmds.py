@@ -19,6 +19,8 @@ def plan_options(func):
                         help="Only plan this job (repeatable).")(func)
     func = click.option("--refresh/--no-refresh", default=True, show_default=True,
                         help="Read the live world first (--no-refresh trusts the state file).")(func)
+    func = click.option("--health-check/--no-health-check", "health_check", default=True, show_default=True,
+                        help="Health-check running trainers while refreshing (an unhealthy one is waited for).")(func)
     return func
 
 
@@ -42,8 +44,8 @@ def render_text(document: dict, *, refresh_only: bool = False) -> str:
 @json_option
 @lock_timeout_option
 @insecure_option
-def plan_cmd(config_path, refresh, targets, replace_names, out, detailed_exitcode, refresh_only, destroy,
-             as_json, lock_timeout, insecure):
+def plan_cmd(config_path, refresh, health_check, targets, replace_names, out, detailed_exitcode, refresh_only,
+             destroy, as_json, lock_timeout, insecure):
     """Show how the live jobs differ from the configuration.
 
     \b
@@ -56,7 +58,7 @@ def plan_cmd(config_path, refresh, targets, replace_names, out, detailed_exitcod
 
     ws = open_workspace(config_path, insecure)
     request = PlanRequest(refresh=refresh, destroy=destroy, refresh_only=refresh_only,
-                          targets=targets, replace=replace_names)
+                          targets=targets, replace=replace_names, health_check=health_check)
     try:
         with lock(ws, "plan", lock_timeout):
             outcome = build_plan(ws, ws.store.read(), request)

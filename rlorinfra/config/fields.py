@@ -38,10 +38,18 @@ REGIONS = (
     "EU_ICELAND_3", "US_OHIO_1", "US_NEWYORK_1",
 )  # fmt: skip
 
+# The API's accelerator enum (generated client of fireworks-ai 1.2.30,
+# types/deployment.py; ACCELERATOR_TYPE_UNSPECIFIED is left out: omit the key).
+ACCELERATOR_TYPES = (
+    "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "AMD_MI300X_192GB", "NVIDIA_A10G_24GB", "NVIDIA_A100_40GB",
+    "NVIDIA_L4_24GB", "NVIDIA_H200_141GB", "NVIDIA_B200_180GB", "AMD_MI325X_256GB", "AMD_MI350X_288GB",
+)  # fmt: skip
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_ACCELERATOR_RE = re.compile(r"^[A-Z0-9_]+$")
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_SEGMENT_PATTERN = _SEGMENT
 _SHAPE_ID_RE = re.compile(rf"^{_SEGMENT}$")
+_MODEL_NAME_RE = re.compile(rf"^accounts/{_SEGMENT}/models/{_SEGMENT}$")
 _SHAPE_NAME_RE = re.compile(rf"^accounts/({_SEGMENT})/trainingShapes/({_SEGMENT})(?:/versions/({_SEGMENT}))?$")
 _ACCOUNT_RE = re.compile(rf"^{_SEGMENT}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -157,8 +165,14 @@ def optional_id(value: Any) -> str | None:
 
 
 def base_model(value: Any) -> str:
-    """The model to train, e.g. ``accounts/fireworks/models/qwen3-8b``."""
-    return text(value, spaces=False)
+    """The model to train: a resource name ``accounts/<account>/models/<model>``."""
+    value = text(value, spaces=False)
+    if _MODEL_NAME_RE.match(value):
+        return value
+    hint = "Write the model's full resource name, e.g. accounts/fireworks/models/qwen3-8b."
+    if _SHAPE_ID_RE.match(value):
+        hint = f'Did you mean "accounts/fireworks/models/{value}"?'
+    raise Invalid(f"must be a model resource name accounts/<account>/models/<model>, {got(value)}", hint)
 
 
 def region(value: Any) -> str | None:
@@ -174,14 +188,15 @@ def region(value: Any) -> str | None:
 
 
 def accelerator_type(value: Any) -> str | None:
-    """An accelerator enum name such as ``NVIDIA_H100_80GB``; ``""`` means unset."""
+    """One of the API's accelerator types (``ACCELERATOR_TYPES``); ``""`` means unset."""
     value = text(value, allow_empty=True, spaces=False)
     if not value:
         return None
-    if not _ACCELERATOR_RE.match(value):
-        hint = f'Did you mean "{value.upper()}"?' if _ACCELERATOR_RE.match(value.upper()) else ""
-        raise Invalid(f"must be an accelerator name like NVIDIA_H100_80GB, {got(value)}", hint)
-    return value
+    if value in ACCELERATOR_TYPES:
+        return value
+    hint = f'Did you mean "{value.upper()}"?' if value.upper() in ACCELERATOR_TYPES else ""
+    hint = hint or suggestion(value.upper(), ACCELERATOR_TYPES) or f"Valid types: {', '.join(ACCELERATOR_TYPES)}."
+    raise Invalid(f"must be one of the API's accelerator types, {got(value)}", hint)
 
 
 def training_shape(value: Any) -> str | None:

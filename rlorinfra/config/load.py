@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
 from rlorinfra.config.durations import parse_duration
+from rlorinfra.api.wire import create_path
 from rlorinfra.config.model import (
     DEFAULT_API_KEY_ENV,
     INFRA_FIELDS,
@@ -177,6 +178,7 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
         state_path=state_path,
         jobs=jobs,
         digest=hashlib.sha256(data).hexdigest(),
+        defaults=dict(defaults),
         warnings=tuple(_warning_messages(c)),
     )
 
@@ -243,11 +245,16 @@ def _control_plane(value: Any, env: Mapping[str, str], c: Collector) -> ControlP
     account = _cp_value(table, "account_id", F.account_id, c, env=env)
     api_key_env = _cp_value(table, "api_key_env", F.env_var_name, c, default=DEFAULT_API_KEY_ENV)
     retry_budget = _cp_value(table, "retry_budget", _retry_budget, c, default=DEFAULT_RETRY_BUDGET_S)
-    emulator = _emulator(table.get("emulator"), c, used=url in (None, LOCAL_URL))
+    emulator = _emulator(table.get("emulator"), c, used=url in (None, LOCAL_URL) or _is_local_http(url))
     _warn_plain_http(url, allow_insecure, c)
     return ControlPlaneSettings(url=url or LOCAL_URL, api_key_env=api_key_env, account_id=account,
                                 trainer_gateway_url=gateway, allow_insecure=allow_insecure,
                                 emulator=emulator, retry_budget_s=retry_budget)  # fmt: skip
+
+
+def _is_local_http(url: str | None) -> bool:
+    """A plain-http loopback URL: a served emulator, which `control-plane serve -f` configures."""
+    return bool(url and url.startswith("http://") and urlsplit(url).hostname in F.LOOPBACK_HOSTS)
 
 
 def _warn_plain_http(url: str | None, allow_insecure: bool, c: Collector) -> None:
@@ -314,7 +321,8 @@ def _emulator(value: Any, c: Collector, *, used: bool) -> EmulatorSettings:
         except F.Invalid as exc:
             c.error(f"{name} {exc.summary}", exc.hint, key=name, where=where)
     if table and not used:
-        c.warning("control_plane.emulator is ignored: control_plane.url is not \"local\"",
+        c.warning("control_plane.emulator is ignored: control_plane.url is neither \"local\" nor a loopback "
+                  "http:// emulator",
                   key="control_plane.emulator", where=("control_plane", "emulator"))  # fmt: skip
     return EmulatorSettings(**settings)
 
@@ -413,6 +421,8 @@ def _fields(table: dict[str, Any], c: Collector, *, job: str | None, prefix: tup
     for key, value in table.items():
         name = key if job is not None else f"defaults.{key}"
         where = prefix + (key,)
+        if key == UNSET_KEY and job is not None:
+            continue  # checked by _unset_keys: it names [defaults] keys, it is no field
         rule = F.JOB_RULES.get(key)
         if rule is None:
             table_name = f'[jobs."{job}"]' if job is not None else "[defaults]"
@@ -472,55 +482,124 @@ def _check_display_name(name: str, seen: dict[str, str], c: Collector) -> bool:
 
 def _job(name: str, body: dict[str, Any], defaults: Defaults, cp: ControlPlaneSettings,
          c: Collector) -> JobSpec | None:  # fmt: skip
-    """Merge ``[defaults]`` under the job (job wins), check it, build its ``JobSpec``."""
+    """Merge ``[defaults]`` under the job (job wins, ``unset`` drops), check it, build its ``JobSpec``."""
     errors_before = sum(1 for p in c.pending if p.severity == ERROR)
     own = _fields(body, c, job=name, prefix=("jobs", name))
     good_defaults, bad_defaults = defaults
-    bad_keys = {key for key in body if key not in own} | bad_defaults
-    merged = {k: v for k, v in good_defaults.items() if k not in bad_keys}
+    unset = _unset_keys(name, body, good_defaults, bad_defaults, own, c)
+    bad_keys = {key for key in body if key not in own and key != UNSET_KEY} | bad_defaults
+    merged = {k: v for k, v in good_defaults.items() if k not in bad_keys and k not in unset}
     merged.update(own)
     origin = {key: ("jobs", name, key) if key in own else ("defaults", key) for key in merged}
-    _check_paths(name, merged, origin, c)
+    _check_paths(name, merged, origin, cp, c)
     if "base_model" not in merged and "base_model" not in bad_keys:
         c.error("base_model is required", 'Add base_model = "accounts/fireworks/models/<model>".',
                 job=name, key="base_model", where=("jobs", name))  # fmt: skip
-    _path_warnings(name, merged, origin, cp, c)
     if "base_model" not in merged or sum(1 for p in c.pending if p.severity == ERROR) > errors_before:
         return None  # (a bad base_model in [defaults] was reported there, once)
     return JobSpec(display_name=name, **merged)
 
 
-def _check_paths(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]], c: Collector) -> None:
-    """Shape path forbids infra fields (PROTOCOL.md §4.3)."""
-    if not merged.get("training_shape"):
-        return
-    shape_from = " (from [defaults])" if origin["training_shape"][0] == "defaults" else ""
-    for key in INFRA_FIELDS:
-        if merged.get(key):
-            from_defaults = " (from [defaults])" if origin[key][0] == "defaults" else ""
-            c.error(f"{key}{from_defaults} is not allowed with training_shape{shape_from}",
-                    f"The training shape decides {', '.join(INFRA_FIELDS)}. Remove {key} to use the shape, "
-                    'or set training_shape = "" to use the manual path.',
-                    job=name, key=key, where=origin[key])  # fmt: skip
+UNSET_KEY = "unset"
 
 
-def _path_warnings(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]],
-                   cp: ControlPlaneSettings, c: Collector) -> None:  # fmt: skip
-    """Settings that are accepted but ignored, or need a superuser key on the real API."""
-    shape = bool(merged.get("training_shape"))
-    manual = not shape and any(merged.get(k) for k in INFRA_FIELDS)
-    if shape and merged.get("max_context_length"):
-        c.warning("max_context_length is not sent on the shape path: the training shape supplies it",
-                  job=name, key="max_context_length", where=origin["max_context_length"])  # fmt: skip
-    if not shape and not manual and merged.get("skip_validations"):
-        c.warning("skip_validations is not sent on the auto-shape path (no training_shape, no accelerators)",
-                  job=name, key="skip_validations", where=origin["skip_validations"])  # fmt: skip
+def _unset_keys(name: str, body: dict[str, Any], good_defaults: dict[str, Any], bad_defaults: set[str],
+                own: dict[str, Any], c: Collector) -> set[str]:  # fmt: skip
+    """``unset = ["key", ...]``: [defaults] keys this job drops (each must be a [defaults] key)."""
+    if UNSET_KEY not in body:
+        return set()
+    value, where = body[UNSET_KEY], ("jobs", name, UNSET_KEY)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        c.error(f"unset must be an array of [defaults] key names, {F.got(value)}",
+                'For example unset = ["region"].', job=name, key=UNSET_KEY, where=where)  # fmt: skip
+        return set()
+    known = set(good_defaults) | bad_defaults
+    for key in value:
+        if key not in known:
+            hint = F.suggestion(key, sorted(known)) or f"[defaults] sets: {', '.join(sorted(known)) or 'nothing'}."
+            c.error(f"unset names {F.show(key)}, which [defaults] does not set", hint,
+                    job=name, key=UNSET_KEY, where=where)  # fmt: skip
+        elif key in own:
+            c.error(f"{key} is both set and unset", f"Remove {key} from unset, or remove the job's {key}.",
+                    job=name, key=UNSET_KEY, where=where)  # fmt: skip
+    return set(value)
+
+
+def _check_paths(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]],
+                 cp: ControlPlaneSettings, c: Collector) -> None:  # fmt: skip
+    """Every declared field must be sent on the job's create path (PROTOCOL.md §2.1, §4.3)."""
+    path = create_path(merged)
+    checks = {"shape": _shape_path_problems, "auto": _auto_path_problems, "manual": _manual_path_problems}
+    for key, summary, hint in checks[path](merged, cp):
+        c.error(f"{key}{_from_defaults(origin, key)} {summary}", hint, job=name, key=key,
+                where=origin.get(key, ("jobs", name)))  # fmt: skip
+    _superuser_notes(name, merged, origin, cp, c)
+
+
+def _from_defaults(origin: dict[str, tuple[str, ...]], key: str) -> str:
+    return " (from [defaults])" if origin.get(key, ("",))[0] == "defaults" else ""
+
+
+Problem = tuple[str, str, str]  # (key, summary after the key, what to do)
+
+
+def _shape_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> list[Problem]:
+    problems = [(key, "is not allowed with training_shape: the shape owns it (shape path)",
+                 f"The training shape decides {', '.join(INFRA_FIELDS)}. Remove {key} to use the shape, "
+                 'or set training_shape = "" to use the manual path.')
+                for key in INFRA_FIELDS if merged.get(key)]  # fmt: skip
+    if merged.get("max_context_length"):
+        problems.append(("max_context_length", "is never sent on the shape path: the training shape supplies it",
+                         "Remove max_context_length (the shape's context length applies), or drop training_shape "
+                         "to let the auto-shape path pick a shape that fits it."))  # fmt: skip
+    if merged.get("skip_validations") and cp.is_local:
+        problems.append(("skip_validations", "needs a superuser API key, and the embedded emulator's key is a "
+                         "customer key", _SUPERUSER_WAY_OUT))  # fmt: skip
+    return problems
+
+
+def _auto_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> list[Problem]:
+    why = "is never sent on the auto-shape path (no training_shape, no accelerator_type/accelerator_count)"
+    problems = []
+    if merged.get("node_count"):
+        problems.append(("node_count", f"{why}: the selected shape decides it",
+                         "Remove node_count, set training_shape, or set accelerator_type and accelerator_count "
+                         "for the manual path (which needs a superuser API key)."))  # fmt: skip
+    if merged.get("skip_validations"):
+        problems.append(("skip_validations", why, "Remove skip_validations, or set training_shape (skip_validations "
+                         "applies to the shape path and needs a superuser API key)."))  # fmt: skip
+    return problems
+
+
+def _manual_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> list[Problem]:
+    key = "accelerator_type" if merged.get("accelerator_type") else "accelerator_count"
     if cp.is_local:
+        return [(key, "selects the manual path, which always sends skipValidations=true: that needs a superuser "
+                 "API key, and the embedded emulator's key is a customer key", _SUPERUSER_WAY_OUT)]
+    if not merged.get("skip_validations"):
+        return [(key, "selects the manual path, which always sends skipValidations=true: the real API refuses "
+                 "that from a customer key (HTTP 400)",
+                 "With a superuser key, add skip_validations = true to say so. With a customer key, use "
+                 "training_shape, or drop accelerator_type/accelerator_count/node_count for the auto-shape path.")]
+    return []
+
+
+_SUPERUSER_WAY_OUT = (
+    "Use training_shape (or no infra fields: the auto-shape path). To try the manual path, serve an emulator "
+    "with a superuser key (`rlorinfra control-plane serve --superuser-key KEY`) and point [control_plane] url at it."
+)
+
+
+def _superuser_notes(name: str, merged: dict[str, Any], origin: dict[str, tuple[str, ...]],
+                     cp: ControlPlaneSettings, c: Collector) -> None:  # fmt: skip
+    """extra_args needs a superuser key: an error on the embedded emulator, a warning elsewhere."""
+    if not merged.get("extra_args"):
         return
-    needs = [k for k in ("extra_args", "skip_validations") if merged.get(k)]
-    if manual:
-        needs.insert(0, "the manual path (it always sends skipValidations=true)")
-    if needs:
-        c.warning(f"{', '.join(needs)} needs a superuser API key on the real control plane",
-                  "Customer keys get HTTP 400; prefer training_shape.", job=name, key=None,
-                  where=("jobs", name))  # fmt: skip
+    where = origin["extra_args"]
+    if cp.is_local:
+        c.error(f"extra_args{_from_defaults(origin, 'extra_args')} needs a superuser API key, and the embedded "
+                "emulator's key is a customer key", _SUPERUSER_WAY_OUT, job=name, key="extra_args",
+                where=where)  # fmt: skip
+    else:
+        c.warning("extra_args needs a superuser API key on the real control plane",
+                  "Customer keys get HTTP 400.", job=name, key="extra_args", where=where)  # fmt: skip

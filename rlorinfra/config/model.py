@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rlorinfra.api.wire import canonical_spec
+from rlorinfra.api.wire import canonical_spec, create_path
 
 LOCAL_URL = "local"
 DEFAULT_API_KEY_ENV = "FIREWORKS_API_KEY"
@@ -94,12 +94,9 @@ class JobSpec:
 
     @property
     def path(self) -> str:
-        """Which create path the job takes: ``shape``, ``manual`` or ``auto``."""
-        if self.training_shape:
-            return "shape"
-        if self.accelerator_type or self.accelerator_count or self.node_count:
-            return "manual"
-        return "auto"
+        """Which create path the job takes: ``shape``, ``manual`` or ``auto`` (``wire.create_path``)."""
+        return create_path({"training_shape": self.training_shape, "accelerator_type": self.accelerator_type,
+                            "accelerator_count": self.accelerator_count})
 
     def spec(self) -> dict[str, Any]:
         """The normalized control-plane fields, as recorded in state and diffed.
@@ -128,6 +125,7 @@ class Config:
     jobs: dict[str, JobSpec]
     digest: str  # sha256 of the file bytes: saved plans refuse a changed config
     warnings: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)  # checked [defaults] values
 
     @property
     def emulator_db_path(self) -> Path:

@@ -23,18 +23,22 @@ STARTER_BASE_MODEL = "accounts/fireworks/models/qwen3-8b"
 _FIELD_ORDER = tuple(JOB_RULES)
 
 
-def render_job_toml(display_name: str, spec: dict[str, Any], *, lifecycle: dict[str, Any] | None = None) -> str:
+def render_job_toml(display_name: str, spec: dict[str, Any], *, lifecycle: dict[str, Any] | None = None,
+                    unset: tuple[str, ...] = ()) -> str:
     """A ``[jobs."<display_name>"]`` block for ``spec`` (``JobSpec.spec()`` form).
 
     ``lifecycle`` optionally adds rlorinfra's own fields (``desired_state``,
-    ``prevent_destroy``, ...). Unknown keys are a programming error
-    (``ValueError``): the output must always load back.
+    ``prevent_destroy``, ...); ``unset`` lists ``[defaults]`` keys the job
+    drops. Unknown keys are a programming error (``ValueError``): the output
+    must always load back.
     """
     unknown = sorted(set(spec) - set(JOB_RULES) | set(lifecycle or {}) - set(LIFECYCLE_FIELDS))
     if unknown:
         raise ValueError(f"cannot render unknown job field(s): {', '.join(unknown)}")
     merged = {**spec, **(lifecycle or {})}
     body = {key: _toml_value(key, merged[key]) for key in _FIELD_ORDER if merged.get(key) is not None}
+    if unset:
+        body["unset"] = list(unset)
     import tomli_w  # only the writers pay for it
 
     return tomli_w.dumps({"jobs": {display_name: body}})

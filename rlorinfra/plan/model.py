@@ -29,6 +29,9 @@ class LiveWorld:
     missing: frozenset[str] = frozenset()
     shapes: dict[str, ShapeVersion] = field(default_factory=dict)
     refreshed: bool = True  # False for --no-refresh: live facts are state's memory
+    # How many jobs a full listing of the account returned (None: not listed, or
+    # listed long ago and not known); decides LIST pages vs per-job GETs.
+    listed_jobs: int | None = None
 
     def by_display_name(self, name: str) -> list[LiveJob]:
         """Live, non-tombstoned jobs with this display name."""

@@ -27,11 +27,13 @@ from typing import Any
 from rlorinfra.api.wire import (
     DEAD_STATES,
     RESUMABLE_STATES,
+    SPEC_DEFAULTS,
     SERVING_STATES,
     TOMBSTONE_STATES,
     TRANSITIONAL_STATES,
     LiveJob,
     ShapeVersion,
+    comparable_fields,
 )
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import PlanError
@@ -315,7 +317,7 @@ def _plan_declared_running(
         return _create(name, spec, live, job_id=record.job_id, reason=REASON_RECREATE_SAME_ID)
     if _is_gone(state):
         return _create(name, spec, live, reason=_gone_reason(state), live_state=state)
-    fields = changed_fields(record.spec, spec.spec())
+    fields = _spec_changes(record, spec)
     if force_replace or fields:
         return _replace(name, spec, record, live, state, fields, REASON_REPLACE_REQUESTED if force_replace else "")
     if state in DEAD_STATES:
@@ -323,18 +325,28 @@ def _plan_declared_running(
     return _keep_running(name, spec, record, live, state)
 
 
+def _spec_changes(record: JobRecord, spec: JobSpec) -> tuple[str, ...]:
+    """Fields whose desired value differs from state's; fields import could not read are unknown, not changed."""
+    unread = set(record.unread_fields)
+    desired = {k: v for k, v in spec.spec().items() if k not in unread}
+    return changed_fields({k: v for k, v in record.spec.items() if k not in unread}, desired)
+
+
 def _keep_running(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, state: str) -> Change:
     """Same spec, job exists: resume it, wait for it, or leave it alone."""
     reconciled = f"; reconciled by recorded ID {record.job_id}" if record.phase == PHASE_CREATING else ""
-    if state == "JOB_STATE_IDLE" or (state == "JOB_STATE_RUNNING" and record.phase == PHASE_READY):
-        # IDLE is a healthy service-mode trainer with no active training; apply's
-        # readiness rule (RUNNING + healthz) could never confirm it, so no WAIT.
+    if state == "JOB_STATE_RUNNING" and _confirmed_ready(record, live):
         return Change(name=name, action=Action.NOOP, reason=f"job is {state}" + reconciled,
                       job_id=record.job_id, live_state=state)
     if state in RESUMABLE_STATES:
         action, reason = Action.RESUME, _state_reason(state, record, live)
+    elif state == "JOB_STATE_RUNNING" and _health(record, live) is False:
+        action, reason = Action.WAIT, "job is RUNNING but its trainer health check fails; waiting for health"
     elif state == "JOB_STATE_RUNNING":
         action, reason = Action.WAIT, f"job is RUNNING; confirming readiness (recorded phase: {record.phase})"
+    elif state == "JOB_STATE_IDLE":
+        # The SDK never treats IDLE as ready (no healthy trainer to connect to): wait for it.
+        action, reason = Action.WAIT, "job is IDLE, not serving; waiting for it to run"
     else:
         action, reason = Action.WAIT, f"job is {state}"
     # Once resumed or waited for, the job holds its accelerators again.
@@ -358,7 +370,7 @@ def _plan_declared_stopped(
         change = _plan_delete(name, record, live, "")
         return dataclasses.replace(change, reason="declared stopped and " + change.reason)
     if state in ALREADY_STOPPED_STATES:
-        fields = changed_fields(record.spec, spec.spec())
+        fields = _spec_changes(record, spec)
         reason = f"declared stopped; job is {state}"
         if fields:  # replacing would start a job; wait until it is wanted running
             reason = 'declared stopped; the replacement these changes force waits until desired_state = "running"'
@@ -455,6 +467,18 @@ def _live_state(record: JobRecord, live: LiveWorld) -> str | None:
     return job.state if job is not None else None
 
 
+def _health(record: JobRecord, live: LiveWorld) -> bool | None:
+    """What refresh's trainer health check said (None: not checked, e.g. --no-health-check)."""
+    job = live.jobs.get(record.job_id) if live.refreshed else None
+    return job.healthy if job is not None else None
+
+
+def _confirmed_ready(record: JobRecord, live: LiveWorld) -> bool:
+    """RUNNING and healthy: by this refresh's health check, else by state's memory."""
+    healthy = _health(record, live)
+    return healthy if healthy is not None else record.phase == PHASE_READY
+
+
 def _is_gone(state: str | None) -> bool:
     """Deleted outside rlorinfra: 404, tombstoned, or being deleted."""
     return state is None or state in GONE_STATES
@@ -503,6 +527,9 @@ def _state_drift(name: str, record: JobRecord, job: LiveJob | None) -> Drift | N
     if recorded is None and record.phase == PHASE_CREATING:
         return Drift(kind="creating", live_state=state,
                      detail=f"was created by an interrupted apply: now {state}", **base)
+    if state == "JOB_STATE_RUNNING" and job.healthy is False:
+        return Drift(kind="unhealthy", live_state=state,
+                     detail="is RUNNING but its trainer health check fails", **base)
     if _expected_progress(recorded, state, record.phase):
         return None
     kind = _drift_kind(job)
@@ -555,29 +582,19 @@ def _drift_kind(job: LiveJob) -> str:
 def _spec_drift(name: str, record: JobRecord, job: LiveJob) -> list[Drift]:
     """Spec fields the live job reports differently from what state recorded.
 
-    Only fields present on both sides are compared (the server need not echo
-    every field). On the shape path the shape owns ``max_context_length``, and a
-    shape echoed with a ``/versions/...`` suffix is the same shape.
+    Only fields the real API is known to return are compared, and only those
+    the resource actually carried (``wire.comparable_fields``); for every other
+    field the spec recorded in state is the truth (PROTOCOL.md §3.5).
     """
-    live_spec = job.spec_dict()
-    keys = set(record.spec) & set(live_spec)
-    if "training_shape" in record.spec:
-        keys.discard("max_context_length")
-        if "training_shape" in keys and _same_shape(record.spec["training_shape"], live_spec["training_shape"]):
-            keys.discard("training_shape")
-    before = {k: record.spec[k] for k in keys}
-    after = {k: live_spec[k] for k in keys}
+    keys = sorted(set(comparable_fields(record.spec)) & job.reported - set(record.unread_fields))
+    before = {k: record.spec.get(k, SPEC_DEFAULTS.get(k)) for k in keys}
+    after = {k: job.reported_value(k) for k in keys}
     fields = changed_fields(before, after)
     if not fields:
         return []
     shown = ", ".join(f"{k} ({_short(before[k])} -> {_short(after[k])})" for k in fields)
     return [Drift(name=name, job_id=record.job_id, kind="changed", recorded_state=record.observed_state,
                   live_state=job.state, detail=f"changed outside rlorinfra: {shown}", changed_fields=fields)]
-
-
-def _same_shape(a: Any, b: Any) -> bool:
-    """Two shape names that differ at most by a ``/versions/...`` suffix."""
-    return str(a).split("/versions/", 1)[0] == str(b).split("/versions/", 1)[0]
 
 
 def _short(value: Any) -> str:

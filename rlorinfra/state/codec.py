@@ -30,7 +30,7 @@ from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
 SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
 
 # Only these are recorded about the control plane: never a key or its env var name.
-CONTROL_PLANE_KEYS = ("account_id", "url")
+CONTROL_PLANE_KEYS = ("account_id", "url", "instance")
 _REQUIRED_JOB_STRINGS = ("job_id", "job_name", "endpoint")
 _OPTIONAL_JOB_STRINGS = ("observed_state", "training_shape_version", "created_at", "updated_at", "deposed_job_id")
 
@@ -144,6 +144,7 @@ def state_document(state: State) -> dict[str, Any]:
         "lineage": state.lineage,
         "control_plane": {key: state.control_plane[key] for key in CONTROL_PLANE_KEYS if key in state.control_plane},
         "jobs": {name: _encode_job(rec) for name, rec in sorted(state.jobs.items())},
+        **({"listed_jobs": state.listed_jobs} if state.listed_jobs is not None else {}),
     }
 
 
@@ -177,6 +178,7 @@ def decode_state(data: bytes, path: Path) -> State:
         lineage=_optional_str(document, "lineage", "lineage", path),
         control_plane=_control_plane(document, path),
         jobs=_jobs(document, path),
+        listed_jobs=_listed_jobs(document, path),
     )
 
 
@@ -257,6 +259,13 @@ def _control_plane(document: dict[str, Any], path: Path) -> dict[str, Any]:
     return {key: _optional_str(value, key, f"control_plane.{key}", path) for key in CONTROL_PLANE_KEYS if key in value}
 
 
+def _listed_jobs(document: dict[str, Any], path: Path) -> int | None:
+    value = document.get("listed_jobs")
+    if value is not None and (not _is_int(value) or value < 0):
+        raise _field_error(path, "listed_jobs", f"must be a non-negative integer or absent, not {value!r}")
+    return value
+
+
 def _jobs(document: dict[str, Any], path: Path) -> dict[str, JobRecord]:
     if "jobs" not in document:
         raise _field_error(path, "jobs", "is missing")
@@ -284,6 +293,9 @@ def _job(name: str, data: Any, path: Path) -> JobRecord:
         raise _field_error(path, f"{where}.phase", "is missing")
     if data["phase"] not in PHASES:
         raise _field_error(path, f"{where}.phase", f"must be one of {', '.join(PHASES)}, not {data['phase']!r}")
+    unread = data.get("unread_fields", [])
+    if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
+        raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
     return JobRecord.from_dict(data)
 
 

@@ -38,6 +38,9 @@ class JobRecord:
     # in state until it is gone, so a crash or a failed replacement never leaves
     # it running untracked (Terraform calls such an object "deposed").
     deposed_job_id: str | None = None
+    # Spec fields `import` could not read from the API (PROTOCOL.md §3.5): unknown,
+    # so the planner never treats them as changed; apply adopts the declared values.
+    unread_fields: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the codec's job); ``deposed_job_id`` only when set."""
@@ -54,6 +57,8 @@ class JobRecord:
         }
         if self.deposed_job_id:
             data["deposed_job_id"] = self.deposed_job_id
+        if self.unread_fields:
+            data["unread_fields"] = list(self.unread_fields)
         return data
 
     @classmethod
@@ -70,6 +75,7 @@ class JobRecord:
             created_at=data.get("created_at"),
             updated_at=data.get("updated_at"),
             deposed_job_id=data.get("deposed_job_id"),
+            unread_fields=tuple(data.get("unread_fields") or ()),
         )
 
 
@@ -80,8 +86,11 @@ class State:
     format_version: int = FORMAT_VERSION
     serial: int = 0
     lineage: str | None = None
-    control_plane: dict[str, Any] = field(default_factory=dict)  # {"url", "account_id"}
+    control_plane: dict[str, Any] = field(default_factory=dict)  # {"url", "account_id", "instance"}
     jobs: dict[str, JobRecord] = field(default_factory=dict)
+    # Jobs the last full LIST of the account returned: lets refresh and apply's
+    # poll rounds pick per-job GETs when those are fewer requests than the pages.
+    listed_jobs: int | None = None
 
     def with_job(self, name: str, record: JobRecord) -> "State":
         """A copy with ``name`` set to ``record``."""
@@ -100,4 +109,5 @@ class State:
             "format_version": self.format_version,
             "control_plane": dict(self.control_plane),
             "jobs": {name: rec.to_dict() for name, rec in sorted(self.jobs.items())},
+            "listed_jobs": self.listed_jobs,
         }

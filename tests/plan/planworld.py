@@ -80,8 +80,9 @@ def live_job(
     spec: dict[str, Any] | None = None,
     code: str = "",
     message: str = "",
+    healthy: bool | None = None,
 ) -> LiveJob:
-    """A live job as refresh would report it."""
+    """A live job as refresh would report it (every spec field given counts as reported)."""
     return LiveJob(
         job_id=job_id,
         name=f"accounts/{ACCOUNT}/rlorTrainerJobs/{job_id}",
@@ -90,6 +91,8 @@ def live_job(
         status_code=code,
         status_message=message,
         spec=tuple(sorted((spec or {}).items())),
+        reported=frozenset(spec or {}),
+        healthy=healthy,
     )
 
 

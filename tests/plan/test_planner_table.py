@@ -84,7 +84,7 @@ RUNNING_BY_STATE: dict[str, tuple[Action, str | None, dict[str, int], tuple[str,
     "JOB_STATE_PENDING": (Action.WAIT, "trainer-1", {}, ("state",)),
     "JOB_STATE_CREATING": (Action.WAIT, "trainer-1", {}, ("state",)),
     "JOB_STATE_RUNNING": (Action.NOOP, "trainer-1", {}, ()),
-    "JOB_STATE_IDLE": (Action.NOOP, "trainer-1", {}, ("idle",)),
+    "JOB_STATE_IDLE": (Action.WAIT, "trainer-1", {}, ("idle",)),  # IDLE is never ready (the SDK's rule)
     "JOB_STATE_FAILED": (Action.RESUME, "trainer-1", {H100: 8}, ("failed",)),
     "JOB_STATE_CANCELLED": (Action.RESUME, "trainer-1", {H100: 8}, ("cancelled",)),
     "JOB_STATE_COMPLETED": (Action.RESUME, "trainer-1", {H100: 8}, ("stopped",)),
@@ -223,11 +223,27 @@ def test_running_job_not_recorded_ready_is_waited_for(phase):
     assert f"recorded phase: {phase}" in change.reason
 
 
-def test_idle_is_healthy_even_when_not_recorded_ready():
+def test_idle_is_waited_for_even_when_state_already_saw_it_idle():
     rec = record(JOB, "trainer-1", phase="provisioning", observed="JOB_STATE_IDLE")
     plan = make_plan(desired(JOB), state(trainer=rec), world(live_job("trainer-1", "trainer", "JOB_STATE_IDLE")))
+    change = _only_change(plan)
+    assert change.action is Action.WAIT and "IDLE" in change.reason
+    assert plan.has_changes
+
+
+def test_running_but_unhealthy_is_drift_and_a_wait():
+    live = world(live_job("trainer-1", "trainer", healthy=False))
+    plan = make_plan(desired(JOB), TRACKED, live)
+    assert [d.kind for d in plan.drift] == ["unhealthy"]
+    change = _only_change(plan)
+    assert change.action is Action.WAIT and "health check fails" in change.reason
+
+
+def test_running_and_healthy_is_ready_even_when_not_recorded_ready():
+    rec = record(JOB, "trainer-1", phase="provisioning", observed="JOB_STATE_RUNNING")
+    plan = make_plan(desired(JOB), state(trainer=rec), world(live_job("trainer-1", "trainer", healthy=True)))
     assert _only_change(plan).action is Action.NOOP
-    assert not plan.has_changes
+    assert plan.drift == ()
 
 
 # --- crash mid-create: phase "creating" ----------------------------------------------------
