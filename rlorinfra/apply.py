@@ -31,13 +31,15 @@ from typing import Callable, Iterator, Mapping
 from rlorinfra.api.client import RETRY_STATUSES, ControlPlaneClient
 from rlorinfra.api.wire import DEAD_STATES, RESUMABLE_STATES, TOMBSTONE_STATES, LiveJob
 from rlorinfra.config.model import JobSpec
-from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state import model as sm
 from rlorinfra.state.model import JobRecord, State
 
 MAX_ID_LEN = 63
 SUFFIX_LEN = 6
+# A job in one of these is up or on its way up: a cancel that left it there did not happen.
+ACTIVE_STATES = frozenset({"JOB_STATE_CREATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_IDLE"})
 STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_STATE_PAUSED", "JOB_STATE_FAILED"})
 # Right after :resume the control plane may still report the old stopped state
 # for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
@@ -437,7 +439,10 @@ class Executor:
         self._start_wait(task, "ready", live.state)
 
     def _step_resume(self, task: Task) -> None:
-        live = self.client.resume_job(task.job_id)
+        try:
+            live = self.client.resume_job(task.job_id)
+        except (OutcomeUnknownError, ApiError) as exc:
+            live = self._reread_after(task, exc, settled=RESUMABLE_STATES)
         task.resumes += 1
         task.resumed_at = self._clock()
         self._update_record(task.name, phase=sm.PHASE_PROVISIONING, observed=live.state)
@@ -447,6 +452,23 @@ class Executor:
             return
         self._start_wait(task, "ready", live.state)
 
+    def _reread_after(self, task: Task, exc: ApiError, *, settled: frozenset[str]) -> LiveJob:
+        """After a lost answer (or a refusal that may come from our own earlier attempt), look.
+
+        A ``:resume`` or ``:cancel`` whose response was lost may have landed; a
+        blind retry then gets a 400 ("cannot resume job in state CREATING").
+        Re-read the job: still in one of the ``settled`` states, the call did
+        not happen and the original error stands; otherwise it did, carry on
+        from what the job shows (DESIGN.md §6, never a blind retry).
+        """
+        if not isinstance(exc, OutcomeUnknownError) and exc.status_code != 400:
+            raise exc
+        live = self.client.get_job(task.job_id)
+        if live is None or live.is_tombstone or live.state in settled:
+            raise exc
+        self._event(task, "state", state=live.state, message=f"answer lost; the job is {live.state}, carrying on")
+        return live
+
     def _step_wait_ready(self, task: Task) -> None:
         if not self.options.wait:
             self._finish(task, ok=True, message="still provisioning (not waiting)", pending=True)
@@ -454,7 +476,10 @@ class Executor:
         self._start_wait(task, "ready", task.change.live_state)
 
     def _step_cancel(self, task: Task) -> None:
-        self.client.cancel_job(task.job_id)
+        try:
+            self.client.cancel_job(task.job_id)
+        except (OutcomeUnknownError, ApiError) as exc:
+            self._reread_after(task, exc, settled=ACTIVE_STATES)
         self._update_record(task.name, phase=sm.PHASE_STOPPED, observed="JOB_STATE_CANCELLING")
         self._event(task, "state", state="JOB_STATE_CANCELLING")
         if not self.options.wait:

@@ -90,6 +90,14 @@ class AlreadyExistsError(ApiError):
     """HTTP 409: a job with this ID already exists (possibly as a tombstone)."""
 
 
+class OutcomeUnknownError(ApiError):
+    """A non-idempotent call whose answer was lost: the server may or may not have acted.
+
+    Raised instead of a blind retry (a second ``:resume`` after a first that
+    landed gets a 400); the caller re-reads the resource and decides.
+    """
+
+
 class AuthError(ApiError):
     """HTTP 401/403: the API key is missing, wrong, or lacks permission."""
 

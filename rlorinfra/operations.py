@@ -214,17 +214,19 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict
 
 
 def sync_observed(state: State, plan: Plan) -> State:
-    """Record the live state of jobs the plan leaves alone.
+    """Record the live state refresh saw of jobs the plan keeps (left alone, waited for, ...).
 
     A job left alone while RUNNING was confirmed ready (by refresh's health
     check, or already recorded ready), so its phase becomes ``ready``.
     """
     from rlorinfra.state.model import PHASE_READY
 
+    observed = (Action.NOOP, Action.WAIT, Action.RESUME, Action.STOP)
     for change in plan.changes:
         record = state.jobs.get(change.name)
-        if change.action is Action.NOOP and record and change.live_state and record.job_id == change.job_id:
-            phase = PHASE_READY if change.live_state == "JOB_STATE_RUNNING" else record.phase
+        if change.action in observed and record and change.live_state and record.job_id == change.job_id:
+            ready = change.action is Action.NOOP and change.live_state == "JOB_STATE_RUNNING"
+            phase = PHASE_READY if ready else record.phase
             if record.observed_state != change.live_state or record.phase != phase:
                 state = state.with_job(change.name, replace(record, observed_state=change.live_state, phase=phase))
     return state

@@ -37,7 +37,7 @@ from rlorinfra.api.wire import (
     trainer_endpoint,
 )
 from rlorinfra.config.durations import format_duration
-from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError
+from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
 
 EMULATOR_INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -172,6 +172,11 @@ def _parse_error_body(response: httpx.Response) -> tuple[str, str]:
         status = err.get("status") or ""
         return str(status), str(err.get("message") or err)
     return "", str(err)
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    """The request cannot have reached the server (so even a non-idempotent call may be retried)."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -351,8 +356,15 @@ class ControlPlaneClient:
             self._note_instance(response)
         return response
 
-    def _request(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries; return a 2xx response or raise a typed ApiError."""
+    def _request(self, method: str, url: str, *, what: str, idempotent: bool = True,
+                 **kwargs: Any) -> httpx.Response:  # fmt: skip
+        """Send with retries; return a 2xx response or raise a typed ApiError.
+
+        A non-``idempotent`` call is retried only when the server cannot have
+        acted (the connection was never made, or a 429): after a lost answer
+        (timeout, 408, 5xx) it raises ``OutcomeUnknownError`` for the caller to
+        re-read and decide (DESIGN.md §6).
+        """
         started = self._clock()
         attempt = 0
         while True:
@@ -363,6 +375,8 @@ class ControlPlaneClient:
                 failure = classify_transport_error(exc)
                 if not failure.retryable:
                     raise self._transport_error(what, exc, failure) from None
+                if not idempotent and not _never_sent(exc):
+                    raise self._outcome_unknown(what, failure.cause) from None
                 if not self._wait_to_retry(attempt, started, failure, None):
                     raise self._unreachable(what, exc, failure, attempt) from None
                 continue
@@ -370,10 +384,19 @@ class ControlPlaneClient:
             if 200 <= status < 300:
                 return response
             if status in RETRY_STATUSES:
+                if not idempotent and status != 429:
+                    raise self._outcome_unknown(what, f"HTTP {status}")
                 failure = Failure(f"HTTP {status}", retryable=True)
                 if self._wait_to_retry(attempt, started, failure, _retry_after(response)):
                     continue
             raise self._error(what, response)
+
+    def _outcome_unknown(self, what: str, cause: str) -> OutcomeUnknownError:
+        return OutcomeUnknownError(
+            f"The control plane's answer to {what} was lost ({cause})",
+            "The request may or may not have been carried out; rlorinfra re-reads the job instead of "
+            "sending it again. Run `rlorinfra plan` to see where things stand.",
+        )
 
     def _budget(self, failure: Failure) -> float:
         """The total time a call may spend retrying after ``failure``."""
@@ -579,13 +602,15 @@ class ControlPlaneClient:
     def resume_job(self, job_id: str) -> LiveJob:
         """POST E6 ``:resume`` with no body, as the SDK does."""
         response = self._request(
-            "POST", f"{self._jobs_path(job_id)}:resume", what=f"resume job {job_id}", timeout=WRITE_TIMEOUT_S
+            "POST", f"{self._jobs_path(job_id)}:resume", what=f"resume job {job_id}", timeout=WRITE_TIMEOUT_S,
+            idempotent=False,
         )
         return LiveJob.from_resource(self._json(response, f"resume job {job_id}"))
 
     def cancel_job(self, job_id: str) -> None:
         """POST E7 ``:cancel``."""
-        self._request("POST", f"{self._jobs_path(job_id)}:cancel", what=f"cancel job {job_id}", json={})
+        self._request("POST", f"{self._jobs_path(job_id)}:cancel", what=f"cancel job {job_id}", json={},
+                      idempotent=False)
 
     # -- shapes, health, endpoints ---------------------------------------
 

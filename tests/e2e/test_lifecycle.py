@@ -198,19 +198,36 @@ def test_json_events_and_final_summary(world):
     assert "Apply complete!" in records[-1]["message"]
 
 
-def test_idle_job_is_healthy_drift_only(world):
+def test_idle_job_is_drift_and_a_wait_and_apply_fails_it_naming_the_timeout(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
     world.store.set_idle(world.state()["jobs"]["alpha"]["job_id"])
     plan = world.cli("plan", "--detailed-exitcode")
-    assert plan.exit_code == 0, plan.output  # IDLE is healthy: nothing to do
-    assert "Objects have changed outside of rlorinfra" in plan.stdout
+    assert plan.exit_code == 2, plan.output  # IDLE is not ready (the SDK never treats it as ready)
+    assert "became idle" in plan.stdout and "will be waited for" in plan.stdout
     drift = world.cli("plan", "--refresh-only", "--detailed-exitcode", "--json")
     assert drift.exit_code == 2
     assert [d["kind"] for d in json.loads(drift.stdout)["drift"]] == ["idle"]
-    apply(world)  # records the observed IDLE state
+    waited = world.cli("apply", "--auto-approve", "--timeout", "1")
+    assert waited.exit_code == 1, waited.output
+    assert "JOB_STATE_IDLE" in waited.stderr and "--timeout" in waited.stderr
     assert world.state()["jobs"]["alpha"]["observed_state"] == "JOB_STATE_IDLE"
-    assert world.cli("plan", "--refresh-only", "--detailed-exitcode").exit_code == 0
+
+
+def test_unhealthy_running_job_is_drift_and_apply_waits_for_its_health(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    world.store.mark_unhealthy(job_id, True)
+    plan = world.cli("plan", "--detailed-exitcode")
+    assert plan.exit_code == 2, plan.output
+    assert "health check fails" in plan.stdout
+    assert world.cli("plan", "--detailed-exitcode", "--no-health-check").exit_code == 0
+    failed = world.cli("apply", "--auto-approve", "--timeout", "1")
+    assert failed.exit_code == 1 and "health check did not pass" in failed.stderr, failed.output
+    world.store.mark_unhealthy(job_id, False)
+    apply(world)
+    assert world.cli("plan", "--detailed-exitcode").exit_code == 0
 
 
 def test_import_refuses_bad_ids_taken_jobs_and_bad_names(world):
@@ -250,9 +267,9 @@ def test_create_before_destroy_keeps_the_old_job_tracked_until_it_is_gone(world)
     apply(world)
     old_id = world.state()["jobs"]["alpha"]["job_id"]
 
-    # A replacement the control plane refuses (the shape is for qwen3-8b only):
-    # the old job must stay running AND tracked.
-    world.write_config(jobs_toml("alpha", extra={"alpha": cbd}).replace("qwen3-8b", "qwen3-32b", 1))
+    # A replacement the control plane refuses (extra_args needs a superuser key, and
+    # the served emulator's key is a customer key): the old job stays running AND tracked.
+    world.write_config(jobs_toml("alpha", extra={"alpha": cbd + '\nextra_args = ["--trace"]'}))
     refused = world.cli("apply", "--auto-approve")
     assert refused.exit_code == 1, refused.output
     assert world.state()["jobs"]["alpha"]["job_id"] == old_id

@@ -39,13 +39,16 @@ class Counting:
     def __call__(self, environ, start_response):
         path = environ["PATH_INFO"]
         kind = "list" if path.endswith("/rlorTrainerJobs") else "job" if "/rlorTrainerJobs/" in path else path
+        if path.startswith("/training/"):
+            kind = "health"  # the trainer gateway, not the control plane
         with self._lock:
             self.kinds[f"{environ['REQUEST_METHOD']} {kind}"] += 1
         return self.app(environ, start_response)
 
     @property
     def total(self) -> int:
-        return sum(self.kinds.values())
+        """Control-plane requests (health checks go to the trainer gateway and are not counted)."""
+        return sum(n for kind, n in self.kinds.items() if not kind.endswith(" health"))
 
 
 def tracked_world(tmp_path: Path, n: int, *, untracked: int = 0):
@@ -81,6 +84,7 @@ def test_refresh_of_1000_tracked_jobs_uses_at_most_10_requests(thousand):
     with ControlPlaneClient(URL, KEY, account_id="local", transport=httpx.WSGITransport(app=counting)) as client:
         live = refresh(client, config.jobs, state)
         assert client.request_count == counting.total
+        assert client.health_check_count == counting.kinds["GET health"] == 1000  # every tracked RUNNING job
     assert counting.total <= 10, counting.kinds
     assert counting.kinds["GET list"] == 6  # 1050 jobs / pageSize 200
     assert counting.kinds["GET job"] == 0  # every tracked job came from the list
@@ -113,11 +117,69 @@ def test_refresh_over_http_reuses_keep_alive_connections(tmp_path):
     server = _ConnectionCountingServer(("127.0.0.1", 0), make_app(store, api_key=KEY))
     with ServedEmulator(server) as served:
         with ControlPlaneClient(served.url, KEY, account_id="local") as client:
-            live = refresh(client, config.jobs, state)
+            live = refresh(client, config.jobs, state, health_check=False)
             assert client.request_count == 4  # 3 pages + 1 shape
     assert len(live.jobs) == 450
     # The pages share one keep-alive connection; the shape lookup runs alongside them on a second.
     assert _ConnectionCountingServer.connections <= 2
+
+
+# -- a small config in a big shared account: per-job GETs, not 26 LIST pages ----------------
+
+
+@pytest.fixture(scope="module")
+def three_in_5000(tmp_path_factory):
+    return tracked_world(tmp_path_factory.mktemp("big-account"), 3, untracked=5000)
+
+
+def test_three_tracked_jobs_among_5000_cost_at_most_4_requests_once_the_account_was_listed(three_in_5000):
+    from dataclasses import replace
+
+    config, store, state = three_in_5000
+    counting = Counting(make_app(store, api_key=KEY))
+    with ControlPlaneClient(URL, KEY, account_id="local", transport=httpx.WSGITransport(app=counting)) as client:
+        first = refresh(client, config.jobs, state)  # nothing known about the account yet: list it
+        assert counting.kinds["GET list"] == 26 and first.listed_jobs == 5003
+        counting.kinds.clear()
+        live = refresh(client, config.jobs, replace(state, listed_jobs=first.listed_jobs))
+    assert counting.total <= 4, counting.kinds  # 3 GETs + 1 shape
+    assert counting.kinds["GET job"] == 3 and counting.kinds["GET list"] == 0
+    assert counting.kinds["GET health"] == 3  # health checks go to the trainer gateway, not counted
+    plan = make_plan(config.jobs, state, live)
+    assert not plan.has_changes and not plan.drift
+
+
+def test_a_declared_job_not_in_state_is_found_by_a_display_name_list_in_a_big_account(three_in_5000):
+    from dataclasses import replace
+
+    config, store, state = three_in_5000
+    lost = replace(state, jobs={k: v for k, v in state.jobs.items() if k != "job-00001"}, listed_jobs=5003)
+    counting = Counting(make_app(store, api_key=KEY))
+    with ControlPlaneClient(URL, KEY, account_id="local", transport=httpx.WSGITransport(app=counting)) as client:
+        live = refresh(client, config.jobs, lost, health_check=False)
+    assert counting.kinds["GET job"] == 2 and counting.kinds["GET list"] == 1, counting.kinds
+    with pytest.raises(Exception, match="rlorinfra import job-00001"):
+        make_plan(config.jobs, lost, live)  # never a second job with the same name
+
+
+def test_a_poll_round_for_three_awaited_jobs_in_a_big_account_costs_three_gets():
+    from rlorinfra.apply import ApplyOptions, Executor, StateWriter
+
+    plane = _InstantPlane()
+    plane.gets = 0
+    get = plane.get_job
+
+    def counted_get(job_id):
+        plane.gets += 1
+        plane.jobs[job_id] = "JOB_STATE_RUNNING"
+        return get(job_id)
+
+    plane.get_job = counted_get
+    writer = StateWriter(State(), lambda s: s)
+    executor = Executor(plane, writer, {}, options=ApplyOptions(poll_min_s=0.01, poll_max_s=0.01), list_pages=26)
+    result = executor.run(_creates(3))
+    assert all(o.ok for o in result.outcomes)
+    assert plane.lists == 0 and plane.gets % 3 == 0 and plane.gets >= 3  # 3 per round, never a LIST
 
 
 # -- apply: state writes are grouped, not one O(jobs) write per job event ---------------------
