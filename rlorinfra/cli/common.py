@@ -69,12 +69,13 @@ class FiniteFloat(click.FloatRange):
 
     ``click.FloatRange`` lets ``nan`` through (every comparison with it is false)
     and ``inf`` too when there is no maximum; a timeout of either never ends.
-    Help text shows the minimum as FloatRange does (``x>=0``); the maximum is a
-    safety cap, checked here.
+    Help text shows the range as FloatRange does (``x>=0``), leaving out the
+    default maximum: ``MAX_SECONDS`` is a safety cap, not a setting.
+    ``min_open=True`` makes the minimum itself invalid (``x>0``).
     """
 
-    def __init__(self, min: float | None = 0, max: float | None = MAX_SECONDS) -> None:
-        super().__init__(min=min)
+    def __init__(self, min: float | None = 0, max: float | None = MAX_SECONDS, *, min_open: bool = False) -> None:
+        super().__init__(min=min, max=None if max == MAX_SECONDS else max, min_open=min_open)
         self.cap = max
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:

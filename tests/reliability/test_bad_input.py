@@ -386,6 +386,19 @@ def test_finite_float_refuses_what_float_range_lets_through(text):
         FiniteFloat(min=0).convert(text, None, None)
 
 
+def test_finite_float_with_a_range_for_other_options():
+    import click
+
+    from rlorinfra.cli.common import FiniteFloat
+
+    rate, period = FiniteFloat(min=0, max=1), FiniteFloat(min=0, min_open=True)
+    assert rate.convert("0.25", None, None) == 0.25 and period.convert("0.5", None, None) == 0.5
+    for kind, text in ((rate, "nan"), (rate, "1.5"), (rate, "-0.1"), (period, "0"), (period, "nan")):
+        with pytest.raises(click.BadParameter):
+            kind.convert(text, None, None)
+    assert rate._describe_range() == "0<=x<=1" and FiniteFloat(min=0)._describe_range() == "x>=0"
+
+
 def test_finite_float_takes_ordinary_seconds():
     from rlorinfra.cli.common import FiniteFloat
 
