@@ -20,8 +20,9 @@ app echoes create fields. Errors are ``{"error": {"code": <gRPC number>,
 "message", "status": <gRPC name>}}``. Deterministic errors are never 408, 429
 or 5xx (the official SDK retries those for minutes): an unexpected exception
 becomes a 400, only a database still busy after its timeout becomes a 503.
-Injected latency, 503s and 429s (with ``Retry-After``) apply to every route
-except the admin one; an armed drop-response fault answers a successful
+Injected latency, 503s and 429s (with ``Retry-After``) apply to every
+control-plane route: not to the admin one, nor to the trainer gateway's health
+check (another service on the real platform); an armed drop-response fault answers a successful
 create, resume, cancel or delete with a 503 after the store has acted. Every
 response, errors included, carries ``X-Rlorinfra-Emulator-Instance``: the
 database's instance id, so a client can tell emulator worlds apart.
@@ -62,6 +63,7 @@ from rlorinfra.controlplane.store import DEFAULT_FLAP_PERIOD_S, DROP_OPERATIONS,
 log = logging.getLogger("rlorinfra.controlplane")
 
 DEFAULT_PAGE_SIZE = 50
+GATEWAY_PREFIX = "/training/"  # the trainer gateway's routes (E11), not the control plane
 MAX_PAGE_SIZE = 200
 JOB_FAULTS = ("preempt", "fail", "set-idle", "mark-unhealthy", "mark-healthy", "complete", "pause", "early-stop",
               "expire", "flap")
@@ -250,8 +252,8 @@ class EmulatorApp:
             extra_headers.append(("Allow", ", ".join(sorted(handlers))))
             raise MethodNotAllowed(f"method {request.method[:20]} is not allowed on {request.path[:200]}",
                                    http_status=405)
-        if not admin:
-            self._inject_faults()
+        if not admin and not request.path.startswith(GATEWAY_PREFIX):
+            self._inject_faults()  # control-plane faults; the trainer gateway is another service
         return handler(request, **params)
 
     # -- auth and faults -----------------------------------------------------------
@@ -267,17 +269,16 @@ class EmulatorApp:
             supplied.append(token.strip() if scheme.lower() == "bearer" else "")
         if not supplied:
             raise Unauthenticated("missing API key: send it in X-Api-Key or Authorization: Bearer")
-        roles = [self._role(key.encode("latin-1", "replace")) for key in supplied]
-        if None in roles:
-            raise Unauthenticated("invalid API key")
-        return all(role == "superuser" for role in roles)
-
-    def _role(self, key: bytes) -> str | None:
-        """``customer``, ``superuser`` or None for an unknown key (constant-time compares, all of them)."""
-        superuser = [hmac.compare_digest(key, candidate) for candidate in self._superuser_keys]
-        if any(superuser):
-            return "superuser"
-        return "customer" if hmac.compare_digest(key, self._key) else None
+        superuser_roles = []
+        for key in supplied:
+            raw = key.encode("latin-1", "replace")
+            # Constant-time compares, every one of them made: timing tells nothing about which key matched.
+            superuser = [hmac.compare_digest(raw, candidate) for candidate in self._superuser_keys]
+            customer = hmac.compare_digest(raw, self._key)
+            if not (customer or any(superuser)):
+                raise Unauthenticated("invalid API key")
+            superuser_roles.append(any(superuser))
+        return all(superuser_roles)
 
     def _inject_faults(self) -> None:
         if self.latency_ms > 0:
