@@ -190,3 +190,15 @@ def test_locked_error_without_info_still_explains(state_path, lock_holder):
 def test_lock_info_round_trip():
     info = LockInfo.new(Path("s.json"), "apply")
     assert LockInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_a_lock_file_that_cannot_be_created_is_not_reported_as_locked():
+    # /proc/<pid>/fd is where `-f /dev/stdin` fed by a pipe used to put the state: the
+    # folder exists but no file can be created in it. filelock calls that "held".
+    state = Path("/proc/self/fd/stdin.state.json")
+    with pytest.raises(StateError) as info:
+        StateLock(state, "plan").acquire()
+    assert not isinstance(info.value, StateLockedError)
+    assert "Cannot create the lock file" in info.value.summary
+    assert "[state] path" in info.value.detail
