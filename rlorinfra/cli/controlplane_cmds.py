@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import click
 
-from rlorinfra.cli.common import file_option, get_globals, json_option, load_config
+from rlorinfra.cli.common import FiniteFloat, file_option, get_globals, json_option, load_config
 from rlorinfra.errors import NotFoundError, RlorinfraError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -59,15 +59,15 @@ def control_plane_group() -> None:
               help="Port to listen on (0 picks a free one; the printed URL shows it).")
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="SQLite database [default: .rlorinfra/control-plane.sqlite3 beside the -f config].")
-@click.option("--provision-seconds", type=click.FloatRange(min=0), default=None,
+@click.option("--provision-seconds", type=FiniteFloat(min=0), default=None,
               help="How long a job stays CREATING [default: the -f config's, else 2].")
 @click.option("--capacity", type=click.IntRange(min=1), default=None,
               help="Accelerators available before jobs queue in PENDING [default: the -f config's, else 256].")
-@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--latency-ms", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="Delay added to every API request.")
-@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--error-rate", type=FiniteFloat(min=0, max=1), default=0.0, show_default=True,
               help="Probability of an injected 503.")
-@click.option("--rate-limit-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+@click.option("--rate-limit-rate", type=FiniteFloat(min=0, max=1), default=0.0, show_default=True,
               help="Probability of an injected 429 with Retry-After.")
 @click.option("--retry-after", type=click.IntRange(min=0), default=1, show_default=True,
               help="Retry-After seconds on injected 429s.")
@@ -417,7 +417,7 @@ Example:
 
 @control_plane_group.command("flap")
 @click.argument("job_id")
-@click.option("--period", type=click.FloatRange(min=0, min_open=True, max=1e9), default=1.0, show_default=True,
+@click.option("--period", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
               help="Seconds of RUNNING before each crash.")
 @click.option("--off", is_flag=True, help="Stop the crash loop.")
 @_target_options

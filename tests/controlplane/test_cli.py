@@ -155,7 +155,11 @@ def test_embedded_fault_errors(embedded_config: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("args,message", [(["--api-key", ""], "--api-key must not be empty"),
-                                          (["--account-id", "a/b"], "Invalid --account-id")])
+                                          (["--account-id", "a/b"], "Invalid --account-id"),
+                                          (["--error-rate", "nan"], "Invalid value for '--error-rate'"),
+                                          (["--rate-limit-rate", "1.5"], "Invalid value for '--rate-limit-rate'"),
+                                          (["--latency-ms", "inf"], "Invalid value for '--latency-ms'"),
+                                          (["--provision-seconds", "nan"], "Invalid value for '--provision-seconds'")])
 def test_serve_rejects_bad_options(tmp_path: Path, args, message):
     result = run_cli(["control-plane", "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *args])
     assert result.exit_code == 1 and message in result.stderr
@@ -258,8 +262,9 @@ def test_flap_on_the_embedded_emulator(embedded_config: Path):
     store.resume_job("local-1")
     time.sleep(0.1)
     assert store.get_job("local-1")["state"] == "JOB_STATE_RUNNING"
-    bad = run_cli(["control-plane", "flap", "local-1", "-f", str(embedded_config), "--period", "0"])
-    assert bad.exit_code == 1 and "Invalid value for '--period'" in bad.stderr
+    for period in ("0", "nan", "inf", "-1"):
+        bad = run_cli(["control-plane", "flap", "local-1", "-f", str(embedded_config), "--period", period])
+        assert bad.exit_code == 1 and "Invalid value for '--period'" in bad.stderr, period
 
 
 def test_drop_response_on_the_embedded_emulator(embedded_config: Path, tmp_path: Path):
