@@ -42,7 +42,6 @@ region = "US_VIRGINIA_1"
 [jobs.grpo-policy-trainer]
 base_model = "{MODEL}"
 lora_rank = 0
-max_context_length = 4096
 training_shape = "ts-qwen3-8b-policy"
 inactivity_timeout = "1h30m"
 trainer_replica_count = 2
@@ -96,7 +95,7 @@ def test_full_example_round_trips_through_the_dataclasses(tmp_path):
 
     grpo = config.jobs["grpo-policy-trainer"]
     assert grpo == JobSpec(
-        display_name="grpo-policy-trainer", base_model=MODEL, lora_rank=0, max_context_length=4096,
+        display_name="grpo-policy-trainer", base_model=MODEL, lora_rank=0,
         learning_rate=2e-5, training_shape=SHAPE, inactivity_timeout=5400, trainer_replica_count=2,
         region="US_VIRGINIA_1", prevent_destroy=True,
     )
@@ -142,6 +141,8 @@ lora_rank = 8
 
 def test_empty_training_shape_in_a_job_overrides_a_default_shape(tmp_path):
     config = load(f'''
+[control_plane]
+url = "http://127.0.0.1:8765"
 [defaults]
 training_shape = "ts-qwen3-8b-policy"
 [jobs.shape]
@@ -150,6 +151,7 @@ base_model = "{MODEL}"
 base_model = "{MODEL}"
 training_shape = ""
 accelerator_type = "NVIDIA_H100_80GB"
+skip_validations = true
 ''', tmp_path)
     assert config.jobs["shape"].path == "shape"
     assert config.jobs["manual"].path == "manual"
@@ -240,7 +242,16 @@ def test_empty_env_overrides_are_ignored_and_local_is_allowed(tmp_path):
     env = {"FIREWORKS_BASE_URL": "", "FIREWORKS_ACCOUNT_ID": ""}
     cp = load(FULL, tmp_path, env).control_plane
     assert (cp.url, cp.account_id) == ("https://api.fireworks.ai", "my-account")
-    assert load(FULL, tmp_path, {"FIREWORKS_BASE_URL": "local"}).control_plane.is_local
+    shape_only = f'[control_plane]\nurl = "https://api.fireworks.ai"\n[jobs.a]\nbase_model = "{MODEL}"\n'
+    assert load(shape_only, tmp_path, {"FIREWORKS_BASE_URL": "local"}).control_plane.is_local
+
+
+def test_a_local_env_override_is_checked_by_the_superuser_rules(tmp_path):
+    # FULL's manual job is fine on the real API (skip_validations = true) but not on the
+    # embedded emulator, whose key is a customer key: the override feeds the path rules.
+    problems = "\n".join(errors_of(FULL, tmp_path, {"FIREWORKS_BASE_URL": "local"}))
+    assert 'job "manual": accelerator_type selects the manual path' in problems
+    assert "rlorinfra control-plane serve --superuser-key KEY" in problems
 
 
 def test_bad_env_override_names_the_variable(tmp_path):
@@ -278,8 +289,6 @@ def test_empty_file_is_valid_with_a_no_jobs_warning(tmp_path):
     [
         ("gradient_accumulation_steps = 1", "gradient_accumulation_steps is deprecated"),
         ('hot_load_deployment_id = "dep"', "hot_load_deployment_id is deprecated"),
-        ('training_shape = "ts"\nmax_context_length = 4096', "max_context_length is not sent on the shape path"),
-        ("skip_validations = true", "skip_validations is not sent on the auto-shape path"),
     ],
 )
 def test_warnings(tmp_path, lines, expected):
@@ -298,16 +307,33 @@ def test_hot_load_deployment_id_is_kept_in_the_spec(tmp_path):
     assert job.spec()["hot_load_deployment_id"] == "dep"
 
 
-def test_manual_path_on_the_real_api_warns_about_superuser_keys(tmp_path):
-    text = f'[control_plane]\nurl = "https://api.fireworks.ai"\n[jobs.a]\nbase_model = "{MODEL}"\nnode_count = 1\n'
-    assert any("superuser" in w for w in load(text, tmp_path).warnings)
-    assert not any("superuser" in w for w in load(text.replace("https://api.fireworks.ai", "local"),
-                                                      tmp_path).warnings)
+def test_manual_path_on_the_real_api_needs_skip_validations_and_extra_args_warns(tmp_path):
+    text = (f'[control_plane]\nurl = "https://api.fireworks.ai"\n[jobs.a]\nbase_model = "{MODEL}"\n'
+            'accelerator_type = "NVIDIA_H100_80GB"\nextra_args = ["--seed", "7"]\n')
+    problems = "\n".join(errors_of(text, tmp_path))
+    assert "accelerator_type selects the manual path" in problems and "skip_validations = true" in problems
+    config = load(text + "skip_validations = true\n", tmp_path)
+    assert config.jobs["a"].path == "manual"
+    assert [w for w in config.warnings if "extra_args needs a superuser API key" in w]
 
 
 def test_emulator_settings_with_a_remote_url_warn(tmp_path):
     text = '[control_plane]\nurl = "https://api.fireworks.ai"\n[control_plane.emulator]\ncapacity = 4\n'
     assert any("control_plane.emulator is ignored" in w for w in load(text, tmp_path).warnings)
+
+
+@pytest.mark.parametrize("url", ["local", "http://127.0.0.1:8765", "http://localhost:9000", "http://[::1]:8765"])
+def test_emulator_settings_are_used_locally_and_by_a_served_emulator(tmp_path, url):
+    # `rlorinfra control-plane serve -f CONFIG` reads them for a loopback http:// URL.
+    text = f'[control_plane]\nurl = "{url}"\n[control_plane.emulator]\ncapacity = 4\nprovision_seconds = 0\n'
+    config = load(text, tmp_path)
+    assert not any("control_plane.emulator" in w for w in config.warnings), config.warnings
+    assert (config.control_plane.emulator.capacity, config.control_plane.emulator.provision_seconds) == (4, 0)
+
+
+@pytest.mark.parametrize("value,seconds", [('"2m"', 120), ('"90s"', 90), ("30", 30), ('"1h"', 3600)])
+def test_retry_budget(tmp_path, value, seconds):
+    assert load(f"[control_plane]\nretry_budget = {value}\n", tmp_path).control_plane.retry_budget_s == seconds
 
 
 def test_shape_versions_latest_is_the_unpinned_shape(tmp_path):
@@ -456,6 +482,10 @@ def test_docs_full_example_is_valid(tmp_path):
     assert list(config.jobs) == ["grpo-policy-trainer", "grpo reference", "manual-h100"]
     assert config.jobs["grpo reference"].prevent_destroy is False
     assert config.jobs["manual-h100"].extra_args == ("--seed", "7", "--log-level=debug")
+    assert config.jobs["manual-h100"].path == "manual" and config.jobs["manual-h100"].skip_validations
+    assert config.jobs["grpo reference"].region is None  # unset = ["region"]
+    assert config.jobs["grpo-policy-trainer"].region == "US_VIRGINIA_1"
+    assert [w for w in config.warnings if "extra_args" in w]  # superuser key on the real API
 
 
 def test_docs_document_every_key():

@@ -16,7 +16,9 @@ from rlorinfra.config.write import render_job_toml, starter_config
 from tests.conftest import run_cli
 
 MODEL = "accounts/fireworks/models/qwen3-8b"
-HEADER = '[control_plane]\nurl = "local"\n\n'
+# A served emulator (loopback http://) is not the embedded one: the manual path, skip_validations
+# and extra_args are allowed there (with skip_validations = true on the manual path), as on the real API.
+HEADER = '[control_plane]\nurl = "http://127.0.0.1:8765"\n\n'
 
 SPECS = {
     "shape": {"base_model": MODEL, "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
@@ -26,9 +28,10 @@ SPECS = {
     },
     "manual": {
         "base_model": MODEL, "accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 8,
-        "node_count": 2, "max_context_length": 8192, "custom_image_tag": "v1",
+        "node_count": 2, "max_context_length": 8192, "custom_image_tag": "v1", "skip_validations": True,
     },
-    "manual-default-nodes": {"base_model": MODEL, "accelerator_type": "NVIDIA_A100_80GB", "node_count": 1},
+    "manual-default-nodes": {"base_model": MODEL, "accelerator_type": "NVIDIA_A100_80GB", "node_count": 1,
+                             "skip_validations": True},
     "extra-args": {"base_model": MODEL, "extra_args": ["--foo", "1", "--bar=x"], "forward_only": True},
     "timeout": {"base_model": MODEL, "inactivity_timeout": 5400, "learning_rate": 3e-06},
     "timeout-odd": {"base_model": MODEL, "inactivity_timeout": 3661},
@@ -37,6 +40,7 @@ SPECS = {
         "use_reservation": False, "reservation_target": "res", "max_context_length": 1024,
     },
 }  # fmt: skip
+ON_THE_EMBEDDED_EMULATOR = ("shape", "timeout", "timeout-odd", "everything-else")
 
 
 def loaded_spec(text: str, tmp_path: Path, name: str):
@@ -49,6 +53,41 @@ def loaded_spec(text: str, tmp_path: Path, name: str):
 def test_render_round_trips_to_the_same_spec(tmp_path, spec, name):
     block = render_job_toml(name, spec)
     assert loaded_spec(block, tmp_path, name).spec() == spec
+
+
+@pytest.mark.parametrize("key", ON_THE_EMBEDDED_EMULATOR)
+def test_render_round_trips_on_the_embedded_emulator(tmp_path, key):
+    text = '[control_plane]\nurl = "local"\n\n' + render_job_toml("a", SPECS[key])
+    assert load_config_text(text, tmp_path / "rlorinfra.toml", {}).jobs["a"].spec() == SPECS[key]
+
+
+DEFAULTS = f'''[defaults]
+base_model = "{MODEL}"
+region = "US_VIRGINIA_1"
+lora_rank = 16
+training_shape = "ts-qwen3-8b-policy"
+
+'''
+
+
+@pytest.mark.parametrize("unset,spec", [
+    (("region",), {"base_model": MODEL, "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
+                   "lora_rank": 16}),
+    (("region", "lora_rank", "training_shape"), {"base_model": MODEL}),
+    (("training_shape",), {"base_model": MODEL, "accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 8,
+                           "node_count": 2, "skip_validations": True, "region": "US_VIRGINIA_1",
+                           "lora_rank": 16}),
+])  # fmt: skip
+def test_render_unset_round_trips_under_defaults(tmp_path, unset, spec):
+    own = {k: v for k, v in spec.items() if k not in ("base_model", "region", "lora_rank", "training_shape")}
+    block = render_job_toml("a", own, unset=unset)
+    assert tomllib.loads(block)["jobs"]["a"]["unset"] == list(unset)
+    job = load_config_text(HEADER + DEFAULTS + block, tmp_path / "rlorinfra.toml", {}).jobs["a"]
+    assert job.spec() == spec
+
+
+def test_render_without_unset_writes_no_unset_key():
+    assert "unset" not in render_job_toml("a", SPECS["shape"])
 
 
 def test_render_includes_lifecycle_fields(tmp_path):
@@ -94,7 +133,7 @@ _paths = st.one_of(
     st.fixed_dictionaries({"training_shape": st.from_regex(
         r"accounts/[a-z]{1,6}/trainingShapes/[a-z0-9][a-z0-9-]{0,11}(/versions/v[0-9]{1,3})?", fullmatch=True)}),
     st.fixed_dictionaries({"accelerator_type": st.sampled_from(["NVIDIA_H100_80GB", "NVIDIA_B200_180GB"]),
-                           "node_count": st.integers(1, 16)},
+                           "node_count": st.integers(1, 16), "skip_validations": st.just(True)},
                           optional={"accelerator_count": st.integers(1, 8),
                                     "max_context_length": st.integers(1, 10**7)}),
 )  # fmt: skip

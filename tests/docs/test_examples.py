@@ -64,8 +64,13 @@ def test_lora_sweep_shares_defaults_and_manual_infra_sets_hardware():
     sweep = load_config(EXAMPLES / "lora-sweep.toml", env={}).jobs
     assert len(sweep) >= 3 and all(job.lora_rank > 0 for job in sweep.values())
     assert len({job.base_model for job in sweep.values()}) == 1
-    manual = load_config(EXAMPLES / "manual-infra.toml", env={}).jobs
-    assert all(job.path == "manual" and job.accelerator_type and job.node_count for job in manual.values())
+    manual_config = load_config(EXAMPLES / "manual-infra.toml", env={})
+    manual = manual_config.jobs
+    assert manual and all(job.path == "manual" and job.accelerator_type and job.node_count and job.skip_validations
+                          for job in manual.values())
+    # The manual path needs a superuser key, which the embedded emulator lacks: a served one.
+    assert manual_config.control_plane.url.startswith("http://127.0.0.1:")
+    assert "--superuser-key" in (EXAMPLES / "manual-infra.toml").read_text()
 
 
 def test_quickstart_applies_on_the_embedded_emulator(tmp_path: Path):
