@@ -119,7 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _call_app(self) -> None:
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-            self._respond(411, [], _error_body(3, "INVALID_ARGUMENT", "send a Content-Length; chunked bodies are not supported"))
+            self._respond(411, self._identity_headers(),
+                          _error_body(3, "INVALID_ARGUMENT", "send a Content-Length; chunked bodies are not supported"))
             return
         length = self._content_length()
         body = _BodyReader(self.rfile, length or 0)
@@ -141,6 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
         code = int(captured["status"].split(" ", 1)[0])
         self._respond(code, captured["headers"], payload)
+
+    def _identity_headers(self) -> list[tuple[str, str]]:
+        """The app's instance header, for the answers the server gives itself (the app adds it to its own)."""
+        instance = getattr(getattr(self.server.app, "store", None), "instance_id", None)
+        return [("X-Rlorinfra-Emulator-Instance", instance)] if isinstance(instance, str) else []
 
     def _respond(self, code: int, headers: list[tuple[str, str]], payload: bytes) -> None:
         self.send_response(code)

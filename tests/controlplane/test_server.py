@@ -147,3 +147,10 @@ def test_several_processes_share_one_fresh_database(tmp_path):
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
     jobs, more = Store(db).list_jobs(page_size=200)
     assert len(jobs) == 100 and more is None
+
+
+def test_the_servers_own_411_carries_the_instance_id_too(served, real_store):
+    response = raw_exchange(served.url, b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\n"
+                                        b"X-Api-Key: local\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert response.split(b" ", 2)[1] == b"411"
+    assert f"X-Rlorinfra-Emulator-Instance: {real_store.instance_id}".encode() in response
