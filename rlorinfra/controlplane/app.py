@@ -486,7 +486,8 @@ class EmulatorApp:
         """``POST /_emulator/faults``: apply a fault to a job (answer the job), or arm a drop-response."""
         body = request.json()
         if not isinstance(body, dict):
-            raise InvalidArgument('send {"jobId": "...", "fault": "..."} or {"fault": "drop-response", "operation": ...}')
+            raise InvalidArgument('send {"jobId": "...", "fault": "..."} '
+                                  'or {"fault": "drop-response", "operation": ...}')
         fault = body.get("fault")
         if fault not in FAULTS:
             raise InvalidArgument(f'unknown fault "{str(fault)[:40]}"; use one of {", ".join(FAULTS)}')
@@ -569,6 +570,6 @@ def make_app(
     if not api_key or not all(superuser_keys):
         raise ValueError("the emulator's keys must not be empty")
     store.echo_create_fields = bool(echo_create_fields)
-    return EmulatorApp(store, api_key=api_key, superuser_keys=superuser_keys, latency_ms=latency_ms, error_rate=error_rate,
-                       rate_limit_rate=rate_limit_rate, retry_after_s=retry_after_s,
+    return EmulatorApp(store, api_key=api_key, superuser_keys=superuser_keys, latency_ms=latency_ms,
+                       error_rate=error_rate, rate_limit_rate=rate_limit_rate, retry_after_s=retry_after_s,
                        max_body_bytes=max_body_bytes, seed=seed)

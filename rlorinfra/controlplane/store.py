@@ -614,7 +614,8 @@ def _usage_change(conn: sqlite3.Connection, job_id: str, at: float, new_state: s
         return {} if holding else {"held_since": at}
     if not holding:
         return {}
-    return {"held_since": None, "accel_seconds": row["accel_seconds"] + max(0.0, at - row["held_since"]) * row["demand"]}
+    spell = max(0.0, at - row["held_since"]) * row["demand"]
+    return {"held_since": None, "accel_seconds": row["accel_seconds"] + spell}
 
 
 def _accelerator_seconds(row: sqlite3.Row, now: float) -> int:

@@ -193,7 +193,8 @@ def test_a_database_of_the_previous_release_is_upgraded(tmp_path, clock: FakeClo
             "trainingShape": POLICY_SHAPE, "useReservation": True}
     start = clock.now
     conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time, due_at)"
-                 " VALUES ('old', 'JOB_STATE_RUNNING', ?, 8, 60, ?, ?, ?)", (json.dumps(echo), start, start, start + 60))
+                 " VALUES ('old', 'JOB_STATE_RUNNING', ?, 8, 60, ?, ?, ?)",
+                 (json.dumps(echo), start, start, start + 60))
     conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time)"
                  " VALUES ('gone', 'JOB_STATE_DELETED', ?, 8, 60, ?, ?)", (json.dumps(echo), start, start))
     conn.commit()
