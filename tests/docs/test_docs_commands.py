@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -118,10 +119,23 @@ def _start(doc: Path, folder: Path) -> tuple[subprocess.Popen, list, Path]:
     home = folder / "home"
     home.mkdir()
     steps = _with_port(extract_steps(doc.read_text()), _free_port())
+    # Its own session: the docs start emulators in the background (`serve ... &`) and never
+    # stop them, so the whole process group is ended once the doc has run.
     process = subprocess.Popen(["bash", "-c", build_script(steps, out_dir, PRELUDE)], cwd=work,
                                env=_environment(_shims(folder / "bin"), home), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     return process, steps, out_dir
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """End the doc's shell and everything it left running (background emulators)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +145,16 @@ def doc_runs(tmp_path_factory):
     runs = {doc.name: _start(doc, tmp_path_factory.mktemp(doc.stem)) for doc in _runnable_docs()}
     yield runs
     for process, _, _ in runs.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _end_group(process)
 
 
 @pytest.mark.parametrize("doc", _runnable_docs(), ids=lambda doc: doc.name)
 def test_console_commands_in_doc_run(doc: Path, doc_runs):
     process, steps, out_dir = doc_runs[doc.name]
-    _, stderr = process.communicate(timeout=300)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        _end_group(process)
     failure = _failure(doc, steps, out_dir)
     assert failure is None, failure
     assert process.returncode == 0, stderr
