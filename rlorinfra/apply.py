@@ -18,6 +18,7 @@ How it works:
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import threading
@@ -26,12 +27,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 from rlorinfra.api.client import RETRY_STATUSES, ControlPlaneClient
-from rlorinfra.api.wire import DEAD_STATES, RESUMABLE_STATES, TOMBSTONE_STATES, LiveJob
+from rlorinfra.api.wire import (
+    DEAD_STATES,
+    RESUMABLE_STATES,
+    SPEC_DEFAULTS,
+    TOMBSTONE_STATES,
+    LiveJob,
+    comparable_fields,
+)
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
+from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state import model as sm
 from rlorinfra.state.model import JobRecord, State
@@ -110,14 +119,47 @@ def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def new_job_id(display_name: str, rng: random.Random | None = None) -> str:
-    """A readable, valid job ID: a slug of the display name plus a random suffix."""
-    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-") or "job"
-    slug = slug[: MAX_ID_LEN - SUFFIX_LEN - 1].rstrip("-") or "job"
+def new_job_id(display_name: str, rng: random.Random | None = None, *, taken: Collection[str] = ()) -> str:
+    """A readable, valid job ID: a slug of the display name plus a random suffix, not in ``taken``.
+
+    A name with no ASCII letters or digits (``训练``, ``🚀``) gets a slug from a
+    hash of the name, so two such names never share a slug.
+    """
+    slug = _slug(display_name)
+    pick = rng or random.SystemRandom()
+    for _ in range(1000):
+        job_id = f"{slug}-{''.join(pick.choice('0123456789abcdef') for _ in range(SUFFIX_LEN))}"
+        if job_id not in taken:
+            return job_id
+    raise RuntimeError(f"no free job ID for {display_name!r} after 1000 tries")  # 16^6 suffixes: never
+
+
+def _slug(display_name: str) -> str:
+    """The readable part of a job ID: lowercase ASCII letters, digits and hyphens, starting with a letter."""
+    ascii_slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")
+    if len(re.sub(r"[^a-z0-9]", "", ascii_slug)) < len(re.sub(r"\W", "", display_name)) / 2 or not ascii_slug:
+        # Mostly non-ASCII: keep what is readable and add a digest of the whole name.
+        digest = hashlib.sha256(display_name.encode("utf-8")).hexdigest()[:8]
+        ascii_slug = f"{ascii_slug}-{digest}".strip("-")
+    slug = ascii_slug[: MAX_ID_LEN - SUFFIX_LEN - 1].rstrip("-")
     if not slug[0].isalpha():
         slug = f"j-{slug}"[: MAX_ID_LEN - SUFFIX_LEN - 1].rstrip("-")
-    suffix = "".join((rng or random.SystemRandom()).choice("0123456789abcdef") for _ in range(SUFFIX_LEN))
-    return f"{slug}-{suffix}"
+    return slug
+
+
+class NotOursError(ApiError):
+    """A create's ID is held by a job this record did not create (never adopted)."""
+
+
+def _not_ours(live: LiveJob, display_name: str, spec: Mapping[str, Any]) -> str:
+    """Why ``live`` is not the job ``display_name``/``spec`` would create ("" when it is)."""
+    if live.display_name != display_name:
+        return f'display name "{live.display_name}", not "{display_name}"'
+    for key in sorted(set(comparable_fields(dict(spec))) & live.reported):
+        wanted = spec.get(key, SPEC_DEFAULTS.get(key))
+        if changed_fields({key: wanted}, {key: live.reported_value(key)}):
+            return f"{key} is {live.reported_value(key)!r}, not {wanted!r}"
+    return ""
 
 
 class StateWriter:
@@ -267,6 +309,8 @@ class Executor:
         self._sleep = sleep
         self._shape_versions = dict(shape_versions or {})
         self._lock = threading.Lock()
+        self._reserved_ids: set[str] = set()  # every job ID chosen in this run
+        self._deleted_current: set[str] = set()  # names whose current job this run deleted
         self._health: dict[str, bool] = {}  # this poll round's health checks, by job ID
 
     # -- driver -----------------------------------------------------------
@@ -298,11 +342,25 @@ class Executor:
                and self.writer.record(t.name) is None]
         records = {}
         for task in new:
-            task.job_id, task.reserved = new_job_id(task.name), True
+            task.job_id, task.reserved = self._new_id(task.name), True
             spec = dict(task.change.after or self.desired[task.name].spec())
             records[task.name] = self._record(task.name, task.job_id, spec, phase=sm.PHASE_CREATING)
         if records:
             self.writer.update(lambda s: replace(s, jobs={**s.jobs, **records}))
+
+    def _new_id(self, name: str) -> str:
+        """A fresh job ID, unique within this run and against every ID state tracks."""
+        with self._lock:
+            taken = self._ids_in_use()
+            job_id = new_job_id(name, taken=taken)
+            self._reserved_ids.add(job_id)
+            return job_id
+
+    def _ids_in_use(self) -> set[str]:
+        state = self.writer.state
+        ids = {record.job_id for record in state.jobs.values()}
+        ids |= {job_id for record in state.jobs.values() for job_id in record.deposed_job_ids}
+        return ids | self._reserved_ids
 
     def _release_unposted(self, tasks: list[Task]) -> None:
         """Creates that never started (Ctrl-C) leave no record behind, as if never reserved."""
@@ -389,42 +447,76 @@ class Executor:
         if task.change.action is Action.REPLACE:
             task.old_job_id = task.old_job_id or task.change.job_id
             task.job_id = None
-        job_id = task.job_id or new_job_id(name)
+        job_id = task.job_id or self._new_id(name)
         task.job_id = job_id
         self._event(task, "started", message="create")
         old = self.writer.record(name)
-        deposed = None
-        if old is not None and old.job_id != job_id:
-            task.old_job_id = old.job_id
-            if task.change.create_before_destroy and task.change.action is Action.REPLACE:
-                deposed = old.job_id  # tracked until deleted, so it can never run untracked
+        deposed = self._deposed_after_create(task, old, job_id)
         if old is None or old.job_id != job_id or old.phase != sm.PHASE_CREATING:  # else already on disk
             self.writer.set_job(name, self._record(name, job_id, spec, phase=sm.PHASE_CREATING, deposed=deposed))
         try:
-            live = self.client.create_job(job_id, name, spec)
-        except AlreadyExistsError:
-            live = self._adopt(job_id)
+            try:
+                live = self.client.create_job(job_id, name, spec)
+            except AlreadyExistsError:
+                live = self._adopt(task, job_id, spec)
         except ApiError as exc:
-            if 400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES:
-                # A definite refusal: nothing was created, so state must not claim a job;
-                # a create_before_destroy puts the job it was replacing back.
-                if deposed:
-                    self.writer.set_job(name, old)
-                else:
-                    self.writer.forget(name)
-            raise  # 408/429/5xx after retries: an earlier attempt may have landed; reconcile by ID  # otherwise the outcome is unknown: phase "creating" lets the next run reconcile
+            if isinstance(exc, NotOursError) or (400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES):
+                self._undo_create_record(name, old, job_id)
+            raise  # 408/429/5xx after retries: an earlier attempt may have landed; reconcile by ID
         self._placed(task, live, spec)
 
-    def _adopt(self, job_id: str) -> LiveJob:
-        """A 409 for our own ID: the earlier POST landed (retry or crash). Adopt it."""
+    def _undo_create_record(self, name: str, old: JobRecord | None, job_id: str) -> None:
+        """A definite refusal: nothing was created, so state must not claim ``job_id``.
+
+        The record it replaced (with every job it still tracks) comes back as it
+        was; a record that was only this create's reservation goes, unless it
+        still tracks deposed jobs.
+        """
+        if old is not None and old.job_id != job_id:
+            self.writer.set_job(name, old)
+        elif old is not None and old.deposed_job_ids:
+            return  # keep tracking the deposed jobs; the next plan retries the create
+        else:
+            self.writer.forget(name)
+
+    def _adopt(self, task: Task, job_id: str, spec: dict) -> LiveJob:
+        """A 409 for our ID: adopt the job only if it is the one this record intended.
+
+        The earlier POST landed (a retry, or a run killed after its POST): same
+        display name, and every field the API reports equal to the spec. Any
+        other job holding the ID is not ours: nothing is recorded under it.
+        """
         live = self.client.get_job(job_id)
         if live is None or live.is_tombstone:
-            raise ApiError(
+            raise NotOursError(
                 f"Job ID {job_id} is taken by a deleted job",
                 "Deleted job IDs cannot be reused during retention. Run `rlorinfra apply` again: "
                 "the next plan creates the job under a new ID.",
             )
+        mismatch = _not_ours(live, task.name, spec)
+        if mismatch:
+            raise NotOursError(
+                f"Job ID {job_id} already belongs to another job ({mismatch})",
+                f'rlorinfra chose the ID for "{task.name}", but the job holding it is not the one it meant to '
+                "create, so it was not adopted and nothing was recorded under it. Run `rlorinfra apply` "
+                "again: the next plan picks a new ID.",
+            )
         return live
+
+    def _deposed_after_create(self, task: Task, old: JobRecord | None, job_id: str) -> tuple[str, ...]:
+        """The jobs the record must still track once ``job_id`` becomes its job.
+
+        Every job deposed before stays; a create_before_destroy replacement
+        deposes the job it replaces (tracked until its deletion is confirmed, so
+        a crash or a failed delete can never leave it running untracked).
+        """
+        if old is None or old.job_id == job_id:
+            return old.deposed_job_ids if old is not None else ()
+        task.old_job_id = old.job_id
+        deposed = list(old.deposed_job_ids)
+        if task.change.create_before_destroy and task.change.action is Action.REPLACE and old.job_id not in deposed:
+            deposed.append(old.job_id)
+        return tuple(deposed)
 
     def _placed(self, task: Task, live: LiveJob, spec: dict) -> None:
         phase = sm.PHASE_PROVISIONING
@@ -490,12 +582,13 @@ class Executor:
     def _step_delete(self, task: Task) -> None:
         job_id = task.job_id or task.change.job_id
         if job_id:
+            self._check_managed(task.name, job_id)
             self.client.delete_job(job_id)
         record = self.writer.record(task.name)
         if record is not None and record.job_id == job_id:
-            self.writer.forget(task.name)
-        elif record is not None and job_id and record.deposed_job_id == job_id:
-            self._clear_deposed(task.name, job_id)  # a deposed job of a create_before_destroy
+            self._forget_current(task.name, record)
+        elif record is not None and job_id and job_id in record.deposed_job_ids:
+            self._clear_deposed(task.name, job_id)  # a deposed job, now deleted
         if task.change.action is Action.REPLACE:
             task.old_job_id, task.job_id = job_id, None
             return  # the create step follows
@@ -504,6 +597,29 @@ class Executor:
             self._finish(task, ok=True, message="deleted")
             return
         self._start_wait(task, "gone", "JOB_STATE_DELETING")
+
+    def _check_managed(self, name: str, job_id: str) -> None:
+        """Nothing is deleted that state does not manage under ``name`` (current or deposed)."""
+        record = self.writer.record(name)
+        if record is None or (job_id != record.job_id and job_id not in record.deposed_job_ids):
+            raise ApiError(
+                f'Refusing to delete job {job_id}: state does not manage it as "{name}"',
+                "A plan may only delete jobs the state tracks. The plan file may have been edited; make a new "
+                "plan with `rlorinfra plan`.",
+            )
+
+    def _forget_current(self, name: str, record: JobRecord) -> None:
+        """The record's own job is deleted: forget it, unless it still tracks deposed jobs.
+
+        Those stay recorded (under the same name) until their own deletes are
+        confirmed; the record goes with the last of them.
+        """
+        with self._lock:
+            self._deleted_current.add(name)
+        if record.deposed_job_ids:
+            self._update_record(name, observed="JOB_STATE_DELETING")
+        else:
+            self.writer.forget(name)
 
     def _step_delete_old(self, task: Task) -> None:
         if task.old_job_id:
@@ -675,7 +791,7 @@ class Executor:
     # -- records and events ----------------------------------------------
 
     def _record(self, name: str, job_id: str, spec: dict, *, phase: str, observed: str | None = None,
-                deposed: str | None = None) -> JobRecord:
+                deposed: tuple[str, ...] | None = None) -> JobRecord:
         previous = self.writer.record(name)
         same = previous is not None and previous.job_id == job_id
         created = previous.created_at if same else now_rfc3339()
@@ -689,16 +805,19 @@ class Executor:
             training_shape_version=self._shape_versions.get(spec.get("training_shape", "")),
             created_at=created,
             updated_at=now_rfc3339(),
-            deposed_job_id=deposed or (previous.deposed_job_id if same else None),
+            deposed_job_ids=deposed if deposed is not None else (previous.deposed_job_ids if previous else ()),
         )
 
     def _clear_deposed(self, name: str, job_id: str) -> None:
         """The deposed job ``job_id`` of ``name`` is deleted: stop tracking it."""
         def change(state: State) -> State:
             record = state.jobs.get(name)
-            if record is None or record.deposed_job_id != job_id:
+            if record is None or job_id not in record.deposed_job_ids:
                 return state
-            return state.with_job(name, replace(record, deposed_job_id=None))
+            kept = tuple(j for j in record.deposed_job_ids if j != job_id)
+            if not kept and name in self._deleted_current and record.observed_state == "JOB_STATE_DELETING":
+                return state.without_job(name)  # its own job went first; now nothing is left to track
+            return state.with_job(name, replace(record, deposed_job_ids=kept))
 
         self.writer.update(change)
 

@@ -109,6 +109,14 @@ class PlanOutcome:
     state: State
     document: dict
     notes: list[str] = field(default_factory=list)
+    request: PlanRequest | None = None
+
+    @property
+    def request_record(self) -> dict[str, Any]:
+        """The request as saved with a plan file."""
+        r = self.request or PlanRequest()
+        return {"destroy": r.destroy, "refresh_only": r.refresh_only, "targets": list(r.targets),
+                "replace": list(r.replace), "health_check": r.health_check}
 
 
 def check_state_owner(ws: Workspace, state: State) -> list[str]:
@@ -173,7 +181,7 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         refresh_only=request.refresh_only,
     )
     document = plan_document(plan, control_plane=ws.control_plane())
-    return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes)
+    return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)
 
 
 def lock(ws: Workspace, operation: str, timeout: float):
@@ -194,15 +202,25 @@ def save_plan(ws: Workspace, outcome: PlanOutcome, path: Path) -> None:
         state_serial=outcome.state.serial,
         config_digest=ws.config.digest,
         control_plane=ws.control_plane(),
+        request=outcome.request_record,
     )
 
 
-def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict]:
-    """Read a saved plan and refuse it if anything it was made from changed."""
+def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict, LiveWorld]:
+    """Read a saved plan and refuse it if anything it was made from changed, or it was edited.
+
+    Beyond lineage, serial, config digest and control plane, the plan is made
+    again from the same config, state and options against the live world;
+    every change's name, action and job ID must be what the file says. An
+    edited file (a delete of an unmanaged job, a create pointed at another
+    job's ID) or one made against another state is refused, never run.
+    """
     from rlorinfra.plan.planfile import check_plan_fresh, read_plan_file
     from rlorinfra.render.document import plan_from_document
 
     saved = read_plan_file(path)
+    saved_plan = plan_from_document(saved.document)
+    fresh = build_plan(ws, state, _request_from_record(saved.request, saved_plan))
     check_plan_fresh(
         saved,
         state_lineage=state.lineage,
@@ -210,7 +228,40 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict
         config_digest=ws.config.digest,
         control_plane=ws.control_plane(),
     )
-    return plan_from_document(saved.document), saved.document
+    _check_same_changes(saved_plan, fresh.plan, path)
+    return saved_plan, saved.document, fresh.live
+
+
+def _request_from_record(record: Mapping[str, Any], plan: Plan) -> PlanRequest:
+    """The PlanRequest a saved plan was made with (files from before requests were saved: its flags)."""
+    return PlanRequest(
+        destroy=bool(record.get("destroy", plan.destroy)),
+        refresh_only=bool(record.get("refresh_only", plan.refresh_only)),
+        targets=tuple(str(t) for t in record.get("targets", ())),
+        replace=tuple(str(r) for r in record.get("replace", ())),
+        health_check=bool(record.get("health_check", True)),
+    )
+
+
+def _change_keys(plan: Plan) -> list[tuple[str, str, str]]:
+    return sorted((c.name, c.action.value, c.job_id or "") for c in plan.actionable)
+
+
+def _check_same_changes(saved: Plan, fresh: Plan, path: Path) -> None:
+    from rlorinfra.errors import StalePlanError
+
+    saved_keys, fresh_keys = _change_keys(saved), _change_keys(fresh)
+    if saved_keys == fresh_keys:
+        return
+    extra = [k for k in saved_keys if k not in fresh_keys]
+    missing = [k for k in fresh_keys if k not in saved_keys]
+    shown = "; ".join([f"the file has {a} {n} ({j or 'new'})" for n, a, j in extra][:5]
+                      + [f"planning now gives {a} {n} ({j or 'new'})" for n, a, j in missing][:5])
+    raise StalePlanError(
+        "Saved plan does not match the world: it is stale or was edited",
+        f"Planning the same configuration against the same state now gives different changes than {path}: "
+        f"{shown}. Nothing was changed. Run `rlorinfra plan --out {path}` again and review the new plan.",
+    )
 
 
 def sync_observed(state: State, plan: Plan) -> State:
@@ -239,9 +290,9 @@ def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
     if live is None or not live.refreshed:
         return state
     for name, record in state.jobs.items():
-        job = live.jobs.get(record.deposed_job_id) if record.deposed_job_id else None
-        if record.deposed_job_id and (job is None or job.state in GONE_STATES):
-            state = state.with_job(name, replace(record, deposed_job_id=None))
+        kept = tuple(j for j in record.deposed_job_ids if j in live.jobs and live.jobs[j].state not in GONE_STATES)
+        if kept != record.deposed_job_ids:
+            state = state.with_job(name, replace(record, deposed_job_ids=kept))
     return state
 
 
@@ -332,7 +383,7 @@ def _check_import_name(name: str) -> None:
 
 def _check_not_managed(state: State, name: str, job_id: str) -> None:
     """One live job under one name, one name for one live job (deposed jobs included)."""
-    deposed_by = next((other for other, rec in state.jobs.items() if rec.deposed_job_id == job_id), None)
+    deposed_by = next((other for other, rec in state.jobs.items() if job_id in rec.deposed_job_ids), None)
     if deposed_by is not None:
         raise PlanError(
             f'Job {job_id} is a deposed job of "{deposed_by}"',

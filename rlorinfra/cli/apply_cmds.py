@@ -119,8 +119,7 @@ def _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, ver
 
     state = ws.store.read()
     if planfile:
-        plan, document = load_saved_plan(ws, state, planfile)
-        live = None
+        plan, document, live = load_saved_plan(ws, state, planfile)
     else:
         outcome = build_plan(ws, state, request)
         plan, document, live = outcome.plan, outcome.document, outcome.live

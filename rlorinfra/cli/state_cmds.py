@@ -168,6 +168,7 @@ def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float)
     with StateLock(store.path, "state rm", lock_timeout, config_path=config.path):
         state = store.read()
         removed = {name: _record(state, name, store) for name in dict.fromkeys(names)}
+        _refuse_deposed(removed)
         for name in removed:
             state = state.without_job(name)
         store.write(state)
@@ -176,6 +177,20 @@ def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float)
     click.echo(f"Successfully removed {len(removed)} job(s) from state.\n")
     _explain_removed(removed, config)
     return 0
+
+
+def _refuse_deposed(removed: dict[str, Any]) -> None:
+    """Never drop a deposed job silently: forgetting its record would leave it running untracked."""
+    holding = {name: record.deposed_job_ids for name, record in removed.items() if record.deposed_job_ids}
+    if not holding:
+        return
+    listing = "; ".join(f'"{name}" still tracks {", ".join(ids)}' for name, ids in holding.items())
+    raise StateError(
+        "Cannot remove a job that still tracks deposed jobs",
+        f"{listing} (replaced, their deletion not yet confirmed). Removing the record would leave them "
+        "running untracked. Run `rlorinfra apply` first: it deletes the deposed jobs and then `state rm` "
+        "works. Nothing was changed.",
+    )
 
 
 def _explain_removed(removed: dict[str, Any], config) -> None:

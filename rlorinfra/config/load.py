@@ -491,7 +491,8 @@ def _job(name: str, body: dict[str, Any], defaults: Defaults, cp: ControlPlaneSe
     merged = {k: v for k, v in good_defaults.items() if k not in bad_keys and k not in unset}
     merged.update(own)
     origin = {key: ("jobs", name, key) if key in own else ("defaults", key) for key in merged}
-    _check_paths(name, merged, origin, cp, c)
+    if not bad_keys & {"training_shape", "accelerator_type", "accelerator_count"}:
+        _check_paths(name, merged, origin, cp, c)  # (a path-deciding key that failed is reported already)
     if "base_model" not in merged and "base_model" not in bad_keys:
         c.error("base_model is required", 'Add base_model = "accounts/fireworks/models/<model>".',
                 job=name, key="base_model", where=("jobs", name))  # fmt: skip
@@ -545,8 +546,9 @@ Problem = tuple[str, str, str]  # (key, summary after the key, what to do)
 
 def _shape_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> list[Problem]:
     problems = [(key, "is not allowed with training_shape: the shape owns it (shape path)",
-                 f"The training shape decides {', '.join(INFRA_FIELDS)}. Remove {key} to use the shape, "
-                 'or set training_shape = "" to use the manual path.')
+                 f"The training shape decides {', '.join(INFRA_FIELDS)}. Remove {key} to use the shape, or set "
+                 'training_shape = "" with accelerator_type and accelerator_count for the manual path '
+                 "(superuser key).")
                 for key in INFRA_FIELDS if merged.get(key)]  # fmt: skip
     if merged.get("max_context_length"):
         problems.append(("max_context_length", "is never sent on the shape path: the training shape supplies it",
@@ -554,7 +556,9 @@ def _shape_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> li
                          "to let the auto-shape path pick a shape that fits it."))  # fmt: skip
     if merged.get("skip_validations") and cp.is_local:
         problems.append(("skip_validations", "needs a superuser API key, and the embedded emulator's key is a "
-                         "customer key", _SUPERUSER_WAY_OUT))  # fmt: skip
+                         "customer key", "Remove skip_validations: the shape path validates the job, which is "
+                         "what a customer key gets. To try it, serve an emulator with `rlorinfra control-plane "
+                         "serve --superuser-key KEY` and point [control_plane] url at it."))  # fmt: skip
     return problems
 
 

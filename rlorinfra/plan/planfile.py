@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class SavedPlan:
     state_serial: int
     config_digest: str
     control_plane: dict[str, Any]
+    # What was asked of the planner (targets, replace, destroy, refresh_only,
+    # health_check): apply plans again with it and compares (a tampered file fails).
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 def write_plan_file(
@@ -51,6 +54,7 @@ def write_plan_file(
     state_serial: int,
     config_digest: str,
     control_plane: dict[str, Any],
+    request: dict[str, Any] | None = None,
 ) -> None:
     """Write a plan file atomically with mode 0600; raises PlanFileError on OS errors."""
     payload = {
@@ -59,6 +63,7 @@ def write_plan_file(
         "state_serial": state_serial,
         "config_digest": config_digest,
         "control_plane": public_control_plane(control_plane),
+        "request": dict(request or {}),
         "plan": document,
     }
     data = (json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
@@ -151,7 +156,9 @@ def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:
     lineage, serial = payload.get("state_lineage"), payload.get("state_serial")
     digest, control_plane = payload.get("config_digest"), payload.get("control_plane")
     document = payload.get("plan")
+    request = payload.get("request", {})
     ok = (
+        isinstance(request, dict) and
         (lineage is None or isinstance(lineage, str))
         and isinstance(serial, int)
         and not isinstance(serial, bool)
@@ -165,7 +172,7 @@ def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:
             "It lacks the state lineage, state serial, config digest, control plane or plan "
             f"document, or one of them has the wrong type. {_REPLAN}",
         )
-    return SavedPlan(document, lineage, serial, digest, control_plane)
+    return SavedPlan(document, lineage, serial, digest, control_plane, request)
 
 
 def check_plan_fresh(

@@ -114,26 +114,26 @@ def _plan_changes(
             continue
         if change is not None:
             changes.append(change)
-        deposed = _plan_deposed(name, state.jobs.get(name), live)
-        if deposed is not None:
-            changes.append(deposed)
+        changes.extend(_plan_deposed(name, state.jobs.get(name), live))
     return changes
 
 
-def _plan_deposed(name: str, record: JobRecord | None, live: LiveWorld) -> Change | None:
-    """A job replaced with create_before_destroy but not yet deleted: delete it now.
+def _plan_deposed(name: str, record: JobRecord | None, live: LiveWorld) -> list[Change]:
+    """Jobs replaced but not yet deleted: delete each now (also on destroy and removed blocks).
 
-    A second change under the same name whose ``job_id`` differs from the
-    record's; apply clears ``deposed_job_id`` once the job is gone. A deposed
-    job that is already gone needs no change (apply forgets it).
+    Each is a change under the same name whose ``job_id`` differs from the
+    record's; apply drops it from ``deposed_job_ids`` once it is deleted. A
+    deposed job that is already gone needs no change (apply forgets it).
+    Without a refresh nothing is known to be gone, so each one is deleted.
     """
-    if record is None or not record.deposed_job_id:
-        return None
-    job = live.jobs.get(record.deposed_job_id)
-    if job is None or job.state in GONE_STATES:
-        return None
-    return Change(name=name, action=Action.DELETE, job_id=job.job_id, live_state=job.state,
-                  reason=f"deposed job {job.job_id} (replaced with create_before_destroy) is still running")
+    changes = []
+    for job_id in (record.deposed_job_ids if record is not None else ()):
+        job = live.jobs.get(job_id)
+        if live.refreshed and (job is None or job.state in GONE_STATES):
+            continue
+        changes.append(Change(name=name, action=Action.DELETE, job_id=job_id, live_state=job.state if job else None,
+                              reason=f"deposed job {job_id} (replaced, not yet deleted) is still running"))
+    return changes
 
 
 # --- scope and command-line options ------------------------------------------------
@@ -223,7 +223,7 @@ def _untracked_problems(
     if not live.refreshed:
         return []
     tracked = {record.job_id for record in state.jobs.values()}
-    tracked |= {record.deposed_job_id for record in state.jobs.values() if record.deposed_job_id}
+    tracked |= {job_id for record in state.jobs.values() for job_id in record.deposed_job_ids}
     problems = []
     for name in names:
         if name not in desired or name in state.jobs:

@@ -31,8 +31,10 @@ from rlorinfra.plan.model import LiveWorld
 from rlorinfra.state.model import State
 
 LIST_PAGE_SIZE = 200
-# Concurrent GETs and health checks: enough to hide round trips, few enough to be polite.
+# Concurrent GETs: enough to hide round trips, few enough to be polite to the control plane.
 MAX_CONCURRENT_READS = 8
+# Concurrent health checks: each goes to its own trainer through the gateway.
+MAX_CONCURRENT_HEALTH_CHECKS = 32
 
 
 class RefreshClient(Protocol):
@@ -84,7 +86,7 @@ def refresh(
 def tracked_job_ids(state: State) -> list[str]:
     """Every job ID state tracks: current records and deposed jobs, sorted."""
     ids = {record.job_id for record in state.jobs.values()}
-    ids |= {record.deposed_job_id for record in state.jobs.values() if record.deposed_job_id}
+    ids |= {job_id for record in state.jobs.values() for job_id in record.deposed_job_ids}
     return sorted(ids)
 
 
@@ -132,7 +134,7 @@ def check_health(client: RefreshClient, jobs: dict[str, LiveJob], tracked: list[
     running = [job_id for job_id in tracked if job_id in jobs and jobs[job_id].state == "JOB_STATE_RUNNING"]
     if not running:
         return jobs
-    with ThreadPoolExecutor(max_workers=min(len(running), MAX_CONCURRENT_READS),
+    with ThreadPoolExecutor(max_workers=min(len(running), MAX_CONCURRENT_HEALTH_CHECKS),
                             thread_name_prefix="refresh-health") as pool:  # fmt: skip
         answers = list(pool.map(client.healthy, running))
     checked = dict(jobs)

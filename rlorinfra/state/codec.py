@@ -293,6 +293,9 @@ def _job(name: str, data: Any, path: Path) -> JobRecord:
         raise _field_error(path, f"{where}.phase", "is missing")
     if data["phase"] not in PHASES:
         raise _field_error(path, f"{where}.phase", f"must be one of {', '.join(PHASES)}, not {data['phase']!r}")
+    deposed = data.get("deposed_job_ids", [])
+    if not isinstance(deposed, list) or not all(isinstance(k, str) and k for k in deposed):
+        raise _field_error(path, f"{where}.deposed_job_ids", "must be a list of job IDs")
     unread = data.get("unread_fields", [])
     if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")

@@ -36,14 +36,15 @@ class JobRecord:
     updated_at: str | None = None  # RFC 3339, last time rlorinfra wrote this record
     # create_before_destroy: the job this one replaces, still to be deleted. Kept
     # in state until it is gone, so a crash or a failed replacement never leaves
-    # it running untracked (Terraform calls such an object "deposed").
-    deposed_job_id: str | None = None
+    # it running untracked (Terraform calls such an object "deposed"). Several: a
+    # second replacement before the first one's delete finished deposes one more.
+    deposed_job_ids: tuple[str, ...] = ()
     # Spec fields `import` could not read from the API (PROTOCOL.md §3.5): unknown,
     # so the planner never treats them as changed; apply adopts the declared values.
     unread_fields: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (the codec's job); ``deposed_job_id`` only when set."""
+        """JSON-ready mapping (the codec's job); ``deposed_job_ids`` only when set."""
         data = {
             "job_id": self.job_id,
             "job_name": self.job_name,
@@ -55,8 +56,8 @@ class JobRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
-        if self.deposed_job_id:
-            data["deposed_job_id"] = self.deposed_job_id
+        if self.deposed_job_ids:
+            data["deposed_job_ids"] = list(self.deposed_job_ids)
         if self.unread_fields:
             data["unread_fields"] = list(self.unread_fields)
         return data
@@ -74,9 +75,18 @@ class JobRecord:
             training_shape_version=data.get("training_shape_version"),
             created_at=data.get("created_at"),
             updated_at=data.get("updated_at"),
-            deposed_job_id=data.get("deposed_job_id"),
+            deposed_job_ids=_deposed_ids(data),
             unread_fields=tuple(data.get("unread_fields") or ()),
         )
+
+
+def _deposed_ids(data: dict[str, Any]) -> tuple[str, ...]:
+    """``deposed_job_ids``, or the single ``deposed_job_id`` older files wrote."""
+    ids = list(data.get("deposed_job_ids") or ())
+    legacy = data.get("deposed_job_id")
+    if legacy and legacy not in ids:
+        ids.insert(0, legacy)
+    return tuple(ids)
 
 
 @dataclass(frozen=True)

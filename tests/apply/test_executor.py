@@ -29,6 +29,7 @@ class FakePlane:
         self.script: dict[str, list[str]] = {}  # job id -> states to report on successive lists
         self.calls: list[str] = []
         self.fail_create: set[str] = set()
+        self.names: dict[str, str] = {}  # job id -> display name
         self.state_at_post: list[State] = []
         self.writer = None
 
@@ -39,7 +40,8 @@ class FakePlane:
         return f"http://gw/training/v1/rlorTrainerJobs/acct/{job_id}"
 
     def _live(self, job_id):
-        return LiveJob(job_id=job_id, name=self.job_name(job_id), display_name="", state=self.jobs[job_id],
+        return LiveJob(job_id=job_id, name=self.job_name(job_id), display_name=self.names.get(job_id, ""),
+                       state=self.jobs[job_id],
                        status_message="pod preempted" if self.jobs[job_id] == "JOB_STATE_FAILED" else "")
 
     def create_job(self, job_id, display_name, spec):
@@ -51,6 +53,7 @@ class FakePlane:
         if job_id in self.jobs:
             raise AlreadyExistsError("exists", status_code=409)
         self.jobs[job_id] = "JOB_STATE_CREATING"
+        self.names[job_id] = display_name
         return self._live(job_id)
 
     def get_job(self, job_id):
@@ -140,12 +143,22 @@ def test_many_creates_wait_together_with_one_list_per_round():
 
 def test_409_for_our_id_adopts_the_existing_job():
     plane = FakePlane()
-    plane.jobs["recorded-id"] = "JOB_STATE_RUNNING"
+    plane.jobs["recorded-id"], plane.names["recorded-id"] = "JOB_STATE_RUNNING", "t"
     change = Change(name="t", action=Action.CREATE, after=SPEC, job_id="recorded-id")
     result, state, _, _ = run(plane, [change], State(jobs={"t": record("recorded-id", phase=PHASE_CREATING)}))
     assert result.outcomes[0].ok
     assert state.jobs["t"].job_id == "recorded-id"
     assert list(plane.jobs) == ["recorded-id"]  # no duplicate
+
+
+def test_409_for_an_id_held_by_another_job_is_never_adopted():
+    plane = FakePlane()
+    plane.jobs["recorded-id"], plane.names["recorded-id"] = "JOB_STATE_RUNNING", "someone-else"
+    change = Change(name="t", action=Action.CREATE, after=SPEC, job_id="recorded-id")
+    result, state, _, _ = run(plane, [change], State(jobs={"t": record("recorded-id", phase=PHASE_CREATING)}))
+    assert not result.outcomes[0].ok and "already belongs to another job" in result.outcomes[0].message
+    assert "t" not in state.jobs  # nothing recorded under the wrong name
+    assert list(plane.jobs) == ["recorded-id"]
 
 
 def test_preempted_while_waiting_is_resumed_then_ready():

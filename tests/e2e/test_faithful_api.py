@@ -228,3 +228,66 @@ def test_url_local_works_whatever_the_api_key_variable_holds(tmp_path):
     result = run_cli(["plan", "-f", str(config)], env={"FIREWORKS_API_KEY": "fw_not_the_emulators_key"})
     assert result.exit_code == 0, result.output
     assert KEY_ENV  # the served worlds use their own variable
+
+
+# --- saved plans are checked against the world before they run (issue 12.3) -----------------
+
+
+def _saved(world, *args):
+    plan_file = world.folder / "release.plan"
+    made = world.cli("plan", "--out", str(plan_file), *args)
+    assert made.exit_code == 0, made.output
+    return plan_file, json.loads(plan_file.read_text())
+
+
+def _write(plan_file, payload):
+    plan_file.write_text(json.dumps(payload))
+
+
+def test_an_edited_plan_that_deletes_an_unmanaged_job_is_refused(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    stranger = _job_made_by_a_script(world)
+    plan_file, payload = _saved(world)
+    change = dict(payload["plan"]["changes"][0], action="delete", job_id=stranger, reason="")
+    payload["plan"]["changes"].append(change)
+    _write(plan_file, payload)
+    refused = world.cli("apply", str(plan_file))
+    assert refused.exit_code == 1 and "does not match the world" in refused.stderr, refused.output
+    assert stranger in [j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()]  # nothing was deleted
+
+
+def test_an_edited_plan_that_points_a_create_at_another_jobs_id_is_refused(world):
+    stranger = _job_made_by_a_script(world)
+    world.write_config(jobs_toml("alpha"))
+    plan_file, payload = _saved(world)
+    payload["plan"]["changes"][0]["job_id"] = stranger
+    _write(plan_file, payload)
+    refused = world.cli("apply", str(plan_file))
+    assert refused.exit_code == 1 and "does not match the world" in refused.stderr, refused.output
+    assert "alpha" not in world.state()["jobs"] if world.state_path.exists() else True
+
+
+def test_a_plan_saved_against_an_empty_state_in_another_checkout_is_refused(world, tmp_path):
+    world.write_config(jobs_toml("alpha"))
+    plan_file, _ = _saved(world)  # made while this checkout's state was empty
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import shutil
+
+    shutil.copy(world.config, elsewhere / "rlorinfra.toml")
+    mine = world.folder
+    world.folder = elsewhere
+    apply(world)  # the other checkout created alpha
+    world.folder = mine
+    refused = world.cli("apply", str(plan_file))  # this checkout: empty state, but alpha is live now
+    assert refused.exit_code == 1, refused.output
+    assert len([j for j in world.live_jobs() if j["displayName"] == "alpha"]) == 1  # never a duplicate
+
+
+def test_an_untouched_saved_plan_applies(world):
+    world.write_config(jobs_toml("alpha", "beta"))
+    plan_file, _ = _saved(world, "--target", "alpha")
+    applied = world.cli("apply", str(plan_file))
+    assert applied.exit_code == 0, applied.output
+    assert set(world.state()["jobs"]) == {"alpha"}

@@ -22,7 +22,7 @@ def live(job_id, state="JOB_STATE_RUNNING"):
 
 def state(deposed):
     return State(jobs={"t": JobRecord(job_id="new", job_name="n", endpoint="e", spec=SPEC.spec(), phase="ready",
-                                      observed_state="JOB_STATE_RUNNING", deposed_job_id=deposed)})
+                                      observed_state="JOB_STATE_RUNNING", deposed_job_ids=(deposed,) if isinstance(deposed, str) else deposed)})
 
 
 def test_a_running_deposed_job_is_planned_for_deletion():
@@ -38,3 +38,17 @@ def test_a_deposed_job_is_not_an_untracked_job_and_gone_ones_need_nothing():
     assert make_plan({"t": SPEC}, state("old"), world(live("new"), live("old"))).has_changes
     gone = make_plan({"t": SPEC}, state("old"), world(live("new"), live("old", "JOB_STATE_DELETED")))
     assert not gone.has_changes
+
+
+def test_every_deposed_job_is_planned_for_deletion_on_destroy_and_when_the_block_is_gone():
+    both = state(("old-1", "old-2"))
+    world_all = world(live("new"), live("old-1"), live("old-2"))
+    for plan in (make_plan({"t": SPEC}, both, world_all, destroy=True), make_plan({}, both, world_all)):
+        deletes = sorted(c.job_id for c in plan.changes if c.action is Action.DELETE)
+        assert deletes == ["new", "old-1", "old-2"]
+
+
+def test_without_refresh_a_deposed_job_is_never_assumed_gone():
+    offline = LiveWorld(account_id="a", jobs={}, refreshed=False)
+    plan = make_plan({"t": SPEC}, state("old"), offline)
+    assert [c.job_id for c in plan.changes if c.action is Action.DELETE] == ["old"]

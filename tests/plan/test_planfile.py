@@ -38,7 +38,8 @@ def test_file_is_private_json_with_a_marker(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     payload = json.loads(path.read_text())
     assert payload["rlorinfra_plan"] == 1
-    assert set(payload) == {"rlorinfra_plan", "state_lineage", "state_serial", "config_digest", "control_plane", "plan"}
+    assert set(payload) == {"rlorinfra_plan", "state_lineage", "state_serial", "config_digest", "control_plane", "request",
+                            "plan"}
 
 
 def test_overwrite_is_atomic_and_stays_private(tmp_path):
