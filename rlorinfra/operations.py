@@ -45,6 +45,8 @@ class Workspace:
 
             self._require_key()
             settings = self.config.control_plane
+            if settings.is_local:
+                self._make_emulator_folder()
             if self.account_hint and not settings.account_id:
                 settings = replace(settings, account_id=self.account_hint)
             self._client = open_client(
@@ -56,6 +58,19 @@ class Workspace:
                 notify=self.notify,
             )
         return self._client
+
+    def _make_emulator_folder(self) -> None:
+        """``.rlorinfra/`` beside the config, private (0700) whatever the umask."""
+        from rlorinfra.state.store import make_private_folder
+
+        try:
+            make_private_folder(self.config.emulator_db_path.parent)
+        except OSError as exc:
+            raise RlorinfraError(
+                f"Cannot create the embedded emulator's folder {self.config.emulator_db_path.parent}",
+                f"{exc.strerror or exc}. The embedded control plane keeps its database in .rlorinfra/ "
+                "beside the config file; make that folder writable.",
+            ) from None
 
     def _require_key(self) -> None:
         settings = self.config.control_plane

@@ -15,7 +15,6 @@ announced or included in an error message.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 import ssl
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from rlorinfra.api.wire import (
+    is_loopback,
     LiveJob,
     ShapeVersion,
     create_request,
@@ -48,8 +48,6 @@ HEALTH_TIMEOUT_S = 5.0
 LIST_PAGE_SIZE = 200
 DEFAULT_KEY_SOURCE = "the API key"
 
-_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
-_LOOPBACK_V6 = ipaddress.ip_address("::1")
 
 
 @dataclass(frozen=True)
@@ -72,30 +70,6 @@ class RetryPolicy:
         backoff = min(self.cap_s, self.base_s * (2 ** (attempt - 1)))
         jittered = backoff / 2 + rng.uniform(0, backoff / 2)
         return max(jittered, retry_after or 0.0)
-
-
-def is_loopback(url: str) -> bool:
-    """True when the host of ``url`` is literally this machine, so plain http cannot leak the key.
-
-    Only three spellings count, decided from the text before any DNS lookup:
-    the name ``localhost``, an IPv4 literal in 127.0.0.0/8 (``127.0.0.2`` too)
-    and the IPv6 literal ``::1`` (``[::1]`` in a URL). Names that merely end in
-    ``.localhost`` (``evil.localhost``) or resolve to 127.0.0.1 do not count: a
-    resolver or a hosts file could point them anywhere.
-    """
-    try:
-        host = (urlsplit(url).hostname or "").lower()
-    except ValueError:  # e.g. an unclosed "[" in the host
-        return False
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if address.version == 4:
-        return address in _LOOPBACK_V4
-    return address == _LOOPBACK_V6
 
 
 def check_transport_security(base_url: str, *, allow_insecure: bool, in_process: bool) -> None:

@@ -22,10 +22,10 @@ from typing import Any, Callable
 
 import click
 
+from rlorinfra.api.wire import is_loopback
 from rlorinfra.cli.common import FiniteFloat, file_option, get_globals, json_option, load_config
 from rlorinfra.errors import NotFoundError, RlorinfraError
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 DEFAULT_KEY = "local"
 DEFAULT_PROVISION_SECONDS = 2.0
 DEFAULT_CAPACITY = 256
@@ -130,7 +130,7 @@ def _check_serve_options(api_key: str, superuser_keys: tuple[str, ...], account_
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", account_id):
         raise RlorinfraError(f"Invalid --account-id {account_id!r}",
                              "Use letters, digits, '-', '_' or '.', e.g. --account-id local.")
-    if host not in LOOPBACK_HOSTS:
+    if not is_loopback(f"http://[{host}]" if ":" in host else f"http://{host}"):
         from rlorinfra.cli.common import echo_warning
 
         echo_warning(f"binding to {host} exposes the emulator (and its key) beyond this machine.")

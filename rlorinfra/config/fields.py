@@ -53,7 +53,6 @@ _MODEL_NAME_RE = re.compile(rf"^accounts/{_SEGMENT}/models/{_SEGMENT}$")
 _SHAPE_NAME_RE = re.compile(rf"^accounts/({_SEGMENT})/trainingShapes/({_SEGMENT})(?:/versions/({_SEGMENT}))?$")
 _ACCOUNT_RE = re.compile(rf"^{_SEGMENT}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class Invalid(ValueError):

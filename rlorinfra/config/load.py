@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
 from rlorinfra.config.durations import parse_duration
-from rlorinfra.api.wire import create_path
+from rlorinfra.api.wire import create_path, is_loopback
 from rlorinfra.config.model import (
     DEFAULT_API_KEY_ENV,
     INFRA_FIELDS,
@@ -254,13 +254,13 @@ def _control_plane(value: Any, env: Mapping[str, str], c: Collector) -> ControlP
 
 def _is_local_http(url: str | None) -> bool:
     """A plain-http loopback URL: a served emulator, which `control-plane serve -f` configures."""
-    return bool(url and url.startswith("http://") and urlsplit(url).hostname in F.LOOPBACK_HOSTS)
+    return bool(url and url.startswith("http://") and is_loopback(url))
 
 
 def _warn_plain_http(url: str | None, allow_insecure: bool, c: Collector) -> None:
     """Plain http to a remote host is refused at connect time (unless --insecure); say so early."""
     host = urlsplit(url).hostname if url and url.startswith("http://") else None
-    if host and host not in F.LOOPBACK_HOSTS and not allow_insecure:
+    if host and not is_loopback(url or "") and not allow_insecure:
         c.warning("control_plane.url uses plain http to a non-local host",
                   "The API key would travel in clear text: plan and apply refuse it unless you pass "
                   "--insecure or set control_plane.allow_insecure = true. Prefer https.",

@@ -134,6 +134,21 @@ _ADDED_COLUMNS = (
 )
 
 
+def _create_private(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its -wal/-shm files copy the mode).
+
+    Its rows hold every job's spec: not for other users of the machine, whatever the umask.
+    """
+    if db_path.exists():
+        return
+    try:
+        fd = os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(db_path, 0o600)
+
+
 def rfc3339(ts: float) -> str:
     """An RFC 3339 UTC timestamp with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -163,6 +178,7 @@ class Store:
         self.echo_create_fields = False
         self._local = threading.local()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.db_path)
         self._init_db()
         self.instance_id = self.settings()["instance_id"]
 
@@ -484,17 +500,18 @@ class Store:
             return self._reload(conn, job_id, now)
 
     def check_health(self, job_id: str) -> tuple[bool, str]:
-        """E11: ``(healthy, reason)``; a probe of a running trainer counts as activity."""
-        with self._write() as (conn, now):
+        """E11: ``(healthy, reason)``. A read: a probe is not trainer activity.
+
+        Inactivity is measured from trainer API calls and session heartbeats
+        (PROTOCOL.md §6.1), not from health probes: a tool that checks health
+        (``plan``, ``watch``) must never keep an idle trainer, and its GPUs, alive.
+        """
+        with self._read() as (conn, _now):
             row = self._row(conn, job_id)
             if row["state"] != RUNNING:
                 return False, f"trainer is not running (state {shown_state(row['state'])})"
             if row["unhealthy"]:
                 return False, "trainer is unhealthy"
-            if row["inactivity_s"] > 0:
-                inactive = now + row["inactivity_s"]
-                self._set(conn, job_id, row["update_time"], inactive_due=inactive,
-                          due_at=_earliest(inactive, row["flap_due"]))
             return True, "ok"
 
     # -- fault injection -------------------------------------------------------
