@@ -47,6 +47,9 @@ from rlorinfra.state.model import JobRecord, State
 
 MAX_ID_LEN = 63
 SUFFIX_LEN = 6
+# How often a non-idempotent call is made again after its answer was lost and a
+# re-read showed the server had not acted on it.
+LOST_ANSWER_RETRIES = 5
 # A job in one of these is up or on its way up: a cancel that left it there did not happen.
 ACTIVE_STATES = frozenset({"JOB_STATE_CREATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_IDLE"})
 STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_STATE_PAUSED", "JOB_STATE_FAILED"})
@@ -82,6 +85,7 @@ class Event:
     state: str | None = None
     message: str = ""
     elapsed: float = 0.0
+    create_before_destroy: bool = False  # a replace that creates first (shown as +/-)
 
 
 @dataclass(frozen=True)
@@ -429,7 +433,9 @@ class Executor:
     # -- steps (run on worker threads) -----------------------------------
 
     def _run_step(self, task: Task, step: str) -> None:
-        if step != "create":  # a create announces itself once its new job ID is chosen
+        if step == "delete_old":  # name the job being deleted: the replaced one, not the new one
+            self._event(task, "started", message=step, job_id=task.old_job_id)
+        elif step != "create":  # a create announces itself once its new job ID is chosen
             self._event(task, "started", message=step)
         {
             "create": self._step_create,
@@ -531,10 +537,7 @@ class Executor:
         self._start_wait(task, "ready", live.state)
 
     def _step_resume(self, task: Task) -> None:
-        try:
-            live = self.client.resume_job(task.job_id)
-        except (OutcomeUnknownError, ApiError) as exc:
-            live = self._reread_after(task, exc, settled=RESUMABLE_STATES)
+        live = self._call_then_look(task, lambda: self.client.resume_job(task.job_id), settled=RESUMABLE_STATES)
         task.resumes += 1
         task.resumed_at = self._clock()
         self._update_record(task.name, phase=sm.PHASE_PROVISIONING, observed=live.state)
@@ -544,22 +547,29 @@ class Executor:
             return
         self._start_wait(task, "ready", live.state)
 
-    def _reread_after(self, task: Task, exc: ApiError, *, settled: frozenset[str]) -> LiveJob:
-        """After a lost answer (or a refusal that may come from our own earlier attempt), look.
+    def _call_then_look(self, task: Task, call: Callable[[], Any], *, settled: frozenset[str]) -> Any:
+        """Run a non-idempotent call (``:resume``, ``:cancel``); after a lost answer, look before acting again.
 
-        A ``:resume`` or ``:cancel`` whose response was lost may have landed; a
-        blind retry then gets a 400 ("cannot resume job in state CREATING").
-        Re-read the job: still in one of the ``settled`` states, the call did
-        not happen and the original error stands; otherwise it did, carry on
-        from what the job shows (DESIGN.md §6, never a blind retry).
+        A lost answer (OutcomeUnknownError), or a 400 that may come from our own
+        earlier attempt, is followed by a GET: a job still in one of the
+        ``settled`` states was not acted on, so the call is made again (a few
+        times, with backoff); any other state means it was, and the step
+        carries on from what the job shows (DESIGN.md §6: never a blind retry).
         """
-        if not isinstance(exc, OutcomeUnknownError) and exc.status_code != 400:
-            raise exc
-        live = self.client.get_job(task.job_id)
-        if live is None or live.is_tombstone or live.state in settled:
-            raise exc
-        self._event(task, "state", state=live.state, message=f"answer lost; the job is {live.state}, carrying on")
-        return live
+        for attempt in range(LOST_ANSWER_RETRIES + 1):
+            try:
+                return call()
+            except ApiError as exc:
+                if not isinstance(exc, OutcomeUnknownError) and exc.status_code != 400:
+                    raise
+                live = self.client.get_job(task.job_id)
+                if live is not None and not live.is_tombstone and live.state not in settled:
+                    self._event(task, "state", state=live.state, message="answer lost; the job shows it was done")
+                    return live
+                if not isinstance(exc, OutcomeUnknownError) or attempt == LOST_ANSWER_RETRIES:
+                    raise
+                self._sleep(min(2.0**attempt * 0.5, 8.0))  # the server had not acted: try again
+        raise AssertionError("unreachable")
 
     def _step_wait_ready(self, task: Task) -> None:
         if not self.options.wait:
@@ -568,10 +578,7 @@ class Executor:
         self._start_wait(task, "ready", task.change.live_state)
 
     def _step_cancel(self, task: Task) -> None:
-        try:
-            self.client.cancel_job(task.job_id)
-        except (OutcomeUnknownError, ApiError) as exc:
-            self._reread_after(task, exc, settled=ACTIVE_STATES)
+        self._call_then_look(task, lambda: self.client.cancel_job(task.job_id), settled=ACTIVE_STATES)
         self._update_record(task.name, phase=sm.PHASE_STOPPED, observed="JOB_STATE_CANCELLING")
         self._event(task, "state", state="JOB_STATE_CANCELLING")
         if not self.options.wait:
@@ -844,7 +851,8 @@ class Executor:
                                message=message, pending=pending)
         self._event(task, kind if ok else "failed", state=task.last_state, message=message)
 
-    def _event(self, task: Task, kind: str, *, state: str | None = None, message: str = "") -> None:
+    def _event(self, task: Task, kind: str, *, state: str | None = None, message: str = "",
+               job_id: str | None = None) -> None:  # fmt: skip
         with self._lock:
-            self._emit(Event(task.name, kind, task.change.action.value, task.job_id, state, message,
-                             round(self._clock() - task.started, 1)))
+            self._emit(Event(task.name, kind, task.change.action.value, job_id or task.job_id, state, message,
+                             round(self._clock() - task.started, 1), task.change.create_before_destroy))
