@@ -312,8 +312,12 @@ def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
 
 
 def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
-    """Stamp the control plane on state the first time it gets jobs (and the instance once known)."""
-    if not state.control_plane.get("account_id"):
+    """Stamp the control plane on state while it has no jobs (and the instance once known).
+
+    An empty state (never applied, or emptied by destroy) belongs to whichever
+    control plane it is used with next, so its record is replaced, never kept.
+    """
+    if not state.control_plane.get("account_id") or not state.jobs:
         return replace(state, control_plane=dict(control_plane))
     if "instance" not in state.control_plane and "instance" in control_plane:
         return replace(state, control_plane={**state.control_plane, "instance": control_plane["instance"]})

@@ -291,3 +291,15 @@ def test_an_untouched_saved_plan_applies(world):
     applied = world.cli("apply", str(plan_file))
     assert applied.exit_code == 0, applied.output
     assert set(world.state()["jobs"]) == {"alpha"}
+
+
+def test_a_state_emptied_by_destroy_moves_to_the_next_control_plane_it_is_used_with(world, tmp_path):
+    (world.folder / "rlorinfra.toml").write_text(jobs_toml("alpha"))  # embedded emulator
+    env = {"NO_COLOR": "1"}
+    config = str(world.folder / "rlorinfra.toml")
+    assert run_cli(["apply", "-f", config, "--auto-approve"], env=env).exit_code == 0
+    assert run_cli(["destroy", "-f", config, "--auto-approve"], env=env).exit_code == 0
+    world.write_config(jobs_toml("alpha"))  # now the served emulator, same (empty) state
+    apply(world)
+    clean(world)
+    assert world.state()["control_plane"]["url"] == world.url
