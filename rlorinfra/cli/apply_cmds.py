@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, lock_timeout_option
-from rlorinfra.cli.plan_cmds import plan_options, render_text
+from rlorinfra.cli.plan_cmds import TARGETING_APPLY, TARGETING_PLAN, plan_options, render_text, untargeted_note
 from rlorinfra.cli.runtime import confirm_or_fail, insecure_option, open_workspace
 from rlorinfra.errors import ApplyError, InterruptedRun
 
@@ -109,7 +109,7 @@ def run_apply(config_path, request, *, planfile, auto_approve, as_json, lock_tim
         ws.close()
     if result is None:
         return 0
-    _report(result, plan, as_json=as_json, verb=verb)
+    _report(result, plan, as_json=as_json, verb=verb, targets=tuple(request.targets) if not planfile else ())
     return 0
 
 
@@ -125,7 +125,13 @@ def _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, ver
         plan, document, live = outcome.plan, outcome.document, outcome.live
         for note in outcome.notes:
             echo_warning(note)
+    targets = tuple(request.targets) if not planfile else ()
+    if targets:
+        echo_warning(TARGETING_PLAN)
     _show_plan(document, as_json)
+    note = untargeted_note(plan, targets)
+    if note and not as_json:
+        click.echo(note)
     if not plan.has_changes:
         result = execute(ws, state, plan, live, options, lambda e: None)  # records refreshed live states
         _finish_line(verb, result, as_json)
@@ -149,7 +155,7 @@ def _show_plan(document, as_json):
         click.echo(render_text(document))
 
 
-def _report(result, plan, *, as_json: bool, verb: str) -> None:
+def _report(result, plan, *, as_json: bool, verb: str, targets: tuple[str, ...] = ()) -> None:
     """Per-job summary, then success line and outputs, or the typed error."""
     if not as_json:
         click.echo("")
@@ -158,13 +164,22 @@ def _report(result, plan, *, as_json: bool, verb: str) -> None:
     if result.interrupted:
         raise InterruptedRun("Interrupted: stopped waiting", _interrupted_detail(result.outcomes))
     if result.failed:
-        lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
-        raise ApplyError(
-            f"{len(result.failed)} of {len(result.outcomes)} job(s) did not converge",
-            f"{lines}\nThe other jobs were applied and recorded. Fix the cause and run "
-            f"`rlorinfra apply` again; `rlorinfra plan` shows what is left.",
-        )
+        raise ApplyError(f"{len(result.failed)} of {len(result.outcomes)} job(s) did not converge",
+                         _failure_detail(result))
+    if targets:
+        echo_warning(TARGETING_APPLY)
     _finish_line(verb, result, as_json)
+
+
+def _failure_detail(result) -> str:
+    """What failed, and only when something else succeeded, that the rest was applied."""
+    lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
+    applied = [o for o in result.outcomes if o.ok]
+    if applied:
+        rest = "The other jobs were applied and recorded."
+    else:
+        rest = "No change was applied: every one failed (state records what the control plane did)."
+    return f"{lines}\n{rest} Fix the cause and run `rlorinfra apply` again; `rlorinfra plan` shows what is left."
 
 
 def _interrupted_detail(outcomes) -> str:

@@ -24,6 +24,31 @@ def plan_options(func):
     return func
 
 
+TARGETING_PLAN = (
+    "Resource targeting is in effect\n\n"
+    "You are creating a plan with the --target option, which means that the result of this plan may not "
+    "represent all of the changes requested by the current configuration.\n\n"
+    "The --target option is not for routine use, and is provided only for exceptional situations such as "
+    "recovering from errors or mistakes, or when rlorinfra specifically suggests to use it as part of an "
+    "error message."
+)
+TARGETING_APPLY = (
+    "Applied changes may be incomplete\n\n"
+    "The plan was created with the --target option in effect, so some changes requested in the "
+    "configuration may have been ignored. Run the following command to verify that no other changes "
+    "are pending:\n    rlorinfra plan"
+)
+
+
+def untargeted_note(plan, targets) -> str:
+    """For a targeted plan with no changes: say the rest was not looked at (or "")."""
+    if not targets or plan.has_changes:
+        return ""
+    shown = ", ".join(f'"{t}"' for t in dict.fromkeys(targets))
+    return (f"Only the targeted jobs ({shown}) were considered: the other resources were not, and may "
+            "still have changes. Run `rlorinfra plan` without --target to see them.")
+
+
 def render_text(document: dict, *, refresh_only: bool = False) -> str:
     """Human text for a plan document, coloured per the global settings."""
     from rlorinfra.render.text import render_drift_text, render_plan_text
@@ -68,10 +93,15 @@ def plan_cmd(config_path, refresh, health_check, targets, replace_names, out, de
         ws.close()
     for note in outcome.notes:
         echo_warning(note)
+    if targets:
+        echo_warning(TARGETING_PLAN)
     if as_json:
         click.echo(json.dumps(outcome.document, indent=None, sort_keys=False))
     else:
         click.echo(render_text(outcome.document, refresh_only=refresh_only))
+        note = untargeted_note(outcome.plan, targets)
+        if note:
+            click.echo(note)
         if out:
             click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
                        f"  rlorinfra apply {out}")
