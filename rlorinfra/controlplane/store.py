@@ -15,7 +15,7 @@ Lifecycle (times relative to the event that caused them):
   the free ``capacity`` and nobody is queued ahead of it, else
   ``JOB_STATE_PENDING``; pending jobs start in FIFO order as capacity frees
   (a job larger than the whole capacity waits forever without blocking others);
-* RUNNING with no trainer activity (health checks count) for the job's
+* RUNNING with no trainer activity (health probes are not activity) for the job's
   ``inactivityTimeout`` (default 3600 s) -> ``JOB_STATE_CANCELLED`` with status
   ``CANCELLED`` / "auto-stopped after ... of inactivity". CANCELLED (not FAILED)
   because the SDK treats inactivity auto-stop as a *stopped* state, and it is
