@@ -237,21 +237,10 @@ def _open_store(config: Any, config_path: Path, fault: Fault) -> Any:
 
 
 def _store_action(store: Any, fault: Fault) -> Callable[[], dict[str, Any]]:
-    job_id = fault.job_id
-    actions: dict[str, Callable[[], dict[str, Any]]] = {
-        "preempt": lambda: store.preempt(job_id),
-        "fail": lambda: store.fail(job_id, fault.message) if fault.message else store.fail(job_id),
-        "set-idle": lambda: store.set_idle(job_id),
-        "mark-unhealthy": lambda: store.mark_unhealthy(job_id, True),
-        "mark-healthy": lambda: store.mark_unhealthy(job_id, False),
-        "complete": lambda: store.complete(job_id),
-        "pause": lambda: store.pause(job_id),
-        "early-stop": lambda: store.early_stop(job_id),
-        "expire": lambda: store.expire(job_id),
-        "flap": lambda: store.flap(job_id, fault.period or 1.0, off=fault.off),
-        "drop-response": lambda: store.arm_drop(fault.operation, fault.count),
-    }
-    return actions[fault.fault]
+    if fault.fault == "drop-response":
+        return lambda: store.arm_drop(fault.operation, fault.count)
+    return lambda: store.job_fault(fault.fault, fault.job_id, message=fault.message, period=fault.period,
+                                   off=fault.off)
 
 
 def _embedded_fault(config: Any, config_path: Path, fault: Fault) -> dict[str, Any]:

@@ -514,20 +514,7 @@ class EmulatorApp:
             raise InvalidArgument('"period" must be a positive number of seconds')
         if not isinstance(off, bool):
             raise InvalidArgument('"off" must be a boolean')
-        store = self.store
-        actions: dict[str, Callable[[], dict[str, Any]]] = {
-            "preempt": lambda: store.preempt(job_id),
-            "fail": lambda: store.fail(job_id, message) if message else store.fail(job_id),
-            "set-idle": lambda: store.set_idle(job_id),
-            "mark-unhealthy": lambda: store.mark_unhealthy(job_id, True),
-            "mark-healthy": lambda: store.mark_unhealthy(job_id, False),
-            "complete": lambda: store.complete(job_id),
-            "pause": lambda: store.pause(job_id),
-            "early-stop": lambda: store.early_stop(job_id),
-            "expire": lambda: store.expire(job_id),
-            "flap": lambda: store.flap(job_id, float(period), off=off),
-        }
-        return actions[fault]()
+        return self.store.job_fault(fault, job_id, message=message, period=float(period), off=off)
 
 
 def _full_state(value: str) -> str:

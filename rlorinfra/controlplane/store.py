@@ -584,6 +584,25 @@ class Store:
 
         return self._fault(job_id, "flap", alive, act)
 
+    def job_fault(self, fault: str, job_id: str, *, message: str | None = None, period: float | None = None,
+                  off: bool = False) -> dict[str, Any]:
+        """Apply the job fault named as on the admin route and the CLI (``preempt``, ``early-stop``...)."""
+        actions: dict[str, Callable[[], dict[str, Any]]] = {
+            "preempt": lambda: self.preempt(job_id),
+            "fail": lambda: self.fail(job_id, message) if message else self.fail(job_id),
+            "set-idle": lambda: self.set_idle(job_id),
+            "mark-unhealthy": lambda: self.mark_unhealthy(job_id, True),
+            "mark-healthy": lambda: self.mark_unhealthy(job_id, False),
+            "complete": lambda: self.complete(job_id),
+            "pause": lambda: self.pause(job_id),
+            "early-stop": lambda: self.early_stop(job_id),
+            "expire": lambda: self.expire(job_id),
+            "flap": lambda: self.flap(job_id, DEFAULT_FLAP_PERIOD_S if period is None else float(period), off=off),
+        }
+        if fault not in actions:
+            raise InvalidArgument(f'unknown fault "{fault[:40]}"; use one of {", ".join(actions)}')
+        return actions[fault]()
+
     def arm_drop(self, operation: str, count: int = 1) -> dict[str, Any]:
         """Drop the responses of the next ``count`` successful ``operation`` requests (503 after acting)."""
         if operation not in DROP_OPERATIONS:
