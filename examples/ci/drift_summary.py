@@ -62,9 +62,22 @@ def report(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+USAGE = """\
+usage: drift_summary.py PLAN_JSON
+
+Print a Markdown drift report for PLAN_JSON, the output of
+`rlorinfra plan --detailed-exitcode --json > plan.json`. In GitHub Actions:
+
+    python3 drift_summary.py plan.json >> "$GITHUB_STEP_SUMMARY"
+"""
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0
     if len(argv) != 2:
-        print("usage: drift_summary.py PLAN_JSON", file=sys.stderr)
+        sys.stderr.write(USAGE)
         return 1
     with open(argv[1], encoding="utf-8") as handle:
         document = json.load(handle)

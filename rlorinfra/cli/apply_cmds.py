@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, lock_timeout_option
+from rlorinfra.cli.common import (
+    complete_job_names,
+    complete_state_job_names,
+    echo_warning,
+    file_option,
+    get_globals,
+    json_option,
+    lock_timeout_option,
+)
 from rlorinfra.cli.plan_cmds import TARGETING_APPLY, TARGETING_PLAN, plan_options, render_text, untargeted_note
 from rlorinfra.cli.runtime import confirm_or_fail, insecure_option, open_workspace
 from rlorinfra.errors import ApplyError, InterruptedRun
@@ -16,13 +24,13 @@ RESULT_WORDS = {"create": "created", "resume": "resumed", "replace": "replaced",
 
 
 def execution_options(func):
-    """Options that steer execution (apply and destroy); budgets are finite (FiniteFloat)."""
-    from rlorinfra.cli.common import FiniteFloat
+    """Options that steer execution (apply and destroy); budgets are finite seconds or durations (Seconds)."""
+    from rlorinfra.cli.common import Seconds
 
-    func = click.option("--pending-timeout", type=FiniteFloat(min=0), default=172800.0, show_default=True,
-                        metavar="SECONDS", help="Budget while a job is PENDING for capacity.")(func)
-    func = click.option("--timeout", type=FiniteFloat(min=0), default=900.0, show_default=True,
-                        metavar="SECONDS", help="Readiness budget per job after placement.")(func)
+    func = click.option("--pending-timeout", type=Seconds(min=0), default=172800.0, show_default=True,
+                        metavar="SECONDS", help="Budget while a job is PENDING for capacity (or 2h, 2d...).")(func)
+    func = click.option("--timeout", type=Seconds(min=0), default=900.0, show_default=True,
+                        metavar="SECONDS", help="Readiness budget per job after placement (or 15m...).")(func)
     func = click.option("--no-wait", is_flag=True,
                         help="Record jobs as soon as the control plane accepted them.")(func)
     func = click.option("--parallelism", type=click.IntRange(min=1, max=256), default=10, show_default=True,
@@ -50,14 +58,24 @@ def apply_cmd(planfile, config_path, refresh, health_check, targets, replace_nam
               no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure):
     """Create, resume, stop or delete jobs until the live world matches the config.
 
-    Without PLANFILE, plans first, shows the plan and asks for confirmation.
+    Without PLANFILE, plans first (the plan options --refresh/--no-refresh,
+    --health-check/--no-health-check, --target and --replace work as in
+    `rlorinfra plan`), shows the plan and asks for 'yes' unless --auto-approve.
     With a PLANFILE from `rlorinfra plan --out`, applies exactly that plan
-    (refused if the state, config or control plane changed since).
+    without asking (refused if the state, config or control plane changed
+    since; the plan options then belong to `plan --out`).
+
+    Then runs up to --parallelism changes at once and waits for each job to be
+    ready: --pending-timeout while it waits for capacity, --timeout after it is
+    placed; --no-wait records jobs as soon as they are accepted. --lock-timeout
+    waits for the state lock. Times are seconds or durations such as 30s, 2m,
+    1h. --json prints JSON lines; it needs --auto-approve or a PLANFILE.
 
     \b
     Examples:
       rlorinfra apply
       rlorinfra apply --auto-approve --parallelism 20
+      rlorinfra apply --target grpo-policy-trainer --no-health-check
       rlorinfra apply release.plan
     """
     from rlorinfra.operations import PlanRequest
@@ -73,7 +91,8 @@ def apply_cmd(planfile, config_path, refresh, health_check, targets, replace_nam
 
 @click.command("destroy")
 @file_option
-@click.option("--target", "targets", multiple=True, metavar="NAME", help="Only destroy this job (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="NAME", shell_complete=complete_state_job_names,
+              help="Only destroy this job (repeatable).")
 @execution_options
 @json_option
 @lock_timeout_option
@@ -82,10 +101,18 @@ def destroy_cmd(config_path, targets, auto_approve, parallelism, no_wait, timeou
                 lock_timeout, insecure):
     """Delete every managed job (or only --target ones). Respects prevent_destroy.
 
+    Plans the deletion (dependents first), shows it and asks for 'yes' unless
+    --auto-approve. Runs up to --parallelism deletions at once and waits for
+    each to be gone within --timeout (and --pending-timeout); --no-wait records
+    a deletion as soon as the control plane accepted it. --lock-timeout waits
+    for the state lock. Times are seconds or durations such as 30s, 2m, 1h.
+    --json prints JSON lines; it needs --auto-approve, as there is no prompt.
+
     \b
     Examples:
       rlorinfra destroy
       rlorinfra destroy --target grpo-policy-trainer --auto-approve
+      rlorinfra destroy -auto-approve -lock-timeout=30s
     """
     from rlorinfra.operations import PlanRequest
 
@@ -224,6 +251,12 @@ def _finish_line(verb: str, result, as_json: bool) -> None:
     outputs = _outputs_text(result.state)
     if outputs:
         click.echo("\nOutputs:\n\n" + outputs)
+    if verb == "apply":
+        from rlorinfra.cli.runtime import emulator_note
+
+        note = emulator_note(result.state)
+        if note:
+            click.echo("\n" + note)
 
 
 def _outputs(state) -> dict:
@@ -240,7 +273,7 @@ def _outputs_text(state) -> str:
 
 
 @click.command("import")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_job_names)
 @click.argument("job_id")
 @file_option
 @click.option("--generate-config", is_flag=True, help="Print the TOML block for the job, to paste into the config.")

@@ -6,8 +6,10 @@ This is the only place that maps ``RlorinfraError`` to exit codes and prints
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -97,6 +99,34 @@ class FiniteFloat(click.FloatRange):
         return f"FiniteFloat(min={self.min!r}, max={self.cap!r})"
 
 
+# A Go-style duration as Terraform's -lock-timeout takes it: 30s, 2m, 1h, 1h30m, 500ms, 1.5h (and 2d).
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)"
+_DURATION_RE = re.compile(rf"(?:{_DURATION_PART})+")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class Seconds(FiniteFloat):
+    """A :class:`FiniteFloat` number of seconds that also takes durations: ``30s``, ``2m``, ``1h``, ``1h30m``.
+
+    A plain number is seconds, as before. ``nan``, ``inf`` and out-of-range values stay
+    usage errors: a duration is turned into its finite number of seconds and then checked
+    like any other number.
+    """
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Seconds from a number or a duration, then FiniteFloat's checks."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if _DURATION_RE.fullmatch(text):
+                value = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in re.findall(_DURATION_PART, text))
+        return super().convert(value, param, ctx)
+
+    def __repr__(self) -> str:
+        return f"Seconds(min={self.min!r}, max={self.cap!r})"
+
+
 def _shown(value: Any) -> str:
     # An error is one line: never echo a hostile megabyte-long argument back.
     text = repr(value) if isinstance(value, str) else str(value)
@@ -107,11 +137,11 @@ def lock_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--lock-timeout SECONDS``: how long to wait for the state lock (0 = fail at once)."""
     return click.option(
         "--lock-timeout",
-        type=FiniteFloat(min=0),
+        type=Seconds(min=0),
         default=0,
         show_default=True,
         metavar="SECONDS",
-        help="Wait this long for the state lock before failing.",
+        help="Wait this long for the state lock before failing (seconds, or 30s, 2m, 1h).",
     )(func)
 
 
@@ -143,6 +173,127 @@ def format_error(err: RlorinfraError, color: bool = False) -> str:
     return text
 
 
+# ---------------------------------------------------------------- command-line spellings
+
+# Global options: accepted before or after the command (and in Terraform's single-dash form).
+GLOBAL_FLAGS = {"--debug": "--debug", "-debug": "--debug", "--no-color": "--no-color", "-no-color": "--no-color"}
+
+
+class SuggestingGroup(click.Group):
+    """A click group that answers a mistyped command with "Did you mean ...?"."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if (not ctx.resilient_parsing and name and not name.startswith("-")
+                and self.get_command(ctx, name) is None):
+            match = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f" Did you mean {match[0]!r}?" if match else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+
+def _options_of(command: click.Command) -> dict[str, click.Option]:
+    """Every spelling of ``command``'s options (``-f``, ``--file``, ``--no-refresh``...)."""
+    found: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for spelling in (*param.opts, *param.secondary_opts):
+                found[spelling] = param
+    return found
+
+
+def _takes_value(option: click.Option | None) -> bool:
+    return option is not None and not option.is_flag and not option.count
+
+
+def normalize_argv(group: click.Group, args: list[str]) -> list[str]:
+    """``args`` as click expects them: global options first, Terraform's spellings made long.
+
+    * ``--debug``/``--no-color`` (or ``-debug``/``-no-color``) anywhere before ``--`` move
+      to the front, where the group option is parsed.
+    * A single-dash token whose name is a long option of the command it belongs to becomes
+      the double-dash option, keeping ``=VALUE``: ``-auto-approve``, ``-out=FILE``,
+      ``-target NAME``, ``-lock-timeout=30s``... Short options (``-f``, ``-h``), option
+      values, unknown names and everything after ``--`` are left alone.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    command: click.Command = group
+    options = _options_of(command)
+    value_next = False
+    for index, token in enumerate(args):
+        if token == "--":
+            rest.extend(args[index:])
+            break
+        if value_next:  # the value of the option before: never an option itself
+            rest.append(token)
+            value_next = False
+            continue
+        if token in GLOBAL_FLAGS:
+            front.append(GLOBAL_FLAGS[token])
+            continue
+        if token.startswith("-") and len(token) > 1:
+            name, eq, _ = token.partition("=")
+            if not name.startswith("--") and len(name) > 2:
+                long_name = "-" + name
+                if long_name in options or long_name == "--help":
+                    token = "-" + token
+                    name = long_name
+            value_next = not eq and _takes_value(options.get(name))
+            rest.append(token)
+            continue
+        if isinstance(command, click.Group):
+            try:
+                sub = command.get_command(click.Context(command, info_name=command.name), token)
+            except Exception:  # noqa: BLE001 - leave resolution (and its error) to click
+                sub = None
+            if sub is not None:
+                command = sub
+                options = _options_of(command)
+        rest.append(token)
+    return front + rest
+
+
+# ---------------------------------------------------------------- shell completion
+
+
+def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion: the job names of the ``-f`` config (default ``rlorinfra.toml``).
+
+    Quiet by design: a missing or broken config, or any other error, completes nothing.
+    """
+    from click.shell_completion import CompletionItem
+
+    try:
+        path = ctx.params.get("config_path") or Path(DEFAULT_CONFIG)
+        from rlorinfra.config.load import load_config as _load
+
+        names = sorted(_load(Path(path), env=dict(os.environ)).jobs)
+    except Exception:  # noqa: BLE001 - completion must never print or fail
+        return []
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
+def complete_state_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for commands on state: the config's job names and the state's.
+
+    A job removed from the config is still in state until destroyed or ``state rm``-ed,
+    so both are offered. Quiet like :func:`complete_job_names`.
+    """
+    from click.shell_completion import CompletionItem
+
+    names = {item.value for item in complete_job_names(ctx, param, incomplete)}
+    try:
+        from rlorinfra.config.load import load_config as _load
+        from rlorinfra.state.store import StateStore
+
+        path = ctx.params.get("config_path") or Path(DEFAULT_CONFIG)
+        names |= set(StateStore(_load(Path(path), env=dict(os.environ)).state_path).read().jobs)
+    except Exception:  # noqa: BLE001 - completion must never print or fail
+        pass
+    return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]
+
+
 def _debug_requested(argv: list[str]) -> bool:
     # --debug is a group option, so it stands before the command name.
     for arg in argv:
@@ -156,6 +307,10 @@ def _debug_requested(argv: list[str]) -> bool:
 def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     """Run ``group`` and turn its outcome into an exit code (the only place that does)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = normalize_argv(group, args)
+    except Exception:  # noqa: BLE001 - never worse than click's own parsing of the raw argv
+        pass
     debug = _debug_requested(args)
     color = not os.environ.get("NO_COLOR") and "--no-color" not in args and sys.stderr.isatty()
     try:

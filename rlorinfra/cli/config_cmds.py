@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option
+from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, load_config
 
 
 @click.command("init")
@@ -18,8 +18,10 @@ from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_op
 def init_cmd(config_path: Path) -> int:
     """Write a starter rlorinfra.toml (one job on the embedded emulator).
 
-    Refuses to overwrite an existing file; use -f to write it elsewhere.
-    The starter runs offline: `url = "local"` is the embedded emulator.
+    Never overwrites a file. If it already exists and is a valid rlorinfra
+    configuration, says so and exits 0 (nothing to do); any other existing file
+    is an error. Use -f to write the starter elsewhere. The starter runs
+    offline: `url = "local"` is the embedded emulator.
 
     \b
     Examples:
@@ -28,7 +30,12 @@ def init_cmd(config_path: Path) -> int:
     """
     from rlorinfra.config.write import STARTER_JOB, write_starter_config
 
-    write_starter_config(config_path)
+    if config_path.exists() and _is_rlorinfra_config(config_path):
+        click.echo(f"{config_path} already exists; nothing to do. Edit it, or "
+                   "`rlorinfra init -f other.toml` to write a starter configuration elsewhere.")
+        click.echo(f"It is a valid configuration: {_summary(load_config(config_path))}")
+        return 0
+    write_starter_config(config_path)  # refuses (exit 1) any other existing file
     click.echo(f"Wrote {config_path} with one job ({STARTER_JOB}) on the embedded emulator.")
     flag = "" if str(config_path) == "rlorinfra.toml" else f" -f {config_path}"
     click.echo(f"Next: `rlorinfra validate{flag}`, then `rlorinfra plan{flag}`.")
@@ -64,6 +71,24 @@ def validate_cmd(config_path: Path, as_json: bool) -> int:
     for warning in report.warnings:
         echo_warning(warning.message())
     return 0
+
+
+def _is_rlorinfra_config(path: Path) -> bool:
+    """Whether ``path`` is a valid rlorinfra configuration that declares something.
+
+    A file that is empty (or only comments) is not recognisably ours: `init`
+    refuses it rather than claim it is a configuration with nothing in it.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if not data:
+            return False
+        load_config(path)
+    except Exception:  # noqa: BLE001 - anything unreadable or invalid is "not a config"
+        return False
+    return True
 
 
 def _summary(config) -> str:

@@ -17,6 +17,7 @@ import sys
 import click
 
 from rlorinfra import __version__
+from rlorinfra.cli.common import SuggestingGroup
 
 # command name -> "module:attribute" under rlorinfra.cli
 COMMANDS: dict[str, str] = {
@@ -47,8 +48,8 @@ Tab completion: eval "$(_RLORINFRA_COMPLETE=bash_source rlorinfra)"
 """
 
 
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+class LazyGroup(SuggestingGroup):
+    """A click group whose subcommands are imported on first use (a typo gets "Did you mean")."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -64,8 +65,10 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="rlorinfra")
-@click.option("--debug", is_flag=True, help="Show tracebacks and HTTP traces on stderr.")
-@click.option("--no-color", is_flag=True, help="Never colour output (NO_COLOR is honoured too).")
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks and HTTP traces on stderr (before or after the command).")
+@click.option("--no-color", is_flag=True,
+              help="Never colour output (NO_COLOR is honoured too; before or after the command).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """rlorinfra: Terraform for Fireworks RLOR trainer jobs.
@@ -73,6 +76,10 @@ def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     Declare trainer jobs in a TOML file, see how the live control plane differs
     with `plan`, and converge it with `apply`. Job IDs and trainer endpoints are
     recorded in a locked state file.
+
+    Terraform's single-dash spellings work too: -auto-approve, -out=FILE,
+    -target=NAME, -replace=NAME, -lock-timeout=30s, -detailed-exitcode,
+    -refresh-only, -parallelism=N, -json, -no-color.
     """
     from rlorinfra.cli.common import Globals
 

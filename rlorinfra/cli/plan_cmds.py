@@ -7,15 +7,22 @@ from pathlib import Path
 
 import click
 
-from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, lock_timeout_option
+from rlorinfra.cli.common import (
+    complete_job_names,
+    echo_warning,
+    file_option,
+    get_globals,
+    json_option,
+    lock_timeout_option,
+)
 from rlorinfra.cli.runtime import insecure_option, open_workspace
 
 
 def plan_options(func):
     """Options shared by plan, apply and destroy for building a plan."""
     func = click.option("--replace", "replace_names", multiple=True, metavar="NAME",
-                        help="Force replacement of this job (repeatable).")(func)
-    func = click.option("--target", "targets", multiple=True, metavar="NAME",
+                        shell_complete=complete_job_names, help="Force replacement of this job (repeatable).")(func)
+    func = click.option("--target", "targets", multiple=True, metavar="NAME", shell_complete=complete_job_names,
                         help="Only plan this job (repeatable).")(func)
     func = click.option("--refresh/--no-refresh", default=True, show_default=True,
                         help="Read the live world first (--no-refresh trusts the state file).")(func)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -45,8 +46,27 @@ def stdin_is_tty() -> bool:
     return sys.stdin.isatty()
 
 
+def ask_for_yes(question: str, explanation: str = "") -> bool:
+    """Print ``question`` (and ``explanation``), read a value; True only for ``yes``.
+
+    End of input (Ctrl-D) is a "no", not an interrupt; Ctrl-C still interrupts (exit 130).
+    """
+    click.echo(f"\n{question}")
+    if explanation:
+        click.echo(explanation)
+    try:
+        answer = click.prompt("  Enter a value", default="", show_default=False)
+    except click.exceptions.Abort as exc:
+        # click turns both Ctrl-C and EOF into Abort; only the former is an interrupt.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        click.echo("")  # the prompt line had no newline of its own
+        return False
+    return answer.strip() == "yes"
+
+
 def confirm_or_fail(action: str = "apply") -> None:
-    """Ask for 'yes'; refuse without a TTY; raise on anything but 'yes'."""
+    """Ask for 'yes'; refuse without a TTY; raise on anything but 'yes' (end of input included)."""
     if not stdin_is_tty():
         raise RlorinfraError(
             f"No approval for {action}: standard input is not a terminal",
@@ -54,7 +74,30 @@ def confirm_or_fail(action: str = "apply") -> None:
             f"pass --auto-approve, or save a plan with `rlorinfra plan --out PLANFILE` and run "
             f"`rlorinfra apply PLANFILE`.",
         )
-    click.echo(f"\n{CONFIRM_PROMPT}")
-    answer = click.prompt("  Enter a value", default="", show_default=False)
-    if answer.strip() != "yes":
+    if not ask_for_yes(CONFIRM_PROMPT):
         raise RlorinfraError(f"{action.capitalize()} cancelled.", "Nothing was changed.")
+
+
+def emulator_note(state, config_path: Path | None = None) -> str:
+    """After a successful apply on the embedded emulator: which jobs now run there and how to
+    destroy them (``""`` when the control plane is not the embedded emulator or nothing runs).
+
+    ``config_path`` defaults to the running command's ``-f``. The state's recorded control
+    plane says whether it is the embedded emulator (``url = "local"``).
+    """
+    from rlorinfra.config.model import LOCAL_URL
+    from rlorinfra.state.model import PHASE_STOPPED
+
+    if state is None or (state.control_plane or {}).get("url") != LOCAL_URL:
+        return ""
+    running = sorted(name for name, record in state.jobs.items() if record.phase != PHASE_STOPPED)
+    if not running:
+        return ""
+    if config_path is None:
+        ctx = click.get_current_context(silent=True)
+        config_path = (ctx.params.get("config_path") if ctx else None) or Path("rlorinfra.toml")
+    config_path = Path(config_path)
+    flag = "" if str(config_path) == "rlorinfra.toml" else f" -f {shlex.quote(str(config_path))}"
+    shown = ", ".join(running[:10]) + (f" and {len(running) - 10} more" if len(running) > 10 else "")
+    return (f"The jobs above ({shown}) are running on the embedded emulator (.rlorinfra/ beside "
+            f"{config_path}). Destroy them with: rlorinfra destroy{flag}")

@@ -16,6 +16,8 @@ from typing import Any
 import click
 
 from rlorinfra.cli.common import (
+    SuggestingGroup,
+    complete_state_job_names,
     echo_warning,
     file_option,
     get_globals,
@@ -99,7 +101,7 @@ def check_display_name(name: str) -> str | None:
 # ---------------------------------------------------------------- state group
 
 
-@click.group("state")
+@click.group("state", cls=SuggestingGroup)
 def state_group() -> None:
     """Inspect and edit state without touching jobs.
 
@@ -128,7 +130,7 @@ def state_list_cmd(config_path: Path) -> int:
 
 
 @state_group.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_state_job_names)
 @file_option
 @json_option
 def state_show_cmd(name: str, config_path: Path, as_json: bool) -> int:
@@ -149,7 +151,7 @@ def state_show_cmd(name: str, config_path: Path, as_json: bool) -> int:
 
 
 @state_group.command("rm")
-@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.argument("names", metavar="NAME...", nargs=-1, required=True, shell_complete=complete_state_job_names)
 @file_option
 @lock_timeout_option
 def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float) -> int:
@@ -210,8 +212,8 @@ def _explain_removed(removed: dict[str, Any], config) -> None:
 
 
 @state_group.command("mv")
-@click.argument("old")
-@click.argument("new")
+@click.argument("old", shell_complete=complete_state_job_names)
+@click.argument("new", shell_complete=complete_state_job_names)
 @file_option
 @lock_timeout_option
 def state_mv_cmd(old: str, new: str, config_path: Path, lock_timeout: float) -> int:
@@ -261,7 +263,7 @@ def _explain_moved(old: str, new: str, record, config) -> None:
 
 
 @click.command("output")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_state_job_names)
 @file_option
 @json_option
 @click.option("--raw", is_flag=True, help="Print only NAME's endpoint, for shell scripts.")
@@ -307,7 +309,7 @@ def _output_one(values: dict[str, str], as_json: bool, raw: bool) -> int:
 
 
 @click.command("show")
-@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @file_option
 @json_option
 def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> int:
@@ -364,10 +366,19 @@ def _show_plan(planfile: Path, as_json: bool) -> int:
 # ---------------------------------------------------------------- force-unlock
 
 
+FORCE_UNLOCK_QUESTION = "Do you really want to force-unlock?"
+FORCE_UNLOCK_EXPLANATION = (
+    "  rlorinfra will remove the lock on the state.\n"
+    "  This will allow local rlorinfra commands to modify this state, even though it\n"
+    "  may still be in use. Only 'yes' will be accepted to confirm."
+)
+
+
 @click.command("force-unlock")
 @click.argument("lock_id")
 @file_option
-def force_unlock_cmd(lock_id: str, config_path: Path) -> int:
+@click.option("--force", is_flag=True, help="Do not ask for confirmation (Terraform's -force).")
+def force_unlock_cmd(lock_id: str, config_path: Path, force: bool) -> int:
     """Remove the state lock LOCK_ID left by a run that is gone.
 
     LOCK_ID is the ID shown by the "Error acquiring the state lock" message;
@@ -375,14 +386,32 @@ def force_unlock_cmd(lock_id: str, config_path: Path) -> int:
     OS lock on the removed file while the next run locks a new one, so only
     use this when the other run is dead or hung for good.
 
+    Asks for confirmation ('yes') unless --force (or -force) is given; without
+    a terminal to ask on, --force is required.
+
     \b
-    Example:
+    Examples:
       rlorinfra force-unlock 0b1c8e55-7a0e-4f43-9d54-1c9b9d3f8a10 -f prod.toml
+      rlorinfra force-unlock -force 0b1c8e55-7a0e-4f43-9d54-1c9b9d3f8a10
     """
-    from rlorinfra.state.lock import force_unlock
+    from rlorinfra.cli.runtime import ask_for_yes, stdin_is_tty
+    from rlorinfra.state.lock import force_unlock, lock_info_path, read_lock_info, resolve_state_path
 
     config = load_config(config_path)
-    force_unlock(config.state_path, lock_id)
+    state_path = resolve_state_path(config.state_path)
+    holder = read_lock_info(state_path) if lock_info_path(state_path).exists() else None
+    if holder is None or holder.id != lock_id:
+        force_unlock(state_path, lock_id)  # refuses (no lock, unreadable, wrong ID) and changes nothing
+    if not force:
+        if not stdin_is_tty():
+            raise StateError(
+                "No confirmation for force-unlock: standard input is not a terminal",
+                "rlorinfra force-unlock asks for confirmation before removing a lock. In scripts, "
+                f"pass --force: `rlorinfra force-unlock --force {lock_id}`. Nothing was changed.",
+            )
+        if not ask_for_yes(FORCE_UNLOCK_QUESTION, FORCE_UNLOCK_EXPLANATION):
+            raise StateError("force-unlock cancelled.", "The lock was not removed. Nothing was changed.")
+    force_unlock(state_path, lock_id)
     click.echo(
         "rlorinfra state has been successfully unlocked!\n\n"
         "The state has been unlocked, and rlorinfra commands should now be able to "
