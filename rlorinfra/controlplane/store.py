@@ -319,9 +319,19 @@ class Store:
             self._start(conn, row, at)
             return
         seq = conn.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
-        self._set(conn, row["job_id"], at, state=PENDING, due_at=None, queue_seq=seq,
-                  status_message=f"waiting for accelerator capacity: needs {row['demand']}, "
-                  f"{used} of {self.capacity} in use")
+        # Only queued jobs that fit the capacity are ahead: the FIFO drain skips the others.
+        ahead = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE queue_seq IS NOT NULL AND queue_seq < ? AND demand <= ?",
+            (seq, self.capacity),
+        ).fetchone()[0]
+        need, accel = row["demand"], row["accel_type"]
+        if need > self.capacity:
+            message = f"waiting for capacity: needs {need} × {accel}, more than the {self.capacity} there are in all"
+        elif ahead:
+            message = f"queued behind {ahead} job{'s' if ahead != 1 else ''} for {accel}"
+        else:
+            message = f"waiting for capacity: needs {need} × {accel}, only {max(0, self.capacity - used)} free"
+        self._set(conn, row["job_id"], at, state=PENDING, due_at=None, queue_seq=seq, status_message=message)
 
     def _start(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
         inactive = at + row["inactivity_s"] if row["inactivity_s"] > 0 else None

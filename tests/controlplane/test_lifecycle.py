@@ -36,8 +36,10 @@ def test_capacity_queues_jobs_in_fifo_order(client, clock: FakeClock):
     clock.advance(10)
     states = [state(client, f"j{i}") for i in range(6)]
     assert states == ["JOB_STATE_RUNNING"] * 4 + ["JOB_STATE_PENDING"] * 2
-    pending = client.get(f"{JOBS}/j4").json()
-    assert "waiting for accelerator capacity" in pending["status"]["message"]
+    accel = next(iter(client.get(f"{JOBS}/j4").json()["acceleratorSeconds"]))
+    assert client.get(f"{JOBS}/j4").json()["status"]["message"] == \
+        f"waiting for capacity: needs 16 × {accel}, only 0 free"
+    assert client.get(f"{JOBS}/j5").json()["status"]["message"] == f"queued behind 1 job for {accel}"
     client.post(f"{JOBS}/j1:cancel")
     assert [state(client, f"j{i}") for i in (4, 5)] == ["JOB_STATE_RUNNING", "JOB_STATE_PENDING"]
     client.delete(f"{JOBS}/j2")
@@ -51,6 +53,8 @@ def test_a_job_larger_than_the_capacity_waits_without_blocking_others(root_clien
     clock.advance(20)
     assert state(client, "huge") == "JOB_STATE_PENDING"
     assert state(client, "small") == "JOB_STATE_RUNNING"
+    message = client.get(f"{JOBS}/huge").json()["status"]["message"]
+    assert message.startswith("waiting for capacity: needs 72 × ") and "more than the" in message
 
 
 def test_inactivity_timeout_auto_stops_a_running_job(client, clock: FakeClock):
