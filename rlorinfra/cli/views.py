@@ -164,9 +164,11 @@ class Row:
 
     @property
     def in_flight(self) -> bool:
+        """Started and not yet finished: its clock ticks and its spinner turns."""
         return self.started is not None and self.frozen is None
 
     def elapsed(self, now: float) -> float | None:
+        """Seconds shown for the job at ``now`` (None before its first event)."""
         if self.started is None:
             return None
         if self.frozen is not None:
@@ -205,6 +207,7 @@ class TtyView:
         self._old_winch: Any = None
         self._winch_installed = False
         self._install_winch()
+        _LIVE.append(self)
         self._thread: threading.Thread | None = None
         if ticker:
             self._thread = threading.Thread(target=self._tick, name="rlorinfra-view", daemon=True)
@@ -248,6 +251,8 @@ class TtyView:
             return
         self._finished = True
         self._restore_winch()  # first: the handler touches the ticker's wake-up event
+        if self in _LIVE:
+            _LIVE.remove(self)
         with self._lock:
             self._closed = True
         self._wake.set()
@@ -259,6 +264,17 @@ class TtyView:
                 self._redraw(final=True)
             except (OSError, ValueError):
                 pass
+
+    def print_above(self, text: str, *, err: bool = False) -> None:
+        """Print ``text`` where the block is, then redraw the block below it."""
+        with self._lock:
+            if not self._closed and self.drawn:
+                self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+                self.out.flush()
+                self.drawn = 0
+            click.echo(text, err=err)
+            if not self._closed:
+                self._redraw()
 
     # -- drawing -----------------------------------------------------------
 
@@ -301,7 +317,8 @@ class TtyView:
         return [n for n in names if n in chosen]
 
     def _summary(self, shown: list[str]) -> str:
-        rest = [self.rows[n] for n in self.rows if n not in set(shown)]
+        visible = set(shown)
+        rest = [row for name, row in self.rows.items() if name not in visible]
         counts = {"in flight": sum(r.in_flight for r in rest), "failed": sum(r.failed for r in rest),
                   "queued": sum(r.started is None for r in rest)}
         counts["finished"] = len(rest) - sum(counts.values())
@@ -361,6 +378,22 @@ class TtyView:
         except (ValueError, OSError):
             pass
         self._winch_installed = False
+
+
+_LIVE: list[TtyView] = []  # the live views on screen (at most one in practice)
+
+
+def echo_above_view(text: str, *, err: bool = False) -> None:
+    """Print a line during a live view without breaking it: the block moves below the line.
+
+    Anything else printed to the terminal while a TtyView is live (a retry
+    announcement on stderr, say) would leave the cursor-up redraw off by its lines.
+    """
+    view = _LIVE[-1] if _LIVE else None
+    if view is None:
+        click.echo(text, err=err)
+    else:
+        view.print_above(text, err=err)
 
 
 def _terminal_size() -> tuple[int, int]:

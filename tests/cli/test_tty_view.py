@@ -9,14 +9,12 @@ like xterm, so a line too wide for the terminal shows up as a wrap.
 from __future__ import annotations
 
 import codecs
-import fcntl
 import os
 import re
 import signal
 import struct
 import subprocess
 import sys
-import termios
 import threading
 import time
 import unicodedata
@@ -133,6 +131,9 @@ class PtyRun:
         self._reader.start()
 
     def set_size(self, cols: int, rows: int = 60) -> None:
+        import fcntl
+        import termios
+
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def _read(self) -> None:

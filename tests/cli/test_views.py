@@ -52,6 +52,16 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def _finish_views():
+    """Every view a test made is finished: none stays live for the next test."""
+    from rlorinfra.cli import views
+
+    yield
+    for view in list(views._LIVE):
+        view.finish()
+
+
 def tty(rows, *, width=80, height=24, clock=None):
     """A TtyView drawing into a buffer, without its ticker (the test ticks by hand)."""
     out = io.StringIO()
@@ -195,8 +205,10 @@ def test_tty_view_ticker_redraws_between_events_and_stops_in_finish():
     while out.getvalue().count("\x1b[1F") < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert out.getvalue().count("\x1b[1F") >= 3  # redrawn without any new event
+    ticker = view._thread
+    assert ticker is not None and ticker.daemon
     view.finish()
-    assert not any(t.name == "rlorinfra-view" and t.is_alive() for t in threading.enumerate())
+    assert not ticker.is_alive()
     frozen = out.getvalue()
     time.sleep(TICK_WAIT)
     assert out.getvalue() == frozen  # nothing drawn after finish
@@ -289,3 +301,17 @@ def test_tty_view_on_a_worker_thread_leaves_signals_alone():
     if hasattr(signal, "SIGWINCH"):
         assert signal.getsignal(signal.SIGWINCH) == before
     made[0].finish()
+
+
+def test_a_line_printed_during_a_live_view_goes_above_the_block(capsys):
+    from rlorinfra.cli.views import echo_above_view
+
+    view, out, _ = tty([("alpha", "create"), ("beta", "create")])
+    view.on_event(Event("alpha", "started", "create", "alpha-1", None, "create", 0.0))
+    echo_above_view("control plane unreachable, retrying for up to 5m...", err=True)
+    assert capsys.readouterr().err == "control plane unreachable, retrying for up to 5m...\n"
+    assert out.getvalue().count("\x1b[2F\x1b[J") == 1  # the block was lifted, then drawn again
+    assert out.getvalue().endswith("queued\n")
+    view.finish()
+    echo_above_view("after the view", err=False)  # no live view: a plain line
+    assert capsys.readouterr().out == "after the view\n"
