@@ -44,8 +44,8 @@ def rlorinfra_apply(n: int, cmd: list[str], emulator: H.Emulator, work: Path) ->
     if state.count('"phase": "ready"') != n:
         raise RuntimeError(f"apply of {n} jobs did not record {n} ready jobs in state")
     counts = emulator.counts()
-    return {"wall_s": result.wall_s, "requests": counts["requests"], "connections": counts["connections"],
-            "by_kind": counts["by_kind"], "peak_rss_mb": result.max_rss_mb}
+    return {"wall_s": result.wall_s, "requests": counts["requests"], "health_checks": counts["health_checks"],
+            "connections": counts["connections"], "by_kind": counts["by_kind"], "peak_rss_mb": result.max_rss_mb}
 
 
 def sdk_create_and_wait(n: int, emulator: H.Emulator, *, pool: int) -> dict[str, Any]:
@@ -75,8 +75,8 @@ def sdk_create_and_wait(n: int, emulator: H.Emulator, *, pool: int) -> dict[str,
             list(executor.map(create, range(n)))
     wall = time.perf_counter() - started
     counts = emulator.counts()
-    return {"wall_s": wall, "requests": counts["requests"], "connections": counts["connections"],
-            "by_kind": counts["by_kind"]}
+    return {"wall_s": wall, "requests": counts["requests"], "health_checks": counts["health_checks"],
+            "connections": counts["connections"], "by_kind": counts["by_kind"]}
 
 
 def run(sizes: list[int], sdk: set[str], use_venv: bool = True) -> list[dict[str, Any]]:
@@ -103,12 +103,14 @@ def table(results: list[dict[str, Any]]) -> str:
         ours, sdk = r["rlorinfra"], r.get("sdk")
         rows.append((
             f"{r['jobs']:,}", f"{r['provision_s']:g} s", f"{ours['wall_s']:.2f} s",
-            f"{ours['wall_s'] / r['provision_s']:.2f}×", ours["requests"],
+            f"{ours['wall_s'] / r['provision_s']:.2f}×", ours["requests"], ours["health_checks"],
             f"{sdk['wall_s']:.1f} s ({r['sdk_mode']})" if sdk else "—", sdk["requests"] if sdk else "—",
+            sdk["health_checks"] if sdk else "—",
             f"**{sdk['wall_s'] / ours['wall_s']:.1f}×**" if sdk else "—",
         ))
-    return H.markdown_table(("creates", "provision (floor)", "rlorinfra apply", "÷ floor", "requests",
-                             "SDK create_and_wait", "requests", "speed-up"), rows)
+    return H.markdown_table(("creates", "provision (floor)", "rlorinfra apply", "÷ floor",
+                             "control-plane requests", "health checks",
+                             "SDK create_and_wait", "control-plane requests", "health checks", "speed-up"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,13 @@ stops by itself when the benchmark that started it ends.
 
 Admin routes (not counted, no key needed):
 
-* ``GET /_bench/counts`` -> ``{"requests": n, "connections": n, "by_kind": {...}}``
+* ``GET /_bench/counts`` -> ``{"requests": n, "health_checks": n, "connections": n, "by_kind": {...}}``
 * ``POST /_bench/reset`` -> zeroes the counters
+
+``requests`` counts control-plane requests only, as the client's
+``request_count`` and the request budgets do; ``health_checks`` counts the
+trainer gateway's health route (``/training/...``, the same server here but
+another service in production), as ``health_check_count`` does.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+GATEWAY_PREFIX = "/training/"  # the trainer gateway's routes: health checks, not control-plane requests
+
 _KINDS = (
-    ("healthz", re.compile(r"^/training/v1/.*/healthz$")),
     ("job-action", re.compile(r"/rlorTrainerJobs/[^/]+:(resume|cancel)$")),
     ("job", re.compile(r"/rlorTrainerJobs/[^/]+$")),
     ("jobs", re.compile(r"/rlorTrainerJobs$")),
@@ -35,7 +41,12 @@ _KINDS = (
 
 
 def request_kind(method: str, path: str) -> str:
-    """A short label such as ``GET jobs`` (a LIST) or ``GET job`` (one job)."""
+    """A short label such as ``GET jobs`` (a LIST) or ``GET job`` (one job).
+
+    Anything under the gateway prefix is ``healthz`` or ``gateway``, never a control-plane kind.
+    """
+    if path.startswith(GATEWAY_PREFIX):
+        return f"{method} healthz" if path.endswith("/healthz") else f"{method} gateway"
     for kind, pattern in _KINDS:
         if pattern.search(path):
             return f"{method} {kind}"
@@ -62,8 +73,9 @@ class CountingApp:
     def counts(self) -> dict[str, Any]:
         """The counters as a JSON-ready dict."""
         with self.lock:
-            return {"requests": sum(self.by_kind.values()), "connections": self.connections,
-                    "by_kind": dict(sorted(self.by_kind.items()))}
+            health = sum(n for kind, n in self.by_kind.items() if kind.endswith((" healthz", " gateway")))
+            return {"requests": sum(self.by_kind.values()) - health, "health_checks": health,
+                    "connections": self.connections, "by_kind": dict(sorted(self.by_kind.items()))}
 
     def _admin(self, method: str, path: str, start_response: Callable) -> Iterable[bytes]:
         if method == "POST" and path == "/_bench/reset":

@@ -227,11 +227,14 @@ def child_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
     return env
 
 
-def seed_tracked_world(folder: Path, db: Path, n: int, url: str) -> list[str]:
+def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int = 0) -> list[str]:
     """N live RUNNING jobs in ``db`` and a state file that tracks each of them.
 
     Jobs go straight into the emulator's store (no HTTP), created from exactly
-    the spec the config declares, so the plan is "No changes". Returns the IDs.
+    the spec the config declares, so the plan is "No changes". ``others`` more
+    RUNNING jobs (``other-NNNNN``) share the account but are neither declared
+    nor tracked. The state records no listing (``listed_jobs`` absent), so the
+    first refresh lists. Returns the tracked IDs.
     """
     from rlorinfra.api.wire import create_request, job_name, trainer_endpoint
     from rlorinfra.config.load import load_config
@@ -251,6 +254,11 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str) -> list[str]:
                                   endpoint=trainer_endpoint(url, ACCOUNT, job_id),
                                   spec=spec.spec(), phase=PHASE_READY, observed_state="JOB_STATE_RUNNING")
         ids.append(job_id)
+    if others:
+        body_spec = next(iter(config.jobs.values())).spec()
+        for name in job_names(others, prefix="other"):
+            params, body = create_request(name, body_spec)
+            store.create_job(body, dict(params) | {"rlorTrainerJobId": f"{name}-bbbbbb"})
     store.list_jobs(page_size=1)  # advance the world: every job is RUNNING from now on
     store.close()
     state = State(control_plane={"url": url, "account_id": ACCOUNT}, jobs=records)

@@ -1,6 +1,6 @@
 """Run every benchmark and print one markdown report (the tables of docs/performance.md).
 
-    python benchmarks/run_all.py            # full run, about 4-5 minutes (SDK baselines dominate)
+    python benchmarks/run_all.py            # full run, about 6-8 minutes
     python benchmarks/run_all.py --quick    # smaller sizes, one run each, no 100-job SDK pool
 
 The first run creates /tmp/benchvenv (``python -m venv`` + ``pip install``; each run reinstalls this checkout)
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Plan (refresh) of N tracked jobs, \"No changes\" (median of {plan_runs})\n")
     print(bench_plan.table(plan) + "\n", flush=True)
 
+    shared = bench_plan.run_shared(bench_plan.SHARED_TRACKED, bench_plan.SHARED_OTHERS, plan_runs, use_venv)
+    print(f"## Plan of {bench_plan.SHARED_TRACKED} tracked jobs in an account with "
+          f"{bench_plan.SHARED_OTHERS:,} others (median of {plan_runs})\n")
+    print(bench_plan.shared_table(shared) + "\n", flush=True)
+
     applied = bench_apply.run(apply_sizes, sdk, use_venv)
     print(f"## Apply of N creates ({bench_apply.PROVISION_S:g} s provisioning)\n")
     print(bench_apply.table(applied) + "\n", flush=True)
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Start-up (median of {startup_runs})\n")
     print(bench_startup.table(startup) + "\n")
     print(f"_Total benchmark time: {time.perf_counter() - started:.0f} s._")
-    H.dump_json(args.json, {"plan": plan, "apply": applied, "startup": startup})
+    H.dump_json(args.json, {"plan": plan, "shared": shared, "apply": applied, "startup": startup})
     return 0
 
 
