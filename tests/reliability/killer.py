@@ -10,6 +10,7 @@ itself, with no chance to clean up (exactly like ``kill -9`` or a power cut):
 * ``pre-post``  - the Nth create, after state recorded phase ``creating``, before the POST
 * ``post``      - the Nth create, after the control plane answered, before state records it
 * ``delete``    - the Nth delete, after the control plane answered, before state forgets it
+* ``pre-delete`` - the Nth delete, before its request is sent (state still tracks the job)
 * ``poll``      - the Nth wait round (the executor's LIST of jobs being waited for), before it
 * ``healthy``   - the Nth trainer health check, after it answered
 * ``hold``      - never; instead the Nth create waits (holding the state lock) until
@@ -98,6 +99,8 @@ def install(mode: str, n: int) -> None:
         _patch_client("create_job", n, before=False)
     elif mode == "delete":
         _patch_client("delete_job", n, before=False)
+    elif mode == "pre-delete":
+        _patch_client("delete_job", n, before=True)
     elif mode == "poll":
         _patch_client("list_jobs", n, before=True)
     elif mode == "healthy":

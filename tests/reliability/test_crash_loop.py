@@ -8,6 +8,10 @@ Each round, the killed run dies at its moment (see killer.py), then a complete
 ``apply`` must succeed and leave exactly one live job per declared name, no live
 job that state does not know, a valid state (and backup), no stray temp file and
 a clean ``plan --detailed-exitcode``.
+
+Targeted kills during create_before_destroy replaces and deposed-job deletes
+(killer.py's ``pre-delete`` moment, kills on the emulator's side of a DELETE)
+live in test_crash_targets.py.
 """
 
 from __future__ import annotations
