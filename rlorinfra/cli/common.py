@@ -120,7 +120,15 @@ class Seconds(FiniteFloat):
         if isinstance(value, str):
             text = value.strip().lower()
             if _DURATION_RE.fullmatch(text):
-                value = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in re.findall(_DURATION_PART, text))
+                seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in re.findall(_DURATION_PART, text))
+                if self.cap is not None and seconds > self.cap:
+                    self.fail(f"{_shown(value)} is above the maximum of {self.cap:g} seconds.", param, ctx)
+                return super().convert(seconds, param, ctx)
+            try:
+                float(text)
+            except ValueError:
+                self.fail(f"{_shown(value)} is not a number of seconds or a duration such as 30s, 2m or 1h.",
+                          param, ctx)
         return super().convert(value, param, ctx)
 
     def __repr__(self) -> str:
