@@ -245,3 +245,14 @@ def test_a_command_nothing_like_any_other_gets_no_suggestion(tmp_path):
     result = run_cli(["xyzzy"], cwd=tmp_path)
     assert result.exit_code == 1
     assert "Error: No such command 'xyzzy'." in result.stderr and "Did you mean" not in result.stderr
+
+
+@pytest.mark.parametrize("value,message", [
+    ("soon", "'soon' is not a number of seconds or a duration such as 30s, 2m or 1h."),
+    ("99999999999h", "'99999999999h' is above the maximum of 1e+09 seconds."),
+    ("nan", "'nan' is not a finite number"),
+])
+def test_bad_durations_are_named_as_typed(folder, value, message):
+    result = run_cli(["plan", f"-lock-timeout={value}"], cwd=folder)
+    assert result.exit_code == 1
+    assert f"Invalid value for '--lock-timeout': {message}" in result.stderr
