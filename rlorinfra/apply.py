@@ -36,11 +36,10 @@ from rlorinfra.api.wire import (
     SPEC_DEFAULTS,
     TOMBSTONE_STATES,
     LiveJob,
-    comparable_fields,
+    not_ours,
 )
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
-from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state import model as sm
 from rlorinfra.state.model import JobRecord, State
@@ -153,17 +152,6 @@ def _slug(display_name: str) -> str:
 
 class NotOursError(ApiError):
     """A create's ID is held by a job this record did not create (never adopted)."""
-
-
-def _not_ours(live: LiveJob, display_name: str, spec: Mapping[str, Any]) -> str:
-    """Why ``live`` is not the job ``display_name``/``spec`` would create ("" when it is)."""
-    if live.display_name != display_name:
-        return f'display name "{live.display_name}", not "{display_name}"'
-    for key in sorted(set(comparable_fields(dict(spec))) & live.reported):
-        wanted = spec.get(key, SPEC_DEFAULTS.get(key))
-        if changed_fields({key: wanted}, {key: live.reported_value(key)}):
-            return f"{key} is {live.reported_value(key)!r}, not {wanted!r}"
-    return ""
 
 
 class StateWriter:
@@ -499,7 +487,7 @@ class Executor:
                 "Deleted job IDs cannot be reused during retention. Run `rlorinfra apply` again: "
                 "the next plan creates the job under a new ID.",
             )
-        mismatch = _not_ours(live, task.name, spec)
+        mismatch = not_ours(live, task.name, spec)
         if mismatch:
             raise NotOursError(
                 f"Job ID {job_id} already belongs to another job ({mismatch})",
@@ -588,6 +576,10 @@ class Executor:
 
     def _step_delete(self, task: Task) -> None:
         job_id = task.job_id or task.change.job_id
+        if not job_id and task.change.action is Action.DELETE:
+            self._forget_record(task.name)  # a record with no job of ours to delete
+            self._finish(task, ok=True, message="forgotten")
+            return
         if job_id:
             self._check_managed(task.name, job_id)
             self.client.delete_job(job_id)
@@ -604,6 +596,12 @@ class Executor:
             self._finish(task, ok=True, message="deleted")
             return
         self._start_wait(task, "gone", "JOB_STATE_DELETING")
+
+    def _forget_record(self, name: str) -> None:
+        """Drop ``name``'s record, unless it still tracks deposed jobs (those are deleted first)."""
+        record = self.writer.record(name)
+        if record is not None and not record.deposed_job_ids:
+            self.writer.forget(name)
 
     def _check_managed(self, name: str, job_id: str) -> None:
         """Nothing is deleted that state does not manage under ``name`` (current or deposed)."""

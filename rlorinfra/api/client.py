@@ -181,6 +181,7 @@ class Failure:
     retryable: bool
     refused: bool = False
     tls: bool = False
+    lost: bool = False  # the connection dropped after the request may have reached the server
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -209,7 +210,9 @@ def classify_transport_error(exc: httpx.TransportError) -> Failure:
         if any(isinstance(e, ConnectionRefusedError) for e in _chain(exc)) or "refused" in text:
             return Failure("connection refused", retryable=True, refused=True)
         return Failure("connection failed", retryable=True)
-    return Failure(f"connection lost ({type(exc).__name__})", retryable=False)
+    # The connection dropped mid-request: the server may have acted. The SDK does not
+    # retry these; _request retries them only for idempotent calls (PROTOCOL.md §6.3).
+    return Failure(f"connection lost ({type(exc).__name__})", retryable=False, lost=True)
 
 
 class ControlPlaneClient:
@@ -347,10 +350,12 @@ class ControlPlaneClient:
                 response = self._send_once(method, url, **kwargs)
             except httpx.TransportError as exc:
                 failure = classify_transport_error(exc)
+                if failure.lost and idempotent:
+                    failure = Failure(failure.cause, retryable=True)  # safe to send again: same effect
+                if not idempotent and not _never_sent(exc) and (failure.retryable or failure.lost):
+                    raise self._outcome_unknown(what, failure.cause) from None
                 if not failure.retryable:
                     raise self._transport_error(what, exc, failure) from None
-                if not idempotent and not _never_sent(exc):
-                    raise self._outcome_unknown(what, failure.cause) from None
                 if not self._wait_to_retry(attempt, started, failure, None):
                     raise self._unreachable(what, exc, failure, attempt) from None
                 continue

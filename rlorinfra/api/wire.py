@@ -378,3 +378,19 @@ def is_loopback(url: str) -> bool:
     if address.version == 4:
         return address in _LOOPBACK_V4
     return address == _LOOPBACK_V6
+
+
+def not_ours(live: LiveJob, display_name: str, spec: dict[str, Any]) -> str:
+    """Why ``live`` is not the job ``display_name``/``spec`` would have created ("" when it is).
+
+    A job holding an ID rlorinfra chose is ours only with the same display
+    name and the same value for every field the API reports (PROTOCOL.md §3.5).
+    """
+    if live.display_name != display_name:
+        return f'display name "{live.display_name}", not "{display_name}"'
+    for key in sorted(set(comparable_fields(spec)) & live.reported):
+        wanted, found = spec.get(key, SPEC_DEFAULTS.get(key)), live.reported_value(key)
+        if wanted != found and not (isinstance(wanted, (int, float)) and isinstance(found, (int, float))
+                                    and float(wanted) == float(found)):
+            return f"{key} is {found!r}, not {wanted!r}"
+    return ""

@@ -166,8 +166,10 @@ def _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, ver
     if not (auto_approve or planfile):
         confirm_or_fail(verb)
     view = make_view(plan, as_json=as_json, color=get_globals().color)
-    result = execute(ws, state, plan, live, options, view.on_event)
-    view.finish()
+    try:
+        result = execute(ws, state, plan, live, options, view.on_event)
+    finally:
+        view.finish()  # stop a live view's ticker before any error or summary is printed
     if as_json:
         emit_json({"type": "outcomes", "outcomes": [o.__dict__ for o in result.outcomes]})
     return result, plan

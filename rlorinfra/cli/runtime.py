@@ -37,8 +37,13 @@ def open_workspace(config_path: Path, insecure: bool = False):
 
 
 def announce_retry(line: str) -> None:
-    """Say on stderr that the control plane is being retried, so a wait never looks hung."""
-    click.echo(line, err=True)
+    """Say on stderr that the control plane is being retried, so a wait never looks hung.
+
+    Above a live TTY view, not through it (its redraw would be left off by a line).
+    """
+    from rlorinfra.cli.views import echo_above_view
+
+    echo_above_view(line, err=True)
 
 
 def stdin_is_tty() -> bool:

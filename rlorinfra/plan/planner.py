@@ -264,6 +264,9 @@ def _plan_job(
     replace: set[str],
 ) -> Change | None:
     """The change for one name in scope (``None``: nothing to say about it)."""
+    foreign = _foreign_job(name, record, live)
+    if foreign is not None and record is not None:
+        return _plan_foreign(name, spec, record, foreign, destroy)
     if destroy:
         return _plan_destroy(name, spec, record, live) if record is not None else None
     if record is None:
@@ -273,6 +276,32 @@ def _plan_job(
     if spec.desired_state == "stopped":
         return _plan_declared_stopped(name, spec, record, live, name in replace)
     return _plan_declared_running(name, spec, record, live, name in replace)
+
+
+def _foreign_job(name: str, record: JobRecord | None, live: LiveWorld) -> LiveJob | None:
+    """The live job holding a ``creating`` record's ID when it is not the job this record meant.
+
+    A run killed before its POST leaves the ID recorded; if another job took
+    that ID meanwhile (another tool, another team: another display name), it
+    must never be adopted, waited for, stopped or deleted under this name.
+    """
+    if record is None or record.phase != PHASE_CREATING or not live.refreshed:
+        return None
+    job = live.jobs.get(record.job_id)
+    if job is None or job.state in GONE_STATES or job.display_name == name:
+        return None  # (same name: ours, from an earlier spec at worst, which a replace then fixes)
+    return job
+
+
+def _plan_foreign(name: str, spec: JobSpec | None, record: JobRecord, job: LiveJob, destroy: bool) -> Change:
+    """Our create never landed and another job holds its ID: create anew, or just forget the record."""
+    why = f'recorded ID {record.job_id} is held by another job ("{job.display_name}")'
+    if spec is not None and not destroy and spec.desired_state == "running":
+        after = spec.spec()
+        return Change(name=name, action=Action.CREATE, reason=f"{why}; creating under a new ID", after=after,
+                      create_before_destroy=spec.create_before_destroy, max_resumes=spec.max_resumes)
+    return Change(name=name, action=Action.DELETE, reason=f"{why}; forget the record, leave that job alone",
+                  job_id=None, before=dict(record.spec))
 
 
 def _plan_new(name: str, spec: JobSpec, live: LiveWorld) -> Change:
@@ -524,6 +553,9 @@ def _state_drift(name: str, record: JobRecord, job: LiveJob | None) -> Drift | N
     if state in GONE_STATES:
         verb = "is being deleted" if state in DELETING_STATES else "was deleted"
         return Drift(kind="tombstoned", live_state=state, detail=f"{verb} outside rlorinfra ({state})", **base)
+    if record.phase == PHASE_CREATING and job.display_name != name:
+        return Drift(kind="foreign", live_state=state,
+                     detail=f'is not ours: its recorded ID is held by another job ("{job.display_name}")', **base)
     if recorded is None and record.phase == PHASE_CREATING:
         return Drift(kind="creating", live_state=state,
                      detail=f"was created by an interrupted apply: now {state}", **base)

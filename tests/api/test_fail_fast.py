@@ -226,7 +226,24 @@ def test_tls_error_is_not_retried_and_says_tls():
 
 
 @pytest.mark.parametrize("exc", [httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError])
-def test_lost_connections_are_not_retried(exc):
+def test_a_lost_connection_is_retried_for_an_idempotent_call(exc):
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        if len(calls) == 1:
+            raise exc("gone", request=request)
+        return httpx.Response(200, json={"name": "accounts/a/rlorTrainerJobs/j1", "state": "JOB_STATE_RUNNING"})
+
+    client, timeline, _, _ = make(handler)
+    assert client.get_job("j1").state == "JOB_STATE_RUNNING"
+    assert len(calls) == 2 and len(timeline.sleeps) == 1
+
+
+@pytest.mark.parametrize("exc", [httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError])
+def test_a_lost_connection_on_resume_is_an_unknown_outcome_not_a_retry(exc):
+    from rlorinfra.errors import OutcomeUnknownError
+
     calls = []
 
     def handler(request):
@@ -234,10 +251,9 @@ def test_lost_connections_are_not_retried(exc):
         raise exc("gone", request=request)
 
     client, timeline, _, _ = make(handler)
-    with pytest.raises(ApiError) as info:
-        client.get_job("j1")
+    with pytest.raises(OutcomeUnknownError):
+        client.resume_job("j1")
     assert len(calls) == 1 and timeline.sleeps == []
-    assert "Lost the connection" in info.value.summary
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -254,14 +254,12 @@ def test_a_creating_record_whose_id_another_job_holds_is_not_adopted(logged):
     world.store.create_job(INTRUDER, {"rlorTrainerJobId": taken, "trainingShape": SHAPE})
     before = world.store.get_job(taken)
     world.write_config(jobs_toml("alpha", "beta"))
-    refused = world.cli("apply", "--auto-approve")
-    assert refused.exit_code == 1, refused.output
-    assert "already belongs to another job" in refused.output, refused.output
-    assert world.state()["jobs"].get("alpha", {}).get("job_id") != taken
-    after = world.store.get_job(taken)
-    assert after["displayName"] == "intruder" and after["state"] == before["state"] != "JOB_STATE_DELETING"
-    apply_ok(world)  # the next plan picks a new ID
+    plan = world.cli("plan")
+    assert "is not ours" in plan.stdout and "creating under a new ID" in plan.stdout, plan.output
+    apply_ok(world)  # the plan already knows: a new ID, and the other job is left alone
     assert world.state()["jobs"]["alpha"]["job_id"] != taken
+    after = world.store.get_job(taken)
+    assert after["displayName"] == "intruder" and after["state"] not in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
     assert world.store.get_job(taken)["displayName"] == "intruder"
     check_invariants(world, log.created_ids() - {taken}, foreign={taken})
 

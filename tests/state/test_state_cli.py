@@ -290,7 +290,7 @@ def test_force_unlock_refuses_a_wrong_id_and_accepts_the_right_one(cli, project,
     assert "Lock ID does not match" in wrong.stderr and holder.info["id"] in wrong.stderr
     assert cli(["state", "rm", "trainer-b", "-f", config]).exit_code == 1
 
-    right = cli(["force-unlock", holder.info["id"], "-f", config])
+    right = cli(["force-unlock", "--force", holder.info["id"], "-f", config])
     assert right.exit_code == 0
     assert "successfully unlocked" in right.stdout
     result = cli(["state", "rm", "trainer-b", "-f", config])  # the holder is still alive
