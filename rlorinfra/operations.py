@@ -259,7 +259,13 @@ def _request_from_record(record: Mapping[str, Any], plan: Plan) -> PlanRequest:
 
 
 def _change_keys(plan: Plan) -> list[tuple[str, str, str]]:
-    return sorted((c.name, c.action.value, c.job_id or "") for c in plan.actionable)
+    """What must match between a saved plan and planning it again: every change that acts.
+
+    Waits are left out: a job that was still provisioning when the plan was
+    saved and is ready now turns a wait into a no-op, which is no reason to
+    refuse the plan (its other changes are what the user approved).
+    """
+    return sorted((c.name, c.action.value, c.job_id or "") for c in plan.actionable if c.action is not Action.WAIT)
 
 
 def _check_same_changes(saved: Plan, fresh: Plan, path: Path) -> None:

@@ -303,3 +303,18 @@ def test_a_state_emptied_by_destroy_moves_to_the_next_control_plane_it_is_used_w
     apply(world)
     clean(world)
     assert world.state()["control_plane"]["url"] == world.url
+
+
+def test_a_saved_plan_whose_waits_finished_meanwhile_still_applies(tmp_path):
+    slow = serve_world(tmp_path, provision_seconds=1.5)
+    try:
+        slow.write_config(jobs_toml("alpha", "beta"))
+        assert slow.cli("apply", "--auto-approve", "--target", "alpha", "--no-wait").exit_code == 0
+        plan_file, payload = _saved(slow)  # alpha: still provisioning, a wait; beta: a create
+        assert {c["action"] for c in payload["plan"]["changes"]} == {"wait", "create"}
+        time.sleep(2)  # alpha is RUNNING now: planning again gives a no-op for it
+        applied = slow.cli("apply", str(plan_file))
+        assert applied.exit_code == 0, applied.output
+        assert set(slow.state()["jobs"]) == {"alpha", "beta"}
+    finally:
+        slow.server.stop()
