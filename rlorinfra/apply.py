@@ -36,6 +36,8 @@ from rlorinfra.api.wire import (
     SPEC_DEFAULTS,
     TOMBSTONE_STATES,
     LiveJob,
+    canonical_spec,
+    comparable_fields,
     not_ours,
 )
 from rlorinfra.config.model import JobSpec
@@ -452,7 +454,7 @@ class Executor:
             try:
                 live = self.client.create_job(job_id, name, spec)
             except AlreadyExistsError:
-                live = self._adopt(task, job_id, spec)
+                live, spec = self._adopt(task, job_id, spec)
         except ApiError as exc:
             if isinstance(exc, NotOursError) or (400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES):
                 self._undo_create_record(name, old, job_id)
@@ -473,12 +475,15 @@ class Executor:
         else:
             self.writer.forget(name)
 
-    def _adopt(self, task: Task, job_id: str, spec: dict) -> LiveJob:
+    def _adopt(self, task: Task, job_id: str, spec: dict) -> tuple[LiveJob, dict]:
         """A 409 for our ID: adopt the job only if it is the one this record intended.
 
         The earlier POST landed (a retry, or a run killed after its POST): same
-        display name, and every field the API reports equal to the spec. Any
-        other job holding the ID is not ours: nothing is recorded under it.
+        display name. A job with another display name (or a tombstone) is not
+        ours: nothing is recorded under it. Ours but made from an earlier spec
+        (the config changed after the killed run) is adopted with the values it
+        reports, so the next plan replaces it instead of leaving it untracked.
+        Returns the job and the spec to record.
         """
         live = self.client.get_job(job_id)
         if live is None or live.is_tombstone:
@@ -487,15 +492,19 @@ class Executor:
                 "Deleted job IDs cannot be reused during retention. Run `rlorinfra apply` again: "
                 "the next plan creates the job under a new ID.",
             )
-        mismatch = not_ours(live, task.name, spec)
-        if mismatch:
+        if live.display_name != task.name:
             raise NotOursError(
-                f"Job ID {job_id} already belongs to another job ({mismatch})",
+                f"Job ID {job_id} already belongs to another job ({not_ours(live, task.name, spec)})",
                 f'rlorinfra chose the ID for "{task.name}", but the job holding it is not the one it meant to '
                 "create, so it was not adopted and nothing was recorded under it. Run `rlorinfra apply` "
                 "again: the next plan picks a new ID.",
             )
-        return live
+        if not not_ours(live, task.name, spec):
+            return live, spec
+        reported = {k: live.reported_value(k) for k in comparable_fields(spec) if k in live.reported}
+        self._event(task, "state", state=live.state,
+                    message="adopted our earlier job (made from an older spec); the next plan replaces it")
+        return live, canonical_spec({**spec, **reported})
 
     def _deposed_after_create(self, task: Task, old: JobRecord | None, job_id: str) -> tuple[str, ...]:
         """The jobs the record must still track once ``job_id`` becomes its job.
@@ -580,8 +589,11 @@ class Executor:
             self._forget_record(task.name)  # a record with no job of ours to delete
             self._finish(task, ok=True, message="forgotten")
             return
+        if job_id and not self._ours_to_delete(task.name, job_id):
+            self._forget_record(task.name)
+            self._finish(task, ok=True, message="forgotten (its recorded ID is not our job)")
+            return
         if job_id:
-            self._check_managed(task.name, job_id)
             self.client.delete_job(job_id)
         record = self.writer.record(task.name)
         if record is not None and record.job_id == job_id:
@@ -597,11 +609,25 @@ class Executor:
             return
         self._start_wait(task, "gone", "JOB_STATE_DELETING")
 
-    def _forget_record(self, name: str) -> None:
-        """Drop ``name``'s record, unless it still tracks deposed jobs (those are deleted first)."""
+    def _ours_to_delete(self, name: str, job_id: str) -> bool:
+        """May ``job_id`` be deleted as ``name``'s job? Managed by state, and if only recorded, really ours.
+
+        A record still ``creating`` never learnt whether its POST landed: the ID
+        may be held by another job by now (without a refresh the planner cannot
+        tell), so it is looked at first and deleted only under our display name.
+        """
+        self._check_managed(name, job_id)
         record = self.writer.record(name)
-        if record is not None and not record.deposed_job_ids:
-            self.writer.forget(name)
+        if record is None or record.job_id != job_id or record.phase != sm.PHASE_CREATING:
+            return True
+        live = self.client.get_job(job_id)
+        return live is not None and live.display_name == name
+
+    def _forget_record(self, name: str) -> None:
+        """Drop ``name``'s record, unless it still tracks deposed jobs (it goes with the last of them)."""
+        record = self.writer.record(name)
+        if record is not None:
+            self._forget_current(name, record)
 
     def _check_managed(self, name: str, job_id: str) -> None:
         """Nothing is deleted that state does not manage under ``name`` (current or deposed)."""
@@ -621,13 +647,21 @@ class Executor:
         """
         with self._lock:
             self._deleted_current.add(name)
-        if record.deposed_job_ids:
-            self._update_record(name, observed="JOB_STATE_DELETING")
-        else:
-            self.writer.forget(name)
+        job_id = record.job_id
+
+        def change(state: State) -> State:  # decided on the current record: a deposed clear may race
+            current = state.jobs.get(name)
+            if current is None or current.job_id != job_id:
+                return state
+            if current.deposed_job_ids:
+                return state.with_job(name, replace(current, observed_state="JOB_STATE_DELETING"))
+            return state.without_job(name)
+
+        self.writer.update(change)
 
     def _step_delete_old(self, task: Task) -> None:
         if task.old_job_id:
+            self._check_managed(task.name, task.old_job_id)
             self.client.delete_job(task.old_job_id)
             self._clear_deposed(task.name, task.old_job_id)
         self._finish(task, ok=True, message=f"replaced {task.old_job_id}")

@@ -131,7 +131,7 @@ class PlanOutcome:
         """The request as saved with a plan file."""
         r = self.request or PlanRequest()
         return {"destroy": r.destroy, "refresh_only": r.refresh_only, "targets": list(r.targets),
-                "replace": list(r.replace), "health_check": r.health_check}
+                "replace": list(r.replace), "health_check": r.health_check, "refresh": r.refresh}
 
 
 def check_state_owner(ws: Workspace, state: State) -> list[str]:
@@ -236,12 +236,15 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict
     saved = read_plan_file(path)
     saved_plan = plan_from_document(saved.document)
     fresh = build_plan(ws, state, _request_from_record(saved.request, saved_plan))
+    current = dict(ws.control_plane())
+    if "instance" not in saved.control_plane:
+        current.pop("instance", None)  # made without any answer (--no-refresh): nothing to compare
     check_plan_fresh(
         saved,
         state_lineage=state.lineage,
         state_serial=state.serial,
         config_digest=ws.config.digest,
-        control_plane=ws.control_plane(),
+        control_plane=current,
     )
     _check_same_changes(saved_plan, fresh.plan, path)
     return saved_plan, saved.document, fresh.live
@@ -255,6 +258,7 @@ def _request_from_record(record: Mapping[str, Any], plan: Plan) -> PlanRequest:
         targets=tuple(str(t) for t in record.get("targets", ())),
         replace=tuple(str(r) for r in record.get("replace", ())),
         health_check=bool(record.get("health_check", True)),
+        refresh=bool(record.get("refresh", True)),
     )
 
 
@@ -362,6 +366,10 @@ def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, opt
     from rlorinfra.plan.refresh import list_pages
 
     store = ws.store
+    if plan.has_changes and "instance" not in ws.control_plane():
+        # --no-refresh sent nothing yet: learn which world answers before the first change.
+        ws.client().identify()
+        check_instance(state, ws.control_plane(), ws.config.state_path)
     state = adopt_unread_fields(forget_gone_deposed(sync_observed(state, plan), live), plan, ws.config.jobs)
     state = store.write(with_listing(with_control_plane(state, ws.control_plane()), live))
     shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}

@@ -511,6 +511,12 @@ class ControlPlaneClient:
             )
         return names[0].removeprefix("accounts/")
 
+    def identify(self) -> str:
+        """The emulator instance answering (``""`` for the real API), asking once if nothing answered yet."""
+        if self.emulator_instance is None:
+            self._request("GET", "/v1/accounts", what="identify the control plane", params={"pageSize": 1})
+        return self.emulator_instance or ""
+
     def _jobs_path(self, job_id: str = "") -> str:
         if job_id and not is_valid_job_id(job_id):
             # Never let a typed ID (e.g. "..") escape its path segment.

@@ -214,6 +214,14 @@ def _takes_value(option: click.Option | None) -> bool:
     return option is not None and not option.is_flag and not option.count
 
 
+def _boolean_spelling(token: str) -> str:
+    """Terraform's ``-refresh=false`` (or ``--health-check=true``) as click's ``--no-refresh`` / ``--refresh``."""
+    name, eq, value = token.lstrip("-").partition("=")
+    if eq and name in ("refresh", "health-check") and value.lower() in ("true", "false"):
+        return f"--{name}" if value.lower() == "true" else f"--no-{name}"
+    return token
+
+
 def normalize_argv(group: click.Group, args: list[str]) -> list[str]:
     """``args`` as click expects them: global options first, Terraform's spellings made long.
 
@@ -241,6 +249,7 @@ def normalize_argv(group: click.Group, args: list[str]) -> list[str]:
             front.append(GLOBAL_FLAGS[token])
             continue
         if token.startswith("-") and len(token) > 1:
+            token = _boolean_spelling(token)
             name, eq, _ = token.partition("=")
             if not name.startswith("--") and len(name) > 2:
                 long_name = "-" + name

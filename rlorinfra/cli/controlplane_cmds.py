@@ -69,7 +69,7 @@ def control_plane_group() -> None:
               help="Probability of an injected 503.")
 @click.option("--rate-limit-rate", type=FiniteFloat(min=0, max=1), default=0.0, show_default=True,
               help="Probability of an injected 429 with Retry-After.")
-@click.option("--retry-after", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--retry-after", type=click.IntRange(min=0, max=2**31 - 1), default=1, show_default=True,
               help="Retry-After seconds on injected 429s.")
 @click.option("--api-key", default=DEFAULT_KEY, show_default=True,
               help="The customer key: refused superuser-only parameters, as on the real API.")
@@ -427,7 +427,7 @@ def flap_cmd(job_id: str, period: float, off: bool, **options: Any) -> int:
 
 @control_plane_group.command("drop-response")
 @click.argument("operation", type=click.Choice(DROP_OPERATIONS))
-@click.option("--count", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--count", type=click.IntRange(min=0, max=2**31 - 1), default=1, show_default=True,
               help="How many responses to drop (0 disarms).")
 @_target_options
 def drop_response_cmd(operation: str, count: int, **options: Any) -> int:

@@ -134,6 +134,20 @@ _ADDED_COLUMNS = (
 )
 
 
+def _make_private_folder(folder: Path) -> None:
+    """Create ``folder`` (and missing parents) 0700 whatever the umask; existing ones are left alone."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
+
+
 def _create_private(db_path: Path) -> None:
     """Create the database file 0600 before SQLite does (its -wal/-shm files copy the mode).
 
@@ -177,7 +191,7 @@ class Store:
         # True = everything sent (make_app(echo_create_fields=True) sets it).
         self.echo_create_fields = False
         self._local = threading.local()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_folder(self.db_path.parent)
         _create_private(self.db_path)
         self._init_db()
         self.instance_id = self.settings()["instance_id"]

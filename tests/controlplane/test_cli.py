@@ -312,3 +312,12 @@ def test_faults_use_the_served_url_of_the_f_config(served, real_store: Store, se
     assert missing.exit_code == 1 and "EMU_KEY" in missing.stderr
     wrong = run_cli(["control-plane", "pause", "viacfg", "-f", str(config)], env={"EMU_KEY": "bad"})
     assert wrong.exit_code == 1 and "Traceback" not in wrong.output
+
+
+def test_drop_response_count_beyond_any_sane_number_is_a_usage_error(tmp_path):
+    from tests.conftest import run_cli
+
+    config = tmp_path / "rlorinfra.toml"
+    config.write_text('[jobs.a]\nbase_model = "accounts/fireworks/models/qwen3-8b"\n')
+    result = run_cli(["control-plane", "drop-response", "create", "--count", "9" * 30, "-f", str(config)])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "internal error" not in result.output

@@ -318,3 +318,82 @@ def test_a_saved_plan_whose_waits_finished_meanwhile_still_applies(tmp_path):
         assert set(slow.state()["jobs"]) == {"alpha", "beta"}
     finally:
         slow.server.stop()
+
+
+# --- review findings: no-refresh paths, older-spec adoption -------------------------------------
+
+
+def _creating_record_for(world, name: str, job_id: str) -> None:
+    """State as a run killed right after choosing ``job_id`` for ``name`` leaves it."""
+    doc = world.state()
+    other = next(iter(doc["jobs"].values()))
+    doc["jobs"][name] = {**other, "job_id": job_id, "phase": "creating", "observed_state": None,
+                         "job_name": other["job_name"].replace(other["job_id"], job_id),
+                         "endpoint": other["endpoint"].replace(other["job_id"], job_id)}
+    world.state_path.write_text(json.dumps(doc))
+
+
+def _post_job(world, job_id: str, display_name: str, lora_rank: int = 0) -> None:
+    import httpx
+
+    body = {"serviceMode": True, "keepAlive": False, "dataset": "", "displayName": display_name,
+            "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "loraRank": lora_rank,
+                               "learningRate": 1e-5}, "useReservation": True}
+    params = {"trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy", "rlorTrainerJobId": job_id}
+    with httpx.Client(base_url=world.url, headers={"X-Api-Key": API_KEY}) as http:
+        assert http.post("/v1/accounts/local/rlorTrainerJobs", params=params, json=body).status_code == 200
+
+
+def test_our_job_made_from_an_older_spec_is_adopted_on_409_and_then_replaced_never_orphaned(world):
+    world.write_config(jobs_toml("beta"))
+    apply(world)
+    _creating_record_for(world, "alpha", "alpha-0a1b2c")
+    _post_job(world, "alpha-0a1b2c", "alpha", lora_rank=0)  # the killed run's POST landed
+    world.write_config(jobs_toml("alpha", "beta", extra={"alpha": "lora_rank = 8"}))  # config changed since
+    apply(world, "--no-refresh")  # the 409 adopts our own job (same name) with what it reports
+    assert world.state()["jobs"]["alpha"]["job_id"] == "alpha-0a1b2c"
+    apply(world)  # the next plan sees lora_rank 0 -> 8 and replaces it
+    assert world.state()["jobs"]["alpha"]["job_id"] != "alpha-0a1b2c"
+    clean(world)
+    assert [j["displayName"] for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"].count("alpha") == 1
+
+
+def test_no_refresh_never_deletes_a_job_that_holds_a_creating_records_id_under_another_name(world):
+    world.write_config(jobs_toml("beta"))
+    apply(world)
+    _creating_record_for(world, "alpha", "alpha-0a1b2c")
+    _post_job(world, "alpha-0a1b2c", "intruder")
+    world.write_config(jobs_toml("beta"))  # alpha's block removed: the plan deletes/forgets it
+    apply(world, "--no-refresh")
+    assert "alpha" not in world.state()["jobs"]
+    assert world.store.get_job("alpha-0a1b2c")["state"] not in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
+
+
+def test_a_plan_saved_without_refresh_applies(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    world.write_config(jobs_toml("alpha", "beta"))
+    plan_file, _ = _saved(world, "--no-refresh")
+    applied = world.cli("apply", str(plan_file))
+    assert applied.exit_code == 0, applied.output
+    assert set(world.state()["jobs"]) == {"alpha", "beta"}
+
+
+def test_apply_without_refresh_checks_the_emulator_instance_before_changing_anything(world, tmp_path):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    (tmp_path / "b").mkdir()
+    other = serve_world(tmp_path / "b")
+    try:
+        world.config.write_text(world.config.read_text().replace(world.url, other.url) + jobs_toml("beta"))
+        refused = world.cli("apply", "--auto-approve", "--no-refresh")
+        assert refused.exit_code == 1 and "another control plane" in refused.stderr, refused.output
+        assert other.live_jobs() == []
+    finally:
+        other.server.stop()
+
+
+def test_terraforms_refresh_false_spelling_is_accepted(world):
+    world.write_config(jobs_toml("alpha"))
+    apply(world)
+    assert world.cli("plan", "-refresh=false", "-detailed-exitcode").exit_code == 0
