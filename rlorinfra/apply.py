@@ -559,7 +559,14 @@ class Executor:
             except ApiError as exc:
                 if not isinstance(exc, OutcomeUnknownError) and exc.status_code != 400:
                     raise
-                live = self.client.get_job(task.job_id)
+                try:
+                    live = self.client.get_job(task.job_id)
+                except ApiError as look:
+                    raise OutcomeUnknownError(
+                        f"{exc.summary}; reading the job back failed too ({look.summary})",
+                        "Whether the call was carried out is unknown; nothing was sent again. Run "
+                        "`rlorinfra plan` once the control plane answers: it reads the job and plans from there.",
+                    ) from None
                 if live is not None and not live.is_tombstone and live.state not in settled:
                     self._event(task, "state", state=live.state, message="answer lost; the job shows it was done")
                     return live

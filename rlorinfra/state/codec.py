@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rlorinfra.api.wire import is_valid_job_id
 from rlorinfra.errors import StateError
 from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
 
@@ -272,7 +273,26 @@ def _jobs(document: dict[str, Any], path: Path) -> dict[str, JobRecord]:
     jobs = document["jobs"]
     if not isinstance(jobs, dict):
         raise _field_error(path, "jobs", "must be an object keyed by display name")
-    return {name: _job(name, data, path) for name, data in jobs.items()}
+    records = {name: _job(name, data, path) for name, data in jobs.items()}
+    _check_ids_unique(records, path)
+    return records
+
+
+def _check_ids_unique(records: dict[str, JobRecord], path: Path) -> None:
+    """Every job ID is well formed and tracked once: one live job, one record, one role.
+
+    A state that names one job twice (under two names, or as a record's own job
+    and as deposed) would have two records fight over it, or delete a running
+    job as "deposed": corrupt, not something to plan with.
+    """
+    owner: dict[str, str] = {}
+    for name, record in records.items():
+        for job_id in (record.job_id, *record.deposed_job_ids):
+            if not is_valid_job_id(job_id):
+                raise _field_error(path, f"jobs.{name}", f"names an invalid job ID {job_id[:80]!r}")
+            if job_id in owner:
+                raise _field_error(path, f"jobs.{name}", f"tracks job {job_id}, which {owner[job_id]} tracks too")
+            owner[job_id] = f'"{name}"'
 
 
 def _job(name: str, data: Any, path: Path) -> JobRecord:

@@ -143,9 +143,10 @@ def test_optional_fields_may_be_null():
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 _scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _text
+_job_ids = st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True)
 _records = st.builds(
     JobRecord,
-    job_id=_text,
+    job_id=_job_ids,
     job_name=_text,
     endpoint=_text,
     spec=st.dictionaries(_text, _scalars | st.lists(_text, max_size=3), max_size=4),
@@ -161,7 +162,7 @@ _states = st.builds(
     lineage=st.none() | _text,
     control_plane=st.fixed_dictionaries({}, optional={"url": _text, "account_id": _text}),
     jobs=st.dictionaries(_text, _records, max_size=4),
-)
+).filter(lambda s: len({r.job_id for r in s.jobs.values()}) == len(s.jobs))  # one record per job ID
 
 
 @given(_states)
@@ -177,3 +178,23 @@ def test_only_url_and_account_of_the_control_plane_are_ever_written():
     data = encode_state(state)
     assert b"fw-secret" not in data and b"api_key" not in data
     assert decode_state(data, PATH).control_plane == {"url": "local", "account_id": "acct"}
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (lambda d: d["jobs"]["b"].update(job_id=d["jobs"]["a"]["job_id"]), "tracks job"),
+    (lambda d: d["jobs"]["a"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
+    (lambda d: d["jobs"]["b"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
+    (lambda d: d["jobs"]["a"].update(job_id="../../etc"), "invalid job ID"),
+])
+def test_a_state_that_names_one_job_twice_or_a_bad_id_is_corrupt(edit, problem):
+    import json
+
+    from rlorinfra.errors import StateError
+
+    records = {name: JobRecord(job_id=f"{name}-1", job_name="n", endpoint="e", spec={}, phase="ready")
+               for name in ("a", "b")}
+    document = json.loads(encode_state(State(serial=1, lineage="l", jobs=records)))
+    edit(document)
+    with pytest.raises(StateError, match="corrupt") as info:
+        decode_state(json.dumps(document).encode(), PATH)
+    assert problem in info.value.detail
