@@ -333,19 +333,29 @@ class Store:
             self._start(conn, row, at)
             return
         seq = conn.execute("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM jobs").fetchone()[0]
+        message = self._queue_message(conn, seq, row["demand"], row["accel_type"], used)
+        self._set(conn, row["job_id"], at, state=PENDING, due_at=None, queue_seq=seq, status_message=message)
+
+    def _queue_message(self, conn: sqlite3.Connection, seq: int, need: int, accel: str, used: int) -> str:
+        """What a queued job waits for, in words that are true (never a sum that looks like it fits)."""
         # Only queued jobs that fit the capacity are ahead: the FIFO drain skips the others.
         ahead = conn.execute(
             "SELECT COUNT(*) FROM jobs WHERE queue_seq IS NOT NULL AND queue_seq < ? AND demand <= ?",
             (seq, self.capacity),
         ).fetchone()[0]
-        need, accel = row["demand"], row["accel_type"]
         if need > self.capacity:
-            message = f"waiting for capacity: needs {need} × {accel}, more than the {self.capacity} there are in all"
-        elif ahead:
-            message = f"queued behind {ahead} job{'s' if ahead != 1 else ''} for {accel}"
-        else:
-            message = f"waiting for capacity: needs {need} × {accel}, only {max(0, self.capacity - used)} free"
-        self._set(conn, row["job_id"], at, state=PENDING, due_at=None, queue_seq=seq, status_message=message)
+            return f"waiting for capacity: needs {need} × {accel}, more than the {self.capacity} there are in all"
+        if ahead:
+            return f"queued behind {ahead} job{'s' if ahead != 1 else ''} for {accel}"
+        return f"waiting for capacity: needs {need} × {accel}, only {max(0, self.capacity - used)} free"
+
+    def _refresh_queue_messages(self, conn: sqlite3.Connection) -> None:
+        """After the queue moved, every waiting job's message says where it stands now."""
+        used = self._used(conn)
+        for row in conn.execute("SELECT job_id, queue_seq, demand, accel_type FROM jobs WHERE queue_seq IS NOT NULL"
+                                " ORDER BY queue_seq").fetchall():
+            message = self._queue_message(conn, row["queue_seq"], row["demand"], row["accel_type"], used)
+            conn.execute("UPDATE jobs SET status_message = ? WHERE job_id = ?", (message, row["job_id"]))
 
     def _start(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
         inactive = at + row["inactivity_s"] if row["inactivity_s"] > 0 else None
@@ -355,14 +365,18 @@ class Store:
 
     def _drain_queue(self, conn: sqlite3.Connection, at: float) -> None:
         """Start queued jobs in FIFO order while the head fits."""
+        started = False
         while True:
             head = conn.execute(
                 "SELECT * FROM jobs WHERE queue_seq IS NOT NULL AND demand <= ? ORDER BY queue_seq LIMIT 1",
                 (self.capacity,),
             ).fetchone()
             if head is None or self._used(conn) + head["demand"] > self.capacity:
+                if started:
+                    self._refresh_queue_messages(conn)
                 return
             self._start(conn, head, at)
+            started = True
 
     def _stop(self, conn: sqlite3.Connection, job_id: str, at: float, state: str, code: str, message: str) -> None:
         """Move to a stopped state, free the job's accelerators, start queued jobs."""

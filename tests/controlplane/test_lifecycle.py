@@ -245,3 +245,17 @@ def test_advance_only_looks_at_due_jobs(store: Store):
         (0,),
     ).fetchall()
     assert any("jobs_due" in row[3] for row in plan)
+
+
+def test_queue_messages_follow_the_queue_as_it_drains(store, clock):
+    body = {"trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "acceleratorType": "NVIDIA_H100_80GB",
+                               "acceleratorCount": 32}, "nodeCount": 1}
+    for name in ("a", "b", "c"):
+        store.create_job(dict(body, displayName=name), {"rlorTrainerJobId": name, "skipValidations": "true"})
+    clock.advance(11)  # 64 accelerators, 32 each: a and b run, c waits first in line
+    store.create_job(dict(body, displayName="d"), {"rlorTrainerJobId": "d", "skipValidations": "true"})
+    clock.advance(11)
+    assert store.get_job("d")["status"]["message"] == "queued behind 1 job for NVIDIA_H100_80GB"
+    store.cancel_job("a")  # c starts; d is now first in line
+    assert store.get_job("c")["state"] == "JOB_STATE_RUNNING"
+    assert store.get_job("d")["status"]["message"].startswith("waiting for capacity: needs 32 × NVIDIA_H100_80GB")
