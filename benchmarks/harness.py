@@ -236,7 +236,8 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int 
     nor tracked. The state records no listing (``listed_jobs`` absent), so the
     first refresh lists. Returns the tracked IDs.
     """
-    from rlorinfra.api.wire import create_request, job_name, trainer_endpoint
+    from rlorinfra.model.jobs import job_name, trainer_endpoint
+    from rlorinfra.api.wire import create_request
     from rlorinfra.config.load import load_config
     from rlorinfra.controlplane.store import Store
     from rlorinfra.state.model import PHASE_READY, JobRecord, State

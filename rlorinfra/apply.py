@@ -30,16 +30,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Collection, Iterator, Mapping
 
 from rlorinfra.api.client import RETRY_STATUSES, ControlPlaneClient
-from rlorinfra.api.wire import (
-    DEAD_STATES,
-    RESUMABLE_STATES,
-    SPEC_DEFAULTS,
-    TOMBSTONE_STATES,
-    LiveJob,
-    canonical_spec,
-    comparable_fields,
-    not_ours,
-)
+from rlorinfra.model.states import ACTIVE_STATES, DEAD_STATES, RESUMABLE_STATES, STOPPED_STATES, TOMBSTONE_STATES
+from rlorinfra.model.jobs import LiveJob, SPEC_DEFAULTS, canonical_spec, comparable_fields, not_ours
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
 from rlorinfra.plan.model import Action, Change, Plan
@@ -51,9 +43,6 @@ SUFFIX_LEN = 6
 # How often a non-idempotent call is made again after its answer was lost and a
 # re-read showed the server had not acted on it.
 LOST_ANSWER_RETRIES = 5
-# A job in one of these is up or on its way up: a cancel that left it there did not happen.
-ACTIVE_STATES = frozenset({"JOB_STATE_CREATING", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_IDLE"})
-STOPPED_STATES = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_STATE_PAUSED", "JOB_STATE_FAILED"})
 # Right after :resume the control plane may still report the old stopped state
 # for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
 RESUME_GRACE_S = 30.0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from rlorinfra.api.wire import REPORTED_FIELDS
+from rlorinfra.model.jobs import REPORTED_FIELDS
 from rlorinfra.config.model import Config
 from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateError
 from rlorinfra.plan.model import Action, LiveWorld, Plan
@@ -310,7 +310,7 @@ def sync_observed(state: State, plan: Plan) -> State:
 
 def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
     """Drop deposed job IDs whose jobs are gone (deleted, or never listed again)."""
-    from rlorinfra.plan.planner import GONE_STATES  # the planner's own notion of "gone"
+    from rlorinfra.model.states import GONE_STATES
 
     if live is None or not live.refreshed:
         return state
@@ -487,7 +487,7 @@ def generated_job_block(config: Config, name: str, record) -> str:
     explicitly, a missing one through ``unset``); fields the API does not return
     are listed in a comment, since only the person who created the job knows them.
     """
-    from rlorinfra.api.wire import SPEC_DEFAULTS
+    from rlorinfra.model.jobs import SPEC_DEFAULTS
     from rlorinfra.config.write import render_job_toml
 
     known = {k: v for k, v in record.spec.items() if k not in record.unread_fields}

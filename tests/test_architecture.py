@@ -84,3 +84,10 @@ def test_nothing_below_cli_reads_the_environment():
         reads = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr in ("environ", "getenv")
                  and isinstance(n.value, ast.Name) and n.value.id == "os"]
         assert not reads, f"{path} reads the environment"
+
+
+def test_model_imports_nothing_else_of_rlorinfra():
+    # Domain values every layer shares: they depend on nothing above them (DESIGN.md §10).
+    for path in modules_under("model"):
+        others = [m for m in imported_modules(path) if m.startswith("rlorinfra.") and not m.startswith("rlorinfra.model")]
+        assert not others, f"{path} imports {others}"

@@ -27,15 +27,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rlorinfra.api.wire import (
-    is_loopback,
-    LiveJob,
-    ShapeVersion,
-    create_request,
-    is_valid_job_id,
-    job_name,
-    trainer_endpoint,
-)
+from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
+from rlorinfra.model.urls import is_loopback
+from rlorinfra.api.wire import create_request, live_job, shape_version
 from rlorinfra.config.durations import format_duration
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
 
@@ -537,7 +531,7 @@ class ControlPlaneClient:
         response = self._request(
             "POST", self._jobs_path(), what=f"create job {job_id}", params=params, json=body, timeout=WRITE_TIMEOUT_S
         )
-        return LiveJob.from_resource(self._json(response, f"create job {job_id}"))
+        return live_job(self._json(response, f"create job {job_id}"))
 
     def get_job(self, job_id: str) -> LiveJob | None:
         """GET E3; ``None`` when the job does not exist (404)."""
@@ -545,7 +539,7 @@ class ControlPlaneClient:
             response = self._request("GET", self._jobs_path(job_id), what=f"get job {job_id}")
         except NotFoundError:
             return None
-        return LiveJob.from_resource(self._json(response, f"get job {job_id}"))
+        return live_job(self._json(response, f"get job {job_id}"))
 
     def iter_job_pages(self, *, filter: str | None = None, page_size: int = LIST_PAGE_SIZE) -> Iterator[list[LiveJob]]:
         """LIST E4, one parsed page at a time (raw JSON is dropped page by page).
@@ -560,7 +554,7 @@ class ControlPlaneClient:
                 body = pending.result()
                 token = body.get("nextPageToken") or ""
                 pending = prefetch.submit(self._list_page, filter, page_size, token) if token else None
-                yield [LiveJob.from_resource(r) for r in body.get("rlorTrainerJobs") or []]
+                yield [live_job(r) for r in body.get("rlorTrainerJobs") or []]
 
     def _list_page(self, filter: str | None, page_size: int, token: str) -> dict[str, Any]:
         params: dict[str, Any] = {"pageSize": page_size}
@@ -590,7 +584,7 @@ class ControlPlaneClient:
             "POST", f"{self._jobs_path(job_id)}:resume", what=f"resume job {job_id}", timeout=WRITE_TIMEOUT_S,
             idempotent=False,
         )
-        return LiveJob.from_resource(self._json(response, f"resume job {job_id}"))
+        return live_job(self._json(response, f"resume job {job_id}"))
 
     def cancel_job(self, job_id: str) -> None:
         """POST E7 ``:cancel``."""
@@ -604,7 +598,7 @@ class ControlPlaneClient:
         if "/versions/" in shape:
             what = f"read training shape {shape}"
             body = self._json(self._request("GET", f"/v1/{shape}", what=what), what)
-            return ShapeVersion.from_payload(body)
+            return shape_version(body)
         what = f"resolve training shape {shape}"
         response = self._request(
             "GET", f"/v1/{shape}/versions", what=what, params={"filter": "latest_validated=true", "pageSize": 1}
@@ -617,7 +611,7 @@ class ControlPlaneClient:
                 "Pin a version (`training_shape = \".../versions/<v>\"`) or choose another shape.",
                 status_code=404,
             )
-        return ShapeVersion.from_payload(versions[0])
+        return shape_version(versions[0])
 
     def endpoint(self, job_id: str) -> str:
         """The trainer base URL for a job (what the SDK returns as ``base_url``)."""

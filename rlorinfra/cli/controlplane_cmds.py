@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import click
 
-from rlorinfra.api.wire import is_loopback
+from rlorinfra.model.urls import is_loopback
 from rlorinfra.cli.common import FiniteFloat, file_option, get_globals, json_option, load_config
 from rlorinfra.errors import NotFoundError, RlorinfraError
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from rlorinfra.api.wire import shape_full_name
+from rlorinfra.model.jobs import shape_full_name
 from rlorinfra.config.durations import FORMAT_HINT, MAX_INACTIVITY_SECONDS, parse_duration
 from rlorinfra.config.model import DESIRED_STATES
 

@@ -28,7 +28,8 @@ from typing import Any, Mapping
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
 from rlorinfra.config.durations import parse_duration
-from rlorinfra.api.wire import create_path, is_loopback
+from rlorinfra.model.jobs import create_path
+from rlorinfra.model.urls import is_loopback
 from rlorinfra.config.model import (
     DEFAULT_API_KEY_ENV,
     INFRA_FIELDS,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rlorinfra.api.wire import canonical_spec, create_path
+from rlorinfra.model.jobs import canonical_spec, create_path
 
 LOCAL_URL = "local"
 DEFAULT_API_KEY_ENV = "FIREWORKS_API_KEY"

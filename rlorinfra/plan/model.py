@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from rlorinfra.api.wire import LiveJob, ShapeVersion
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 
 
 @dataclass(frozen=True)

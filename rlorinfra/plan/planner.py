@@ -24,33 +24,25 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rlorinfra.api.wire import (
+from rlorinfra.model.states import (
+    ALREADY_STOPPED_STATES,
     DEAD_STATES,
+    DELETING_STATES,
+    GONE_STATES,
+    RELEASED_STATES,
     RESUMABLE_STATES,
-    SPEC_DEFAULTS,
     SERVING_STATES,
     TOMBSTONE_STATES,
     TRANSITIONAL_STATES,
-    LiveJob,
-    ShapeVersion,
-    comparable_fields,
+    UNKNOWN_STATE,
 )
+from rlorinfra.model.jobs import LiveJob, SPEC_DEFAULTS, ShapeVersion, comparable_fields
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import PlanError
 from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, Plan
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, PHASE_STOPPED, JobRecord, State
 
-# A job in one of these states is on its way to a tombstone: for planning it is
-# already gone (its ID cannot be reused, and it will never serve again).
-DELETING_STATES = frozenset({"JOB_STATE_DELETING", "JOB_STATE_DELETING_CLEANING_UP"})
-GONE_STATES = TOMBSTONE_STATES | DELETING_STATES
-# Declared-stopped jobs in these states are already stopped: nothing to do.
-ALREADY_STOPPED_STATES = RESUMABLE_STATES | DEAD_STATES | {"JOB_STATE_CANCELLING"}
-# A job in one of these states does not hold accelerators (for the summary's
-# accelerator change): it is stopped, dead, or being torn down.
-RELEASED_STATES = ALREADY_STOPPED_STATES | GONE_STATES
-UNKNOWN_STATE = "JOB_STATE_UNSPECIFIED"
 
 REASON_RECREATE_SAME_ID = "previous create did not complete; creating with recorded ID"
 REASON_REPLACE_REQUESTED = "requested with --replace"

@@ -24,7 +24,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Mapping, Protocol
 
-from rlorinfra.api.wire import LiveJob, ShapeVersion
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import NotFoundError, PlanError
 from rlorinfra.plan.model import LiveWorld

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlorinfra.api.wire import SPEC_DEFAULTS
+from rlorinfra.model.jobs import SPEC_DEFAULTS
 
 NO_CHANGES = "No changes. Your trainer jobs match the configuration."
 NO_DRIFT = "No changes. Your trainer jobs still match what the state file recorded."

@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rlorinfra.api.wire import is_valid_job_id
+from rlorinfra.model.jobs import is_valid_job_id
 from rlorinfra.errors import StateError
 from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
 

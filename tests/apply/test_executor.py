@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlorinfra.api.wire import LiveJob
+from rlorinfra.model.jobs import LiveJob
 from rlorinfra.apply import ApplyOptions, Executor, StateWriter, new_job_id
 from rlorinfra.errors import AlreadyExistsError, ApiError
 from rlorinfra.plan.model import Action, Change, Plan

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlorinfra.api.wire import create_path
+from rlorinfra.model.jobs import create_path
 from rlorinfra.config.diagnostics import ERROR, WARNING
 from rlorinfra.config.fields import ACCELERATOR_TYPES
 from rlorinfra.config.load import load_config_text, validate_config

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlorinfra.api.wire import canonical_spec
+from rlorinfra.model.jobs import canonical_spec
 from rlorinfra.config.fields import REGIONS
 from rlorinfra.config.load import load_config, load_config_text
 from rlorinfra.config.write import render_job_toml, starter_config

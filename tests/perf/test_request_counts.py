@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from rlorinfra.api.client import ControlPlaneClient
-from rlorinfra.api.wire import create_request, job_name, trainer_endpoint
+from rlorinfra.model.jobs import job_name, trainer_endpoint
+from rlorinfra.api.wire import create_request
 from rlorinfra.config.load import load_config_text
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import EmulatorServer, ServedEmulator
@@ -200,7 +201,7 @@ class _InstantPlane:
         return f"http://gw/training/v1/rlorTrainerJobs/acct/{job_id}"
 
     def _live(self, job_id):
-        from rlorinfra.api.wire import LiveJob
+        from rlorinfra.model.jobs import LiveJob
 
         return LiveJob(job_id=job_id, name=self.job_name(job_id), display_name="", state=self.jobs[job_id])
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlorinfra.api.wire import (
+from rlorinfra.model.states import (
     DEAD_STATES,
     RESUMABLE_STATES,
     SERVING_STATES,
     TOMBSTONE_STATES,
     TRANSITIONAL_STATES,
-    LiveJob,
-    ShapeVersion,
 )
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.config.model import JobSpec
 from rlorinfra.plan.model import LiveWorld
 from rlorinfra.state.model import JobRecord, State

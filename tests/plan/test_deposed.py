@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlorinfra.api.wire import LiveJob
+from rlorinfra.model.jobs import LiveJob
 from rlorinfra.config.model import JobSpec
 from rlorinfra.plan.model import Action, LiveWorld
 from rlorinfra.plan.planner import make_plan

@@ -15,9 +15,10 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlorinfra.api.wire import LiveJob
+from rlorinfra.model.jobs import LiveJob
 from rlorinfra.plan.model import LiveWorld, Plan
-from rlorinfra.plan.planner import RELEASED_STATES, accelerators_for, make_plan
+from rlorinfra.model.states import RELEASED_STATES
+from rlorinfra.plan.planner import accelerators_for, make_plan
 from rlorinfra.render.document import total_accelerators
 from rlorinfra.state.model import PHASES, State
 from tests.plan.planworld import (

@@ -6,7 +6,7 @@ the golden files; one sample goes through the real planner end to end.
 
 from __future__ import annotations
 
-from rlorinfra.api.wire import LiveJob, ShapeVersion
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.config.model import JobSpec
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, Plan
 from rlorinfra.plan.planner import make_plan
