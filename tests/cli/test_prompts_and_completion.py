@@ -5,7 +5,6 @@ friendly error of `show` for a missing plan file, shell completion of job names,
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +15,6 @@ import pytest
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
-
-
-def _quickstart(folder: Path) -> Path:
-    text = (EXAMPLES / "quickstart.toml").read_text()
-    text = re.sub(r"(?m)^provision_seconds\s*=\s*[0-9.]+", "provision_seconds = 0.1", text)
-    path = folder / "rlorinfra.toml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    _quickstart(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture

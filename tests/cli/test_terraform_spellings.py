@@ -5,7 +5,6 @@ options, global options before or after the command, durations for --lock-timeou
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
@@ -15,22 +14,6 @@ from rlorinfra.cli.common import Seconds, normalize_argv
 from rlorinfra.cli.main import cli as root
 from tests.conftest import run_cli
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def _quickstart(folder: Path) -> Path:
-    """The quickstart example with fast emulator provisioning, as ``rlorinfra.toml``."""
-    text = (EXAMPLES / "quickstart.toml").read_text()
-    text = re.sub(r"(?m)^provision_seconds\s*=\s*[0-9.]+", "provision_seconds = 0.1", text)
-    path = folder / "rlorinfra.toml"
-    path.write_text(text)
-    return path
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    _quickstart(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture

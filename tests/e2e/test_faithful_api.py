@@ -208,11 +208,16 @@ def test_a_state_made_on_the_embedded_emulator_is_refused_by_a_served_one_and_ba
     assert embedded.exit_code == 1 and "another control plane" in embedded.stderr, embedded.output
 
 
+def _another_world(folder):
+    """A second served emulator with its own database (another world)."""
+    folder.mkdir()
+    return serve_world(folder)
+
+
 def test_two_served_emulator_databases_are_two_worlds(world, tmp_path):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    (tmp_path / "second").mkdir()
-    second = serve_world(tmp_path / "second")
+    second = _another_world(tmp_path / "second")
     try:
         config = world.config.read_text().replace(world.url, second.url)
         world.config.write_text(config)
@@ -382,8 +387,7 @@ def test_a_plan_saved_without_refresh_applies(world):
 def test_apply_without_refresh_checks_the_emulator_instance_before_changing_anything(world, tmp_path):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    (tmp_path / "b").mkdir()
-    other = serve_world(tmp_path / "b")
+    other = _another_world(tmp_path / "b")
     try:
         world.config.write_text(world.config.read_text().replace(world.url, other.url) + jobs_toml("beta"))
         refused = world.cli("apply", "--auto-approve", "--no-refresh")
