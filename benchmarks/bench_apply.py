@@ -39,13 +39,21 @@ def rlorinfra_apply(n: int, cmd: list[str], emulator: H.Emulator, work: Path) ->
     emulator.reset()
     result = H.run_measured([*cmd, "apply", "-f", str(config), "--auto-approve"], env=H.cli_env())
     if result.exit_code != 0:
-        raise RuntimeError(f"apply of {n} jobs exited {result.exit_code}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"apply of {n} jobs exited {result.exit_code}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     state = (folder / "rlorinfra.state.json").read_text()
     if state.count('"phase": "ready"') != n:
         raise RuntimeError(f"apply of {n} jobs did not record {n} ready jobs in state")
     counts = emulator.counts()
-    return {"wall_s": result.wall_s, "requests": counts["requests"], "health_checks": counts["health_checks"],
-            "connections": counts["connections"], "by_kind": counts["by_kind"], "peak_rss_mb": result.max_rss_mb}
+    return {
+        "wall_s": result.wall_s,
+        "requests": counts["requests"],
+        "health_checks": counts["health_checks"],
+        "connections": counts["connections"],
+        "by_kind": counts["by_kind"],
+        "peak_rss_mb": result.max_rss_mb,
+    }
 
 
 def sdk_create_and_wait(n: int, emulator: H.Emulator, *, pool: int) -> dict[str, Any]:
@@ -57,12 +65,13 @@ def sdk_create_and_wait(n: int, emulator: H.Emulator, *, pool: int) -> dict[str,
     logging.getLogger("fireworks").setLevel(logging.WARNING)
     os.environ.pop("FIREWORKS_TRAINER_GATEWAY_URL", None)
     manager = TrainerJobManager(api_key=H.API_KEY, base_url=emulator.url)
-    manager.account_id  # resolve the account before the clock starts, as a long-lived script would
+    _ = manager.account_id  # resolve the account before the clock starts, as a long-lived script would
     tag = f"sdk{pool}x{n}"
 
     def create(i: int) -> None:
-        config = TrainerJobConfig(base_model=H.BASE_MODEL, training_shape_ref=H.SHAPE_REF,
-                                  display_name=f"{tag}-{i:05d}")
+        config = TrainerJobConfig(
+            base_model=H.BASE_MODEL, training_shape_ref=H.SHAPE_REF, display_name=f"{tag}-{i:05d}"
+        )
         manager.create_and_wait(config)
 
     emulator.reset()
@@ -75,19 +84,29 @@ def sdk_create_and_wait(n: int, emulator: H.Emulator, *, pool: int) -> dict[str,
             list(executor.map(create, range(n)))
     wall = time.perf_counter() - started
     counts = emulator.counts()
-    return {"wall_s": wall, "requests": counts["requests"], "health_checks": counts["health_checks"],
-            "connections": counts["connections"], "by_kind": counts["by_kind"]}
+    return {
+        "wall_s": wall,
+        "requests": counts["requests"],
+        "health_checks": counts["health_checks"],
+        "connections": counts["connections"],
+        "by_kind": counts["by_kind"],
+    }
 
 
 def run(sizes: list[int], sdk: set[str], use_venv: bool = True) -> list[dict[str, Any]]:
     """One row per size: rlorinfra, and the SDK baseline that size is compared with."""
     cmd = H.rlorinfra_command(use_venv)
     results = []
-    with tempfile.TemporaryDirectory(prefix="rlor-bench-apply-") as tmp, \
-            H.Emulator(Path(tmp) / "apply.sqlite3", latency_ms=LATENCY_MS, provision_seconds=PROVISION_S) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="rlor-bench-apply-") as tmp,
+        H.Emulator(Path(tmp) / "apply.sqlite3", latency_ms=LATENCY_MS, provision_seconds=PROVISION_S) as emulator,
+    ):
         for n in sizes:
-            row: dict[str, Any] = {"jobs": n, "provision_s": PROVISION_S,
-                                   "rlorinfra": rlorinfra_apply(n, cmd, emulator, Path(tmp))}
+            row: dict[str, Any] = {
+                "jobs": n,
+                "provision_s": PROVISION_S,
+                "rlorinfra": rlorinfra_apply(n, cmd, emulator, Path(tmp)),
+            }
             pool = 1 if n <= SDK_POOL else SDK_POOL
             if ("loop" if pool == 1 else "pool") in sdk:
                 row["sdk"] = sdk_create_and_wait(n, emulator, pool=pool)
@@ -101,16 +120,35 @@ def table(results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
         ours, sdk = r["rlorinfra"], r.get("sdk")
-        rows.append((
-            f"{r['jobs']:,}", f"{r['provision_s']:g} s", f"{ours['wall_s']:.2f} s",
-            f"{ours['wall_s'] / r['provision_s']:.2f}×", ours["requests"], ours["health_checks"],
-            f"{sdk['wall_s']:.1f} s ({r['sdk_mode']})" if sdk else "—", sdk["requests"] if sdk else "—",
-            sdk["health_checks"] if sdk else "—",
-            f"**{sdk['wall_s'] / ours['wall_s']:.1f}×**" if sdk else "—",
-        ))
-    return H.markdown_table(("creates", "provision (floor)", "rlorinfra apply", "÷ floor",
-                             "control-plane requests", "health checks",
-                             "SDK create_and_wait", "control-plane requests", "health checks", "speed-up"), rows)
+        rows.append(
+            (
+                f"{r['jobs']:,}",
+                f"{r['provision_s']:g} s",
+                f"{ours['wall_s']:.2f} s",
+                f"{ours['wall_s'] / r['provision_s']:.2f}×",
+                ours["requests"],
+                ours["health_checks"],
+                f"{sdk['wall_s']:.1f} s ({r['sdk_mode']})" if sdk else "—",
+                sdk["requests"] if sdk else "—",
+                sdk["health_checks"] if sdk else "—",
+                f"**{sdk['wall_s'] / ours['wall_s']:.1f}×**" if sdk else "—",
+            )
+        )
+    return H.markdown_table(
+        (
+            "creates",
+            "provision (floor)",
+            "rlorinfra apply",
+            "÷ floor",
+            "control-plane requests",
+            "health checks",
+            "SDK create_and_wait",
+            "control-plane requests",
+            "health checks",
+            "speed-up",
+        ),
+        rows,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

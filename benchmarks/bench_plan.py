@@ -82,8 +82,10 @@ def plan_once(cmd: list[str], config: str, emulator: H.Emulator, *extra: str) ->
     emulator.reset()
     result = H.run_measured([*cmd, "plan", "-f", config, "--detailed-exitcode", *extra], env=H.cli_env())
     if result.exit_code != 0:
-        raise RuntimeError(f"plan {' '.join(extra)} exited {result.exit_code} (expected 0, no changes):\n"
-                           f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"plan {' '.join(extra)} exited {result.exit_code} (expected 0, no changes):\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     return result, emulator.counts()
 
 
@@ -95,10 +97,27 @@ def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
         config = str(folder / "rlorinfra.toml")
         # The same interpreter as the plan under test (the venv's, or this one with --no-venv).
         python = str(Path(cmd[0]).with_name("python")) if len(cmd) == 1 else cmd[0]
-        m: dict[str, list[float]] = {k: [] for k in (
-            "plan", "plan_nohc", "requests", "health_checks", "nohc_requests", "nohc_health_checks",
-            "connections", "rss", "nohc_rss", "baseline", "base_requests", "refresh", "refresh_hc",
-            "tool", "tool_requests", "tool_health_checks")}
+        m: dict[str, list[float]] = {
+            k: []
+            for k in (
+                "plan",
+                "plan_nohc",
+                "requests",
+                "health_checks",
+                "nohc_requests",
+                "nohc_health_checks",
+                "connections",
+                "rss",
+                "nohc_rss",
+                "baseline",
+                "base_requests",
+                "refresh",
+                "refresh_hc",
+                "tool",
+                "tool_requests",
+                "tool_health_checks",
+            )
+        }
         for _ in range(runs):
             # The two plans back to back, so both see the same moment of the machine.
             result, counts = plan_once(cmd, config, emulator)
@@ -129,38 +148,77 @@ def bench_size(n: int, runs: int, cmd: list[str], work: Path) -> dict[str, Any]:
     if max(m["tool_requests"]) < n:  # the swap did not take: it would be our own refresh, not the baseline
         raise RuntimeError(f"per-job GET plan of {n} jobs made {max(m['tool_requests'])} requests, fewer than {n}")
     med = {k: statistics.median(v) for k, v in m.items()}
-    return {"jobs": n, "plan_s": med["plan"], "plan_no_health_check_s": med["plan_nohc"],
-            "requests": max(m["requests"]), "health_checks": max(m["health_checks"]),
-            "no_health_check_requests": max(m["nohc_requests"]),
-            "no_health_check_health_checks": max(m["nohc_health_checks"]),
-            "connections": max(m["connections"]), "peak_rss_mb": max(m["rss"]),
-            "no_health_check_peak_rss_mb": max(m["nohc_rss"]),
-            "baseline_s": med["baseline"], "baseline_requests": max(m["base_requests"]),
-            "speedup": med["baseline"] / med["plan"], "no_health_check_speedup": med["baseline"] / med["plan_nohc"],
-            "health_check_cost_s": med["plan"] - med["plan_nohc"],
-            "refresh_s": med["refresh"], "refresh_speedup": med["baseline"] / med["refresh"],
-            "refresh_health_check_s": med["refresh_hc"],
-            "tool_baseline_s": med["tool"], "tool_requests": max(m["tool_requests"]),
-            "tool_health_checks": max(m["tool_health_checks"]), "tool_speedup": med["tool"] / med["plan"],
-            "by_kind_last": by_kind}
+    return {
+        "jobs": n,
+        "plan_s": med["plan"],
+        "plan_no_health_check_s": med["plan_nohc"],
+        "requests": max(m["requests"]),
+        "health_checks": max(m["health_checks"]),
+        "no_health_check_requests": max(m["nohc_requests"]),
+        "no_health_check_health_checks": max(m["nohc_health_checks"]),
+        "connections": max(m["connections"]),
+        "peak_rss_mb": max(m["rss"]),
+        "no_health_check_peak_rss_mb": max(m["nohc_rss"]),
+        "baseline_s": med["baseline"],
+        "baseline_requests": max(m["base_requests"]),
+        "speedup": med["baseline"] / med["plan"],
+        "no_health_check_speedup": med["baseline"] / med["plan_nohc"],
+        "health_check_cost_s": med["plan"] - med["plan_nohc"],
+        "refresh_s": med["refresh"],
+        "refresh_speedup": med["baseline"] / med["refresh"],
+        "refresh_health_check_s": med["refresh_hc"],
+        "tool_baseline_s": med["tool"],
+        "tool_requests": max(m["tool_requests"]),
+        "tool_health_checks": max(m["tool_health_checks"]),
+        "tool_speedup": med["tool"] / med["plan"],
+        "by_kind_last": by_kind,
+    }
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The markdown table of ``run``'s results."""
-    rows = [(f"{r['jobs']:,}", f"{r['plan_s']:.2f} s", f"{r['plan_no_health_check_s']:.2f} s",
-             r["requests"], f"{r['health_checks']:,}", r["connections"], f"{r['peak_rss_mb']:.0f} MB",
-             f"{r['baseline_s']:.2f} s", f"{r['baseline_requests']:,}",
-             f"**{r['speedup']:.1f}×**", f"**{r['no_health_check_speedup']:.1f}×**",
-             f"{r['refresh_s']:.2f} s", f"{r['refresh_speedup']:.1f}×", f"{r['refresh_health_check_s']:.2f} s",
-             f"{r['tool_baseline_s']:.2f} s", f"**{r['tool_speedup']:.1f}×**")
-            for r in results]
-    return H.markdown_table(("jobs", "rlorinfra plan", "plan --no-health-check", "control-plane requests",
-                             "health checks", "connections", "peak RSS",
-                             f"per-job GET ×{BASELINE_PARALLELISM}", "requests", "speed-up (plan)",
-                             "speed-up (--no-health-check)",
-                             "refresh alone, no health checks (in-process)", "refresh speed-up",
-                             "refresh alone, with health checks",
-                             "same CLI, per-job GET refresh", "speed-up"), rows)
+    rows = [
+        (
+            f"{r['jobs']:,}",
+            f"{r['plan_s']:.2f} s",
+            f"{r['plan_no_health_check_s']:.2f} s",
+            r["requests"],
+            f"{r['health_checks']:,}",
+            r["connections"],
+            f"{r['peak_rss_mb']:.0f} MB",
+            f"{r['baseline_s']:.2f} s",
+            f"{r['baseline_requests']:,}",
+            f"**{r['speedup']:.1f}×**",
+            f"**{r['no_health_check_speedup']:.1f}×**",
+            f"{r['refresh_s']:.2f} s",
+            f"{r['refresh_speedup']:.1f}×",
+            f"{r['refresh_health_check_s']:.2f} s",
+            f"{r['tool_baseline_s']:.2f} s",
+            f"**{r['tool_speedup']:.1f}×**",
+        )
+        for r in results
+    ]
+    return H.markdown_table(
+        (
+            "jobs",
+            "rlorinfra plan",
+            "plan --no-health-check",
+            "control-plane requests",
+            "health checks",
+            "connections",
+            "peak RSS",
+            f"per-job GET ×{BASELINE_PARALLELISM}",
+            "requests",
+            "speed-up (plan)",
+            "speed-up (--no-health-check)",
+            "refresh alone, no health checks (in-process)",
+            "refresh speed-up",
+            "refresh alone, with health checks",
+            "same CLI, per-job GET refresh",
+            "speed-up",
+        ),
+        rows,
+    )
 
 
 # -- a small config in a large shared account ------------------------------------------------------
@@ -177,16 +235,18 @@ def bench_shared(tracked: int, others: int, runs: int, cmd: list[str], work: Pat
             (after / name).write_bytes((first / name).read_bytes())
         # An apply with nothing to change records the listing it made (state's listed_jobs).
         emulator.reset()
-        applied = H.run_measured([*cmd, "apply", "-f", str(after / "rlorinfra.toml"), "--auto-approve"],
-                                 env=H.cli_env())
+        applied = H.run_measured(
+            [*cmd, "apply", "-f", str(after / "rlorinfra.toml"), "--auto-approve"], env=H.cli_env()
+        )
         if applied.exit_code != 0:
             raise RuntimeError(f"apply exited {applied.exit_code}:\n{applied.stdout[-2000:]}\n{applied.stderr[-2000:]}")
         apply_counts = emulator.counts()
         listed = json.loads((after / "rlorinfra.state.json").read_text()).get("listed_jobs")
         if listed != tracked + others:
             raise RuntimeError(f"apply recorded listed_jobs={listed!r}, expected {tracked + others}")
-        m: dict[str, list[float]] = {k: [] for k in (
-            "list_s", "list_requests", "list_health", "get_s", "get_requests", "get_health")}
+        m: dict[str, list[float]] = {
+            k: [] for k in ("list_s", "list_requests", "list_health", "get_s", "get_requests", "get_health")
+        }
         for _ in range(runs):
             for label, folder in (("list", first), ("get", after)):
                 result, counts = plan_once(cmd, str(folder / "rlorinfra.toml"), emulator)
@@ -198,13 +258,22 @@ def bench_shared(tracked: int, others: int, runs: int, cmd: list[str], work: Pat
                 else:
                     list_kinds = counts["by_kind"]
     med = {k: statistics.median(v) for k, v in m.items()}
-    return {"tracked": tracked, "others": others, "listed_jobs": listed,
-            "apply_s": applied.wall_s, "apply_requests": apply_counts["requests"],
-            "list_plan_s": med["list_s"], "list_requests": max(m["list_requests"]),
-            "list_health_checks": max(m["list_health"]), "list_by_kind": list_kinds,
-            "get_plan_s": med["get_s"], "get_requests": max(m["get_requests"]),
-            "get_health_checks": max(m["get_health"]), "get_by_kind": get_kinds,
-            "speedup": med["list_s"] / med["get_s"]}
+    return {
+        "tracked": tracked,
+        "others": others,
+        "listed_jobs": listed,
+        "apply_s": applied.wall_s,
+        "apply_requests": apply_counts["requests"],
+        "list_plan_s": med["list_s"],
+        "list_requests": max(m["list_requests"]),
+        "list_health_checks": max(m["list_health"]),
+        "list_by_kind": list_kinds,
+        "get_plan_s": med["get_s"],
+        "get_requests": max(m["get_requests"]),
+        "get_health_checks": max(m["get_health"]),
+        "get_by_kind": get_kinds,
+        "speedup": med["list_s"] / med["get_s"],
+    }
 
 
 def _kinds(by_kind: dict[str, int]) -> str:
@@ -214,10 +283,20 @@ def _kinds(by_kind: dict[str, int]) -> str:
 def shared_table(r: dict[str, Any]) -> str:
     """The markdown table of ``bench_shared``'s result."""
     rows = [
-        ("first plan (no listing in state yet): LIST pages", f"{r['list_plan_s']:.2f} s", r["list_requests"],
-         _kinds(r["list_by_kind"]), r["list_health_checks"]),
-        (f"every plan after the listing (`listed_jobs` = {r['listed_jobs']:,}): GETs", f"{r['get_plan_s']:.2f} s",
-         f"**{r['get_requests']}**", _kinds(r["get_by_kind"]), r["get_health_checks"]),
+        (
+            "first plan (no listing in state yet): LIST pages",
+            f"{r['list_plan_s']:.2f} s",
+            r["list_requests"],
+            _kinds(r["list_by_kind"]),
+            r["list_health_checks"],
+        ),
+        (
+            f"every plan after the listing (`listed_jobs` = {r['listed_jobs']:,}): GETs",
+            f"{r['get_plan_s']:.2f} s",
+            f"**{r['get_requests']}**",
+            _kinds(r["get_by_kind"]),
+            r["get_health_checks"],
+        ),
     ]
     return H.markdown_table(("plan", "wall", "control-plane requests", "of which", "health checks"), rows)
 

@@ -37,8 +37,13 @@ sys.stderr.write("\\nHEAVY " + json.dumps(sorted(m for m in heavy if m in sys.mo
 
 def heavy_imports(python: str, args: list[str]) -> list[str]:
     """The HEAVY modules a child running ``rlorinfra ARGS`` ends up importing."""
-    proc = subprocess.run([python, "-c", _PROBE, json.dumps(args), json.dumps(HEAVY)], capture_output=True,
-                          text=True, env=H.child_env(H.cli_env()), timeout=60)
+    proc = subprocess.run(
+        [python, "-c", _PROBE, json.dumps(args), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        env=H.child_env(H.cli_env()),
+        timeout=60,
+    )
     for line in proc.stderr.splitlines():
         if line.startswith("HEAVY "):
             return json.loads(line[6:])
@@ -57,8 +62,15 @@ def run(runs: int, use_venv: bool = True) -> list[dict[str, Any]]:
             wall, last = H.median_wall([*cmd, *args], runs, env=H.cli_env())
             if last.exit_code != 0:
                 raise RuntimeError(f"rlorinfra {' '.join(args)} exited {last.exit_code}: {last.stderr[-1000:]}")
-            rows.append({"command": "rlorinfra " + args[0], "median_s": wall, "interpreter_s": bare,
-                         "peak_rss_mb": last.max_rss_mb, "heavy_imports": heavy_imports(python, args)})
+            rows.append(
+                {
+                    "command": "rlorinfra " + args[0],
+                    "median_s": wall,
+                    "interpreter_s": bare,
+                    "peak_rss_mb": last.max_rss_mb,
+                    "heavy_imports": heavy_imports(python, args),
+                }
+            )
     return rows
 
 
@@ -66,8 +78,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of ``run``'s results."""
     return H.markdown_table(
         ("command", "median wall", "bare `python -c pass`", "peak RSS", "heavy modules imported"),
-        [(f"`{r['command']}`", f"{r['median_s'] * 1000:.0f} ms", f"{r['interpreter_s'] * 1000:.0f} ms",
-          f"{r['peak_rss_mb']:.0f} MB", ", ".join(r["heavy_imports"]) or "none") for r in rows])
+        [
+            (
+                f"`{r['command']}`",
+                f"{r['median_s'] * 1000:.0f} ms",
+                f"{r['interpreter_s'] * 1000:.0f} ms",
+                f"{r['peak_rss_mb']:.0f} MB",
+                ", ".join(r["heavy_imports"]) or "none",
+            )
+            for r in rows
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,8 +26,9 @@ import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 GATEWAY_PREFIX = "/training/"  # the trainer gateway's routes: health checks, not control-plane requests
 
@@ -74,8 +75,12 @@ class CountingApp:
         """The counters as a JSON-ready dict."""
         with self.lock:
             health = sum(n for kind, n in self.by_kind.items() if kind.endswith((" healthz", " gateway")))
-            return {"requests": sum(self.by_kind.values()) - health, "health_checks": health,
-                    "connections": self.connections, "by_kind": dict(sorted(self.by_kind.items()))}
+            return {
+                "requests": sum(self.by_kind.values()) - health,
+                "health_checks": health,
+                "connections": self.connections,
+                "by_kind": dict(sorted(self.by_kind.items())),
+            }
 
     def _admin(self, method: str, path: str, start_response: Callable) -> Iterable[bytes]:
         if method == "POST" and path == "/_bench/reset":
@@ -87,8 +92,9 @@ class CountingApp:
         return [body]
 
 
-def make_counting_server(db: Path, *, port: int, api_key: str, latency_ms: float, provision_seconds: float,
-                         capacity: int):
+def make_counting_server(
+    db: Path, *, port: int, api_key: str, latency_ms: float, provision_seconds: float, capacity: int
+):
     """An ``EmulatorServer`` whose app and accepted connections are counted."""
     from rlorinfra.controlplane.app import make_app
     from rlorinfra.controlplane.server import EmulatorServer
@@ -121,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provision-seconds", type=float, default=3.0)
     parser.add_argument("--capacity", type=int, default=1_000_000)
     args = parser.parse_args(argv)
-    server = make_counting_server(args.db, port=args.port, api_key=args.api_key, latency_ms=args.latency_ms,
-                                  provision_seconds=args.provision_seconds, capacity=args.capacity)
+    server = make_counting_server(
+        args.db,
+        port=args.port,
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        provision_seconds=args.provision_seconds,
+        capacity=args.capacity,
+    )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     threading.Thread(target=_stop_when_stdin_closes, args=(server,), daemon=True).start()
     print(f"URL {server.url}", flush=True)

@@ -14,9 +14,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import httpx
 
@@ -57,8 +58,9 @@ def ensure_venv(venv: Path = DEFAULT_VENV) -> Path:
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(REPO)], check=True)
         _INSTALLED.add(venv)
     if venv not in _INSTALLED:  # this checkout's code, whatever an earlier run installed
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(REPO)],
-                       check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(REPO)], check=True
+        )
         _INSTALLED.add(venv)
     return script
 
@@ -82,8 +84,9 @@ class Measured:
     stderr: str
 
 
-def run_measured(cmd: Sequence[str], *, env: dict[str, str | None] | None = None, cwd: Path | None = None,
-                 timeout: float = 600.0) -> Measured:
+def run_measured(
+    cmd: Sequence[str], *, env: dict[str, str | None] | None = None, cwd: Path | None = None, timeout: float = 600.0
+) -> Measured:
     """Run ``cmd``; wall time from spawn to exit, and the command's own peak RSS.
 
     The peak RSS comes from ``/usr/bin/time`` when there is one: a child forked
@@ -95,8 +98,9 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str | None] | None = None
     timer = ["/usr/bin/time", "-f", "%M", "-o", str(rss_path)] if Path("/usr/bin/time").exists() else []
     with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([*timer, *cmd], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=child_env(env), cwd=cwd)
+        proc = subprocess.Popen(
+            [*timer, *cmd], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_env(env), cwd=cwd
+        )
         status, rusage = _wait4(proc, timeout)
         wall = time.perf_counter() - started
         out.seek(0)
@@ -125,8 +129,9 @@ def _wait4(proc: subprocess.Popen, timeout: float) -> tuple[int, Any]:
         time.sleep(0.002)
 
 
-def median_wall(cmd: Sequence[str], runs: int, *, env: dict[str, str | None] | None = None,
-                cwd: Path | None = None) -> tuple[float, Measured]:
+def median_wall(
+    cmd: Sequence[str], runs: int, *, env: dict[str, str | None] | None = None, cwd: Path | None = None
+) -> tuple[float, Measured]:
     """Median wall seconds of ``runs`` runs (after one warm-up), and the last run."""
     last = run_measured(cmd, env=env, cwd=cwd)  # warm-up: file cache, .pyc files
     walls = []
@@ -142,11 +147,25 @@ def median_wall(cmd: Sequence[str], runs: int, *, env: dict[str, str | None] | N
 class Emulator:
     """``benchmarks/emulator.py`` in its own process, with server-side counters."""
 
-    def __init__(self, db: Path, *, latency_ms: float = 20.0, provision_seconds: float = 3.0,
-                 capacity: int = 1_000_000) -> None:
-        cmd = [sys.executable, str(BENCH_DIR / "emulator.py"), "--db", str(db), "--port", "0",
-               "--api-key", API_KEY, "--latency-ms", str(latency_ms),
-               "--provision-seconds", str(provision_seconds), "--capacity", str(capacity)]
+    def __init__(
+        self, db: Path, *, latency_ms: float = 20.0, provision_seconds: float = 3.0, capacity: int = 1_000_000
+    ) -> None:
+        cmd = [
+            sys.executable,
+            str(BENCH_DIR / "emulator.py"),
+            "--db",
+            str(db),
+            "--port",
+            "0",
+            "--api-key",
+            API_KEY,
+            "--latency-ms",
+            str(latency_ms),
+            "--provision-seconds",
+            str(provision_seconds),
+            "--capacity",
+            str(capacity),
+        ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("URL "):
@@ -175,7 +194,7 @@ class Emulator:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -193,8 +212,10 @@ def job_names(n: int, prefix: str = "job") -> list[str]:
 def write_config(folder: Path, url: str, names: Sequence[str]) -> Path:
     """``rlorinfra.toml`` with one shape-path job per name, pointing at ``url``."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [f'[control_plane]\nurl = "{url}"\napi_key_env = "{KEY_ENV}"\naccount_id = "{ACCOUNT}"\n',
-             f'[defaults]\nbase_model = "{BASE_MODEL}"\ntraining_shape = "{SHAPE}"\n']
+    lines = [
+        f'[control_plane]\nurl = "{url}"\napi_key_env = "{KEY_ENV}"\naccount_id = "{ACCOUNT}"\n',
+        f'[defaults]\nbase_model = "{BASE_MODEL}"\ntraining_shape = "{SHAPE}"\n',
+    ]
     lines += [f"[jobs.{name}]\n" for name in names]
     path = folder / "rlorinfra.toml"
     path.write_text("\n".join(lines))
@@ -236,10 +257,10 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int 
     nor tracked. The state records no listing (``listed_jobs`` absent), so the
     first refresh lists. Returns the tracked IDs.
     """
-    from rlorinfra.model.jobs import job_name, trainer_endpoint
     from rlorinfra.api.wire import create_request
     from rlorinfra.config.load import load_config
     from rlorinfra.controlplane.store import Store
+    from rlorinfra.model.jobs import job_name, trainer_endpoint
     from rlorinfra.state.model import PHASE_READY, JobRecord, State
     from rlorinfra.state.store import StateStore
 
@@ -251,9 +272,14 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int 
         job_id = f"{name}-aaaaaa"
         params, body = create_request(name, spec.spec())
         store.create_job(body, dict(params) | {"rlorTrainerJobId": job_id})
-        records[name] = JobRecord(job_id=job_id, job_name=job_name(ACCOUNT, job_id),
-                                  endpoint=trainer_endpoint(url, ACCOUNT, job_id),
-                                  spec=spec.spec(), phase=PHASE_READY, observed_state="JOB_STATE_RUNNING")
+        records[name] = JobRecord(
+            job_id=job_id,
+            job_name=job_name(ACCOUNT, job_id),
+            endpoint=trainer_endpoint(url, ACCOUNT, job_id),
+            spec=spec.spec(),
+            phase=PHASE_READY,
+            observed_state="JOB_STATE_RUNNING",
+        )
         ids.append(job_id)
     if others:
         body_spec = next(iter(config.jobs.values())).spec()

@@ -40,16 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     startup_runs = 5 if args.quick else 15
 
     print(f"# rlorinfra benchmarks ({'quick' if args.quick else 'full'} run)\n")
-    print(f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"emulator on 127.0.0.1 with {bench_plan.LATENCY_MS:g} ms injected latency per request.\n", flush=True)
+    print(
+        f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"emulator on 127.0.0.1 with {bench_plan.LATENCY_MS:g} ms injected latency per request.\n",
+        flush=True,
+    )
 
     plan = bench_plan.run(plan_sizes, plan_runs, use_venv)
-    print(f"## Plan (refresh) of N tracked jobs, \"No changes\" (median of {plan_runs})\n")
+    print(f'## Plan (refresh) of N tracked jobs, "No changes" (median of {plan_runs})\n')
     print(bench_plan.table(plan) + "\n", flush=True)
 
     shared = bench_plan.run_shared(bench_plan.SHARED_TRACKED, bench_plan.SHARED_OTHERS, plan_runs, use_venv)
-    print(f"## Plan of {bench_plan.SHARED_TRACKED} tracked jobs in an account with "
-          f"{bench_plan.SHARED_OTHERS:,} others (median of {plan_runs})\n")
+    print(
+        f"## Plan of {bench_plan.SHARED_TRACKED} tracked jobs in an account with "
+        f"{bench_plan.SHARED_OTHERS:,} others (median of {plan_runs})\n"
+    )
     print(bench_plan.shared_table(shared) + "\n", flush=True)
 
     applied = bench_apply.run(apply_sizes, sdk, use_venv)

@@ -23,17 +23,18 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Collection, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from rlorinfra.api.client import RETRY_STATUSES, ControlPlaneClient
-from rlorinfra.model.states import ACTIVE_STATES, DEAD_STATES, RESUMABLE_STATES, STOPPED_STATES, TOMBSTONE_STATES
-from rlorinfra.model.jobs import LiveJob, SPEC_DEFAULTS, canonical_spec, comparable_fields, not_ours
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
+from rlorinfra.model.jobs import LiveJob, canonical_spec, comparable_fields, not_ours
+from rlorinfra.model.states import ACTIVE_STATES, DEAD_STATES, RESUMABLE_STATES, STOPPED_STATES, TOMBSTONE_STATES
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state import model as sm
 from rlorinfra.state.model import JobRecord, State
@@ -110,7 +111,7 @@ class ApplyResult:
 
 def now_rfc3339() -> str:
     """Current UTC time as RFC 3339 (state timestamps)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_job_id(display_name: str, rng: random.Random | None = None, *, taken: Collection[str] = ()) -> str:
@@ -321,8 +322,9 @@ class Executor:
 
         Otherwise every create waits for its own O(jobs) state write before its POST.
         """
-        new = [t for t in tasks if t.change.action is Action.CREATE and not t.job_id
-               and self.writer.record(t.name) is None]
+        new = [
+            t for t in tasks if t.change.action is Action.CREATE and not t.job_id and self.writer.record(t.name) is None
+        ]
         records = {}
         for task in new:
             task.job_id, task.reserved = self._new_id(task.name), True
@@ -350,14 +352,20 @@ class Executor:
         for task in tasks:
             if task.reserved:
                 name, job_id = task.name, task.job_id
-                self.writer.note(lambda s, n=name, j=job_id: s.without_job(n) if s.jobs.get(n)
-                                 and s.jobs[n].job_id == j else s)
+                self.writer.note(
+                    lambda s, n=name, j=job_id: s.without_job(n) if s.jobs.get(n) and s.jobs[n].job_id == j else s
+                )
                 task.job_id = None
 
     def _new_task(self, change: Change) -> Task:
         now = self._clock()
-        return Task(change=change, steps=_steps_for(change), job_id=change.job_id, started=now,
-                    pending_deadline=now + self.options.pending_timeout_s)
+        return Task(
+            change=change,
+            steps=_steps_for(change),
+            job_id=change.job_id,
+            started=now,
+            pending_deadline=now + self.options.pending_timeout_s,
+        )
 
     def _drive(self, tasks: list[Task], pool: ThreadPoolExecutor) -> None:
         delay = self.options.poll_min_s
@@ -404,10 +412,12 @@ class Executor:
         task.busy = False
 
     def _unsettled(self, task: Task) -> Outcome:
-        message = NOT_STARTED if task.job_id is None and task.last_state is None else \
-            f"still {task.last_state or 'in progress'}"
-        return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id,
-                       message=message, pending=True)
+        message = (
+            NOT_STARTED
+            if task.job_id is None and task.last_state is None
+            else f"still {task.last_state or 'in progress'}"
+        )
+        return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=message, pending=True)
 
     # -- steps (run on worker threads) -----------------------------------
 
@@ -445,7 +455,9 @@ class Executor:
             except AlreadyExistsError:
                 live, spec = self._adopt(task, job_id, spec)
         except ApiError as exc:
-            if isinstance(exc, NotOursError) or (400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES):
+            if isinstance(exc, NotOursError) or (
+                400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES
+            ):
                 self._undo_create_record(name, old, job_id)
             raise  # 408/429/5xx after retries: an earlier attempt may have landed; reconcile by ID
         self._placed(task, live, spec)
@@ -491,8 +503,12 @@ class Executor:
         if not not_ours(live, task.name, spec):
             return live, spec
         reported = {k: live.reported_value(k) for k in comparable_fields(spec) if k in live.reported}
-        self._event(task, "state", state=live.state,
-                    message="adopted our earlier job (made from an older spec); the next plan replaces it")
+        self._event(
+            task,
+            "state",
+            state=live.state,
+            message="adopted our earlier job (made from an older spec); the next plan replaces it",
+        )
         return live, canonical_spec({**spec, **reported})
 
     def _deposed_after_create(self, task: Task, old: JobRecord | None, job_id: str) -> tuple[str, ...]:
@@ -700,12 +716,16 @@ class Executor:
 
     def _check_health(self, waiting: list[Task], seen: Mapping[str, LiveJob]) -> dict[str, bool]:
         """Health-check this round's RUNNING jobs concurrently (one round trip each)."""
-        ids = [t.job_id for t in waiting if t.goal == "ready" and t.job_id
-               and getattr(seen.get(t.job_id), "state", None) == "JOB_STATE_RUNNING"]
+        ids = [
+            t.job_id
+            for t in waiting
+            if t.goal == "ready" and t.job_id and getattr(seen.get(t.job_id), "state", None) == "JOB_STATE_RUNNING"
+        ]
         if len(ids) < 2:
             return {}  # checked inline, when observed
-        with ThreadPoolExecutor(max_workers=min(len(ids), max(1, self.options.parallelism)),
-                                thread_name_prefix="health") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(len(ids), max(1, self.options.parallelism)), thread_name_prefix="health"
+        ) as pool:
             return dict(zip(ids, pool.map(self.client.healthy, ids), strict=True))
 
     def _healthy(self, job_id: str) -> bool:
@@ -777,8 +797,12 @@ class Executor:
     def _retry_resume(self, task: Task, live: LiveJob) -> bool:
         why = live.status_message or live.state
         if task.resumes >= task.change.max_resumes:
-            self._finish(task, ok=False, message=f"job {task.job_id} is {live.state} ({why}) after "
-                         f"{task.resumes} resume(s); giving up (max_resumes = {task.change.max_resumes})")
+            self._finish(
+                task,
+                ok=False,
+                message=f"job {task.job_id} is {live.state} ({why}) after "
+                f"{task.resumes} resume(s); giving up (max_resumes = {task.change.max_resumes})",
+            )
             return True
         self._event(task, "retry", state=live.state, message=f"{why}; resuming")
         task.goal = None
@@ -787,8 +811,12 @@ class Executor:
 
     def _check_pending(self, task: Task) -> bool:
         if self._clock() > task.pending_deadline:
-            self._finish(task, ok=False, message=f"job {task.job_id} remained PENDING for capacity "
-                         f"longer than {self.options.pending_timeout_s:.0f}s (--pending-timeout)")
+            self._finish(
+                task,
+                ok=False,
+                message=f"job {task.job_id} remained PENDING for capacity "
+                f"longer than {self.options.pending_timeout_s:.0f}s (--pending-timeout)",
+            )
             return True
         return False
 
@@ -806,14 +834,17 @@ class Executor:
         """Why a wait ran out, naming the option that sets its budget."""
         budget = f"{self.options.timeout_s:g}s (--timeout)"
         if task.last_state == "JOB_STATE_IDLE":
-            return (f"job {task.job_id} stayed JOB_STATE_IDLE for {budget}: an idle trainer is not ready "
-                    "(the SDK never treats IDLE as ready); start training on it, or resume or replace it, "
-                    "or raise --timeout")
+            return (
+                f"job {task.job_id} stayed JOB_STATE_IDLE for {budget}: an idle trainer is not ready "
+                "(the SDK never treats IDLE as ready); start training on it, or resume or replace it, "
+                "or raise --timeout"
+            )
         if task.last_state == "JOB_STATE_RUNNING":
-            return (f"job {task.job_id} is RUNNING but its trainer health check did not pass within {budget}; "
-                    "raise --timeout, or check the trainer")
-        return (f"job {task.job_id} did not become ready within {budget} after placement "
-                f"(last state {task.last_state})")
+            return (
+                f"job {task.job_id} is RUNNING but its trainer health check did not pass within {budget}; "
+                "raise --timeout, or check the trainer"
+            )
+        return f"job {task.job_id} did not become ready within {budget} after placement (last state {task.last_state})"
 
     def _ready(self, task: Task, state: str) -> None:
         self._update_record(task.name, phase=sm.PHASE_READY, observed=state)
@@ -825,8 +856,16 @@ class Executor:
 
     # -- records and events ----------------------------------------------
 
-    def _record(self, name: str, job_id: str, spec: dict, *, phase: str, observed: str | None = None,
-                deposed: tuple[str, ...] | None = None) -> JobRecord:
+    def _record(
+        self,
+        name: str,
+        job_id: str,
+        spec: dict,
+        *,
+        phase: str,
+        observed: str | None = None,
+        deposed: tuple[str, ...] | None = None,
+    ) -> JobRecord:
         previous = self.writer.record(name)
         same = previous is not None and previous.job_id == job_id
         created = previous.created_at if same else now_rfc3339()
@@ -845,6 +884,7 @@ class Executor:
 
     def _clear_deposed(self, name: str, job_id: str) -> None:
         """The deposed job ``job_id`` of ``name`` is deleted: stop tracking it."""
+
         def change(state: State) -> State:
             record = state.jobs.get(name)
             if record is None or job_id not in record.deposed_job_ids:
@@ -875,12 +915,23 @@ class Executor:
         if not ok and record is not None and record.job_id == task.job_id and record.phase != sm.PHASE_CREATING:
             # A record still "creating" keeps that phase: the next run reconciles it by ID.
             self._update_record(task.name, phase=sm.PHASE_FAILED)
-        task.outcome = Outcome(task.name, task.change.action.value, ok=ok, job_id=task.job_id,
-                               message=message, pending=pending)
+        task.outcome = Outcome(
+            task.name, task.change.action.value, ok=ok, job_id=task.job_id, message=message, pending=pending
+        )
         self._event(task, kind if ok else "failed", state=task.last_state, message=message)
 
     def _event(self, task: Task, kind: str, *, state: str | None = None, message: str = "",
                job_id: str | None = None) -> None:  # fmt: skip
         with self._lock:
-            self._emit(Event(task.name, kind, task.change.action.value, job_id or task.job_id, state, message,
-                             round(self._clock() - task.started, 1), task.change.create_before_destroy))
+            self._emit(
+                Event(
+                    task.name,
+                    kind,
+                    task.change.action.value,
+                    job_id or task.job_id,
+                    state,
+                    message,
+                    round(self._clock() - task.started, 1),
+                    task.change.create_before_destroy,
+                )
+            )

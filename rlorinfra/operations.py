@@ -5,13 +5,14 @@ parts a user sees (showing a plan, confirming, events).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from rlorinfra.model.jobs import REPORTED_FIELDS
 from rlorinfra.config.model import Config
 from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateError
+from rlorinfra.model.jobs import REPORTED_FIELDS
 from rlorinfra.plan.model import Action, LiveWorld, Plan
 from rlorinfra.state.model import State
 
@@ -130,8 +131,14 @@ class PlanOutcome:
     def request_record(self) -> dict[str, Any]:
         """The request as saved with a plan file."""
         r = self.request or PlanRequest()
-        return {"destroy": r.destroy, "refresh_only": r.refresh_only, "targets": list(r.targets),
-                "replace": list(r.replace), "health_check": r.health_check, "refresh": r.refresh}
+        return {
+            "destroy": r.destroy,
+            "refresh_only": r.refresh_only,
+            "targets": list(r.targets),
+            "replace": list(r.replace),
+            "health_check": r.health_check,
+            "refresh": r.refresh,
+        }
 
 
 def check_state_owner(ws: Workspace, state: State) -> list[str]:
@@ -280,8 +287,10 @@ def _check_same_changes(saved: Plan, fresh: Plan, path: Path) -> None:
         return
     extra = [k for k in saved_keys if k not in fresh_keys]
     missing = [k for k in fresh_keys if k not in saved_keys]
-    shown = "; ".join([f"the file has {a} {n} ({j or 'new'})" for n, a, j in extra][:5]
-                      + [f"planning now gives {a} {n} ({j or 'new'})" for n, a, j in missing][:5])
+    shown = "; ".join(
+        [f"the file has {a} {n} ({j or 'new'})" for n, a, j in extra][:5]
+        + [f"planning now gives {a} {n} ({j or 'new'})" for n, a, j in missing][:5]
+    )
     raise StalePlanError(
         "Saved plan does not match the world: it is stale or was edited",
         f"Planning the same configuration against the same state now gives different changes than {path}: "
@@ -362,7 +371,6 @@ def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, Any]) ->
 def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, options, on_event):
     """Run ``plan`` through the executor, writing state after every remote change."""
     from rlorinfra.apply import Executor, StateWriter
-
     from rlorinfra.plan.refresh import list_pages
 
     store = ws.store
@@ -376,8 +384,15 @@ def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, opt
     if live is None:
         shape_versions = _resolve_shape_versions(ws, plan)
     writer = StateWriter(state, store.write)
-    executor = Executor(ws.client(), writer, ws.config.jobs, options=options, on_event=on_event,
-                        shape_versions=shape_versions, list_pages=list_pages(state.listed_jobs))
+    executor = Executor(
+        ws.client(),
+        writer,
+        ws.config.jobs,
+        options=options,
+        on_event=on_event,
+        shape_versions=shape_versions,
+        list_pages=list_pages(state.listed_jobs),
+    )
     return executor.run(plan)
 
 
@@ -410,8 +425,10 @@ def _check_import_name(name: str) -> None:
 
     problem = display_name_problem(name)
     if problem:
-        raise PlanError(f"Cannot import as {name!r}: the display name {problem}",
-                        "Choose a NAME of 1-63 characters, the key of its [jobs.NAME] table.")
+        raise PlanError(
+            f"Cannot import as {name!r}: the display name {problem}",
+            "Choose a NAME of 1-63 characters, the key of its [jobs.NAME] table.",
+        )
 
 
 def _check_not_managed(state: State, name: str, job_id: str) -> None:
@@ -459,14 +476,20 @@ def _imported_record(ws: Workspace, live):
     replace, and adopted from the configuration by the next apply.
     """
     from rlorinfra.apply import now_rfc3339
-    from rlorinfra.state.model import PHASE_READY, PHASE_PROVISIONING, JobRecord
+    from rlorinfra.state.model import PHASE_PROVISIONING, PHASE_READY, JobRecord
 
     client = ws.client()
     spec = {k: v for k, v in live.spec_dict().items() if k in REPORTED_FIELDS}
     phase = PHASE_READY if live.state == "JOB_STATE_RUNNING" else PHASE_PROVISIONING
     return JobRecord(
-        job_id=live.job_id, job_name=client.job_name(live.job_id), endpoint=client.endpoint(live.job_id),
-        spec=spec, phase=phase, observed_state=live.state, created_at=now_rfc3339(), updated_at=now_rfc3339(),
+        job_id=live.job_id,
+        job_name=client.job_name(live.job_id),
+        endpoint=client.endpoint(live.job_id),
+        spec=spec,
+        phase=phase,
+        observed_state=live.state,
+        created_at=now_rfc3339(),
+        updated_at=now_rfc3339(),
         unread_fields=unreadable_fields(),
     )
 
@@ -487,8 +510,8 @@ def generated_job_block(config: Config, name: str, record) -> str:
     explicitly, a missing one through ``unset``); fields the API does not return
     are listed in a comment, since only the person who created the job knows them.
     """
-    from rlorinfra.model.jobs import SPEC_DEFAULTS
     from rlorinfra.config.write import render_job_toml
+    from rlorinfra.model.jobs import SPEC_DEFAULTS
 
     known = {k: v for k, v in record.spec.items() if k not in record.unread_fields}
     defaults = {k: v for k, v in config.defaults.items() if k in REPORTED_FIELDS}
@@ -503,9 +526,11 @@ def generated_job_block(config: Config, name: str, record) -> str:
             unset.append(key)
     text = render_job_toml(name, body, unset=tuple(sorted(unset)))
     if record.unread_fields:
-        text += ("# The control plane does not return these fields, so import could not read them: "
-                 f"{', '.join(record.unread_fields)}.\n# Declare the ones the job was created with; "
-                 "the next apply records the declared values without replacing the job.\n")
+        text += (
+            "# The control plane does not return these fields, so import could not read them: "
+            f"{', '.join(record.unread_fields)}.\n# Declare the ones the job was created with; "
+            "the next apply records the declared values without replacing the job.\n"
+        )
     return text
 
 

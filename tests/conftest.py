@@ -23,8 +23,9 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-def run_cli(args: list[str], *, input: str | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> CliResult:
+def run_cli(
+    args: list[str], *, input: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> CliResult:
     """Invoke ``rlorinfra ARGS`` in-process via ``run_cli`` (exit codes as a user sees them)."""
     from rlorinfra.cli.common import run_cli as funnel
     from rlorinfra.cli.main import cli

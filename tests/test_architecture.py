@@ -51,15 +51,13 @@ def test_emulator_imports_nothing_from_client_planner_or_apply():
 
 
 def test_only_cli_imports_click():
-    offenders = [p for p in modules_under("") if "cli" not in p.relative_to(PACKAGE).parts
-                 and imports(p, "click")]
+    offenders = [p for p in modules_under("") if "cli" not in p.relative_to(PACKAGE).parts and imports(p, "click")]
     assert offenders == []
 
 
 def test_only_api_and_the_emulator_server_import_httpx():
     # api/ is the one HTTP client; nothing else may speak HTTP through httpx.
-    offenders = [p for p in modules_under("") if p.relative_to(PACKAGE).parts[0] != "api"
-                 and imports(p, "httpx")]
+    offenders = [p for p in modules_under("") if p.relative_to(PACKAGE).parts[0] != "api" and imports(p, "httpx")]
     assert offenders == []
 
 
@@ -69,8 +67,11 @@ def test_nothing_below_cli_prints_or_exits():
             continue
         tree = ast.parse(path.read_text())
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        attrs = {f"{n.func.value.id}.{n.func.attr}" for n in ast.walk(tree)
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)}
+        attrs = {
+            f"{n.func.value.id}.{n.func.attr}"
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+        }
         assert "print" not in calls, f"{path} prints"
         assert "sys.exit" not in attrs and "exit" not in calls, f"{path} exits"
 
@@ -81,13 +82,21 @@ def test_nothing_below_cli_reads_the_environment():
         if path.relative_to(PACKAGE).parts[0] == "cli":
             continue
         tree = ast.parse(path.read_text())
-        reads = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr in ("environ", "getenv")
-                 and isinstance(n.value, ast.Name) and n.value.id == "os"]
+        reads = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute)
+            and n.attr in ("environ", "getenv")
+            and isinstance(n.value, ast.Name)
+            and n.value.id == "os"
+        ]
         assert not reads, f"{path} reads the environment"
 
 
 def test_model_imports_nothing_else_of_rlorinfra():
     # Domain values every layer shares: they depend on nothing above them (DESIGN.md §10).
     for path in modules_under("model"):
-        others = [m for m in imported_modules(path) if m.startswith("rlorinfra.") and not m.startswith("rlorinfra.model")]
+        others = [
+            m for m in imported_modules(path) if m.startswith("rlorinfra.") and not m.startswith("rlorinfra.model")
+        ]
         assert not others, f"{path} imports {others}"

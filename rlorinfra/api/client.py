@@ -20,18 +20,19 @@ import random
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
-from rlorinfra.model.urls import is_loopback
 from rlorinfra.api.wire import create_request, live_job, shape_version
 from rlorinfra.config.durations import format_duration
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
+from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
+from rlorinfra.model.urls import is_loopback
 
 EMULATOR_INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -41,7 +42,6 @@ CONNECT_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 5.0
 LIST_PAGE_SIZE = 200
 DEFAULT_KEY_SOURCE = "the API key"
-
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ class ControlPlaneClient:
         """Close pooled connections."""
         self._http.close()
 
-    def __enter__(self) -> "ControlPlaneClient":
+    def __enter__(self) -> ControlPlaneClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -408,8 +408,9 @@ class ControlPlaneClient:
     def _unreachable(self, what: str, exc: Exception, failure: Failure, attempts: int) -> ApiError:
         local = (
             " Nothing is listening there: if it is a local emulator, start it with "
-            "`rlorinfra control-plane serve` (or use `url = \"local\"`)."
-            if failure.refused and self._loopback else ""
+            '`rlorinfra control-plane serve` (or use `url = "local"`).'
+            if failure.refused and self._loopback
+            else ""
         )
         return ApiError(
             f"Could not reach the control plane at {self.base_url} ({what}): {failure.cause}",
@@ -581,15 +582,19 @@ class ControlPlaneClient:
     def resume_job(self, job_id: str) -> LiveJob:
         """POST E6 ``:resume`` with no body, as the SDK does."""
         response = self._request(
-            "POST", f"{self._jobs_path(job_id)}:resume", what=f"resume job {job_id}", timeout=WRITE_TIMEOUT_S,
+            "POST",
+            f"{self._jobs_path(job_id)}:resume",
+            what=f"resume job {job_id}",
+            timeout=WRITE_TIMEOUT_S,
             idempotent=False,
         )
         return live_job(self._json(response, f"resume job {job_id}"))
 
     def cancel_job(self, job_id: str) -> None:
         """POST E7 ``:cancel``."""
-        self._request("POST", f"{self._jobs_path(job_id)}:cancel", what=f"cancel job {job_id}", json={},
-                      idempotent=False)
+        self._request(
+            "POST", f"{self._jobs_path(job_id)}:cancel", what=f"cancel job {job_id}", json={}, idempotent=False
+        )
 
     # -- shapes, health, endpoints ---------------------------------------
 
@@ -608,7 +613,7 @@ class ControlPlaneClient:
         if not versions:
             raise NotFoundError(
                 f"Training shape {shape} has no validated version",
-                "Pin a version (`training_shape = \".../versions/<v>\"`) or choose another shape.",
+                'Pin a version (`training_shape = ".../versions/<v>"`) or choose another shape.',
                 status_code=404,
             )
         return shape_version(versions[0])
@@ -652,4 +657,6 @@ def _error_hint(status: int, key_source: str = DEFAULT_KEY_SOURCE) -> str:
         409: "It already exists or is in a transitional state.",
         429: "The control plane kept rate-limiting requests; wait and run the command again.",
     }
-    return hints.get(status, "The control plane failed; run the command again later (rlorinfra --debug shows the requests).")
+    return hints.get(
+        status, "The control plane failed; run the command again later (rlorinfra --debug shows the requests)."
+    )

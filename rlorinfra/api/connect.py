@@ -5,8 +5,8 @@ Lives in ``api/`` because it is the one place that chooses an httpx transport.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rlorinfra.api.client import ControlPlaneClient, RetryPolicy
 from rlorinfra.config.model import ControlPlaneSettings

@@ -26,9 +26,7 @@ def live_job(resource: dict[str, Any]) -> LiveJob:
         display_name=str(resource.get("displayName") or ""),
         state=str(resource.get("state") or "JOB_STATE_UNSPECIFIED"),
         status_code=str(status.get("code") or ""),
-        status_message=str(
-            resource.get("statusMessage") or resource.get("message") or status.get("message") or ""
-        ),
+        status_message=str(resource.get("statusMessage") or resource.get("message") or status.get("message") or ""),
         create_time=str(resource.get("createTime") or ""),
         spec=tuple(sorted(spec.items(), key=lambda kv: kv[0])),
         reported=frozenset(reported),
@@ -157,6 +155,8 @@ _REPORTED_PATHS = {
     ("nodeCount",): "node_count",
     ("trainingConfig", "maxContextLength"): "max_context_length",
 }
+
+
 def read_reported_spec(resource: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     """The declared spec fields a job resource carries: (canonical spec, keys present)."""
     spec: dict[str, Any] = {}

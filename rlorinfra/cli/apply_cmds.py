@@ -19,22 +19,44 @@ from rlorinfra.cli.plan_cmds import TARGETING_APPLY, TARGETING_PLAN, plan_option
 from rlorinfra.cli.runtime import confirm_or_fail, insecure_option, open_workspace
 from rlorinfra.errors import ApplyError, InterruptedRun
 
-RESULT_WORDS = {"create": "created", "resume": "resumed", "replace": "replaced", "stop": "stopped",
-                "delete": "deleted", "wait": "ready"}
+RESULT_WORDS = {
+    "create": "created",
+    "resume": "resumed",
+    "replace": "replaced",
+    "stop": "stopped",
+    "delete": "deleted",
+    "wait": "ready",
+}
 
 
 def execution_options(func):
     """Options that steer execution (apply and destroy); budgets are finite seconds or durations (Seconds)."""
     from rlorinfra.cli.common import Seconds
 
-    func = click.option("--pending-timeout", type=Seconds(min=0), default=172800.0, show_default=True,
-                        metavar="SECONDS", help="Budget while a job is PENDING for capacity (or 2h, 2d...).")(func)
-    func = click.option("--timeout", type=Seconds(min=0), default=900.0, show_default=True,
-                        metavar="SECONDS", help="Readiness budget per job after placement (or 15m...).")(func)
-    func = click.option("--no-wait", is_flag=True,
-                        help="Record jobs as soon as the control plane accepted them.")(func)
-    func = click.option("--parallelism", type=click.IntRange(min=1, max=256), default=10, show_default=True,
-                        help="How many control-plane changes run at once.")(func)
+    func = click.option(
+        "--pending-timeout",
+        type=Seconds(min=0),
+        default=172800.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Budget while a job is PENDING for capacity (or 2h, 2d...).",
+    )(func)
+    func = click.option(
+        "--timeout",
+        type=Seconds(min=0),
+        default=900.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Readiness budget per job after placement (or 15m...).",
+    )(func)
+    func = click.option("--no-wait", is_flag=True, help="Record jobs as soon as the control plane accepted them.")(func)
+    func = click.option(
+        "--parallelism",
+        type=click.IntRange(min=1, max=256),
+        default=10,
+        show_default=True,
+        help="How many control-plane changes run at once.",
+    )(func)
     func = click.option("--auto-approve", is_flag=True, help="Skip the interactive 'yes' confirmation.")(func)
     return func
 
@@ -42,8 +64,7 @@ def execution_options(func):
 def _options(parallelism, no_wait, timeout, pending_timeout):
     from rlorinfra.apply import ApplyOptions
 
-    return ApplyOptions(parallelism=parallelism, wait=not no_wait, timeout_s=timeout,
-                        pending_timeout_s=pending_timeout)
+    return ApplyOptions(parallelism=parallelism, wait=not no_wait, timeout_s=timeout, pending_timeout_s=pending_timeout)
 
 
 @click.command("apply")
@@ -54,8 +75,22 @@ def _options(parallelism, no_wait, timeout, pending_timeout):
 @json_option
 @lock_timeout_option
 @insecure_option
-def apply_cmd(planfile, config_path, refresh, health_check, targets, replace_names, auto_approve, parallelism,
-              no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure):
+def apply_cmd(
+    planfile,
+    config_path,
+    refresh,
+    health_check,
+    targets,
+    replace_names,
+    auto_approve,
+    parallelism,
+    no_wait,
+    timeout,
+    pending_timeout,
+    as_json,
+    lock_timeout,
+    insecure,
+):
     """Create, resume, stop or delete jobs until the live world matches the config.
 
     Without PLANFILE, plans first (the plan options --refresh/--no-refresh,
@@ -81,24 +116,41 @@ def apply_cmd(planfile, config_path, refresh, health_check, targets, replace_nam
     from rlorinfra.operations import PlanRequest
 
     if planfile and (targets or replace_names or not refresh):
-        raise click.UsageError("A saved PLANFILE is applied exactly as planned: --target, --replace and "
-                               "--no-refresh belong to `rlorinfra plan --out PLANFILE`.")
+        raise click.UsageError(
+            "A saved PLANFILE is applied exactly as planned: --target, --replace and "
+            "--no-refresh belong to `rlorinfra plan --out PLANFILE`."
+        )
     request = PlanRequest(refresh=refresh, targets=targets, replace=replace_names, health_check=health_check)
-    return run_apply(config_path, request, planfile=planfile, auto_approve=auto_approve, as_json=as_json,
-                     lock_timeout=lock_timeout, insecure=insecure,
-                     options=_options(parallelism, no_wait, timeout, pending_timeout), verb="apply")
+    return run_apply(
+        config_path,
+        request,
+        planfile=planfile,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        lock_timeout=lock_timeout,
+        insecure=insecure,
+        options=_options(parallelism, no_wait, timeout, pending_timeout),
+        verb="apply",
+    )
 
 
 @click.command("destroy")
 @file_option
-@click.option("--target", "targets", multiple=True, metavar="NAME", shell_complete=complete_state_job_names,
-              help="Only destroy this job (repeatable).")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_state_job_names,
+    help="Only destroy this job (repeatable).",
+)
 @execution_options
 @json_option
 @lock_timeout_option
 @insecure_option
-def destroy_cmd(config_path, targets, auto_approve, parallelism, no_wait, timeout, pending_timeout, as_json,
-                lock_timeout, insecure):
+def destroy_cmd(
+    config_path, targets, auto_approve, parallelism, no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure
+):
     """Delete every managed job (or only --target ones). Respects prevent_destroy.
 
     Plans the deletion (dependents first), shows it and asks for 'yes' unless
@@ -117,9 +169,17 @@ def destroy_cmd(config_path, targets, auto_approve, parallelism, no_wait, timeou
     from rlorinfra.operations import PlanRequest
 
     request = PlanRequest(destroy=True, targets=targets)
-    return run_apply(config_path, request, planfile=None, auto_approve=auto_approve, as_json=as_json,
-                     lock_timeout=lock_timeout, insecure=insecure,
-                     options=_options(parallelism, no_wait, timeout, pending_timeout), verb="destroy")
+    return run_apply(
+        config_path,
+        request,
+        planfile=None,
+        auto_approve=auto_approve,
+        as_json=as_json,
+        lock_timeout=lock_timeout,
+        insecure=insecure,
+        options=_options(parallelism, no_wait, timeout, pending_timeout),
+        verb="destroy",
+    )
 
 
 def run_apply(config_path, request, *, planfile, auto_approve, as_json, lock_timeout, insecure, options, verb):
@@ -193,8 +253,9 @@ def _report(result, plan, *, as_json: bool, verb: str, targets: tuple[str, ...] 
     if result.interrupted:
         raise InterruptedRun("Interrupted: stopped waiting", _interrupted_detail(result.outcomes))
     if result.failed:
-        raise ApplyError(f"{len(result.failed)} of {len(result.outcomes)} job(s) did not converge",
-                         _failure_detail(result))
+        raise ApplyError(
+            f"{len(result.failed)} of {len(result.outcomes)} job(s) did not converge", _failure_detail(result)
+        )
     if targets:
         echo_warning(TARGETING_APPLY)
     _finish_line(verb, result, as_json)
@@ -227,8 +288,11 @@ def _interrupted_detail(outcomes) -> str:
 def _summary_line(outcome) -> str:
     if outcome.ok:
         word = RESULT_WORDS.get(outcome.action, outcome.action)
-        return f"  {outcome.name}: {word}" + (f" ({outcome.job_id})" if outcome.job_id else "") + \
-            (f" - {outcome.message}" if outcome.pending else "")
+        return (
+            f"  {outcome.name}: {word}"
+            + (f" ({outcome.job_id})" if outcome.job_id else "")
+            + (f" - {outcome.message}" if outcome.pending else "")
+        )
     mark = "pending" if outcome.pending else "FAILED"
     return f"  {outcome.name}: {mark}: {outcome.message}"
 
@@ -241,8 +305,10 @@ def _finish_line(verb: str, result, as_json: bool) -> None:
     if verb == "destroy":
         line = f"Destroy complete! Resources: {result.count(Action.DELETE)} destroyed."
     else:
-        counts = [f"{result.count(a)} {RESULT_WORDS[a.value]}" for a in
-                  (Action.CREATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)]
+        counts = [
+            f"{result.count(a)} {RESULT_WORDS[a.value]}"
+            for a in (Action.CREATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)
+        ]
         line = "Apply complete! Resources: " + ", ".join(counts) + "."
     if as_json:
         from rlorinfra.cli.views import emit_json
@@ -264,8 +330,10 @@ def _finish_line(verb: str, result, as_json: bool) -> None:
 def _outputs(state) -> dict:
     if state is None:
         return {}
-    return {name: {"job_id": r.job_id, "job_name": r.job_name, "endpoint": r.endpoint}
-            for name, r in sorted(state.jobs.items())}
+    return {
+        name: {"job_id": r.job_id, "job_name": r.job_name, "endpoint": r.endpoint}
+        for name, r in sorted(state.jobs.items())
+    }
 
 
 def _outputs_text(state) -> str:
@@ -302,15 +370,19 @@ def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecur
     if generate_config:
         click.echo(generated_job_block(ws.config, name, record), nl=False)
         if record.unread_fields:
-            echo_warning(f"the control plane does not return {', '.join(record.unread_fields)}: declare "
-                         "the values the job was created with (see the comment in the block).")
-        click.echo(f"# Imported {job_id} as \"{name}\". Paste the block above into {config_path}.", err=True)
+            echo_warning(
+                f"the control plane does not return {', '.join(record.unread_fields)}: declare "
+                "the values the job was created with (see the comment in the block)."
+            )
+        click.echo(f'# Imported {job_id} as "{name}". Paste the block above into {config_path}.', err=True)
         return 0
     if name in before.jobs and before.jobs[name].job_id == job_id:
         click.echo(f'Job {job_id} is already managed as "{name}": nothing to import.')
     else:
         click.echo(f'Import successful! Job {job_id} is now managed as "{name}".')
     if name not in ws.config.jobs:
-        echo_warning(f'"{name}" is not declared in {config_path}: the next plan would delete it. '
-                     f"Run `rlorinfra import {name} {job_id} --generate-config` to print its TOML block.")
+        echo_warning(
+            f'"{name}" is not declared in {config_path}: the next plan would delete it. '
+            f"Run `rlorinfra import {name} {job_id} --generate-config` to print its TOML block."
+        )
     return 0

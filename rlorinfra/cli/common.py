@@ -12,9 +12,10 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import click
 
@@ -36,7 +37,7 @@ class Globals:
     env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, *, debug: bool, no_color: bool) -> "Globals":
+    def from_env(cls, *, debug: bool, no_color: bool) -> Globals:
         """Colour only on a TTY, never with ``--no-color`` or ``NO_COLOR`` set."""
         env = dict(os.environ)
         color = not no_color and not env.get("NO_COLOR") and sys.stdout.isatty()
@@ -89,8 +90,9 @@ class FiniteFloat(click.FloatRange):
         except (TypeError, ValueError):
             self.fail(f"{_shown(value)} is not a valid float.", param, ctx)
         if not math.isfinite(number):
-            self.fail(f"{_shown(value)} is not a finite number; give a number of seconds such as 30 or 2.5.",
-                      param, ctx)
+            self.fail(
+                f"{_shown(value)} is not a finite number; give a number of seconds such as 30 or 2.5.", param, ctx
+            )
         if self.cap is not None and number > self.cap:
             self.fail(f"{_shown(value)} is above the maximum of {self.cap:g}.", param, ctx)
         return super().convert(number, param, ctx)  # the minimum, with click's wording
@@ -127,8 +129,9 @@ class Seconds(FiniteFloat):
             try:
                 float(text)
             except ValueError:
-                self.fail(f"{_shown(value)} is not a number of seconds or a duration such as 30s, 2m or 1h.",
-                          param, ctx)
+                self.fail(
+                    f"{_shown(value)} is not a number of seconds or a duration such as 30s, 2m or 1h.", param, ctx
+                )
         return super().convert(value, param, ctx)
 
     def __repr__(self) -> str:
@@ -192,8 +195,7 @@ class SuggestingGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name = args[0] if args else ""
-        if (not ctx.resilient_parsing and name and not name.startswith("-")
-                and self.get_command(ctx, name) is None):
+        if not ctx.resilient_parsing and name and not name.startswith("-") and self.get_command(ctx, name) is None:
             match = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             hint = f" Did you mean {match[0]!r}?" if match else ""
             ctx.fail(f"No such command {name!r}.{hint}")

@@ -31,8 +31,10 @@ def init_cmd(config_path: Path) -> int:
     from rlorinfra.config.write import STARTER_JOB, write_starter_config
 
     if config_path.exists() and _is_rlorinfra_config(config_path):
-        click.echo(f"{config_path} already exists; nothing to do. Edit it, or "
-                   "`rlorinfra init -f other.toml` to write a starter configuration elsewhere.")
+        click.echo(
+            f"{config_path} already exists; nothing to do. Edit it, or "
+            "`rlorinfra init -f other.toml` to write a starter configuration elsewhere."
+        )
         click.echo(f"It is a valid configuration: {_summary(load_config(config_path))}")
         return 0
     write_starter_config(config_path)  # refuses (exit 1) any other existing file

@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from rlorinfra.model.urls import is_loopback
 from rlorinfra.cli.common import FiniteFloat, file_option, get_globals, json_option, load_config
 from rlorinfra.errors import NotFoundError, RlorinfraError
+from rlorinfra.model.urls import is_loopback
 
 DEFAULT_KEY = "local"
 DEFAULT_PROVISION_SECONDS = 2.0
@@ -55,32 +56,91 @@ def control_plane_group() -> None:
 @control_plane_group.command("serve")
 @file_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Port to listen on (0 picks a free one; the printed URL shows it).")
-@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="SQLite database [default: .rlorinfra/control-plane.sqlite3 beside the -f config].")
-@click.option("--provision-seconds", type=FiniteFloat(min=0), default=None,
-              help="How long a job stays CREATING [default: the -f config's, else 2].")
-@click.option("--capacity", type=click.IntRange(min=1), default=None,
-              help="Accelerators available before jobs queue in PENDING [default: the -f config's, else 256].")
-@click.option("--latency-ms", type=FiniteFloat(min=0), default=0.0, show_default=True,
-              help="Delay added to every API request.")
-@click.option("--error-rate", type=FiniteFloat(min=0, max=1), default=0.0, show_default=True,
-              help="Probability of an injected 503.")
-@click.option("--rate-limit-rate", type=FiniteFloat(min=0, max=1), default=0.0, show_default=True,
-              help="Probability of an injected 429 with Retry-After.")
-@click.option("--retry-after", type=click.IntRange(min=0, max=2**31 - 1), default=1, show_default=True,
-              help="Retry-After seconds on injected 429s.")
-@click.option("--api-key", default=DEFAULT_KEY, show_default=True,
-              help="The customer key: refused superuser-only parameters, as on the real API.")
-@click.option("--superuser-key", "superuser_keys", multiple=True, metavar="KEY",
-              help="A key that may also send superuser-only parameters (skipValidations, extraArgs, ...). Repeatable.")
-@click.option("--echo-create-fields", is_flag=True,
-              help="Answer every field sent on create (plus trainingShape, updateTime), not only the returned ones.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0 picks a free one; the printed URL shows it).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="SQLite database [default: .rlorinfra/control-plane.sqlite3 beside the -f config].",
+)
+@click.option(
+    "--provision-seconds",
+    type=FiniteFloat(min=0),
+    default=None,
+    help="How long a job stays CREATING [default: the -f config's, else 2].",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Accelerators available before jobs queue in PENDING [default: the -f config's, else 256].",
+)
+@click.option(
+    "--latency-ms", type=FiniteFloat(min=0), default=0.0, show_default=True, help="Delay added to every API request."
+)
+@click.option(
+    "--error-rate",
+    type=FiniteFloat(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="Probability of an injected 503.",
+)
+@click.option(
+    "--rate-limit-rate",
+    type=FiniteFloat(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="Probability of an injected 429 with Retry-After.",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=1,
+    show_default=True,
+    help="Retry-After seconds on injected 429s.",
+)
+@click.option(
+    "--api-key",
+    default=DEFAULT_KEY,
+    show_default=True,
+    help="The customer key: refused superuser-only parameters, as on the real API.",
+)
+@click.option(
+    "--superuser-key",
+    "superuser_keys",
+    multiple=True,
+    metavar="KEY",
+    help="A key that may also send superuser-only parameters (skipValidations, extraArgs, ...). Repeatable.",
+)
+@click.option(
+    "--echo-create-fields",
+    is_flag=True,
+    help="Answer every field sent on create (plus trainingShape, updateTime), not only the returned ones.",
+)
 @click.option("--account-id", default="local", show_default=True, help="The emulator's account.")
-def serve_cmd(config_path: Path, host: str, port: int, db_path: Path | None, provision_seconds: float | None,
-              capacity: int | None, latency_ms: float, error_rate: float, rate_limit_rate: float, retry_after: int,
-              api_key: str, superuser_keys: tuple[str, ...], echo_create_fields: bool, account_id: str) -> int:
+def serve_cmd(
+    config_path: Path,
+    host: str,
+    port: int,
+    db_path: Path | None,
+    provision_seconds: float | None,
+    capacity: int | None,
+    latency_ms: float,
+    error_rate: float,
+    rate_limit_rate: float,
+    retry_after: int,
+    api_key: str,
+    superuser_keys: tuple[str, ...],
+    echo_create_fields: bool,
+    account_id: str,
+) -> int:
     """Serve the control-plane emulator over HTTP until Ctrl-C.
 
     With -f CONFIG, its [control_plane.emulator] settings are the defaults of
@@ -99,9 +159,16 @@ def serve_cmd(config_path: Path, host: str, port: int, db_path: Path | None, pro
     _check_serve_options(api_key, superuser_keys, account_id, host)
     provision_seconds, capacity = _emulator_settings(config_path, provision_seconds, capacity)
     store = Store(db_path, provision_seconds=provision_seconds, capacity=capacity, account_id=account_id)
-    app = make_app(store, api_key=api_key, superuser_keys=superuser_keys, echo_create_fields=echo_create_fields,
-                   latency_ms=latency_ms, error_rate=error_rate, rate_limit_rate=rate_limit_rate,
-                   retry_after_s=retry_after)
+    app = make_app(
+        store,
+        api_key=api_key,
+        superuser_keys=superuser_keys,
+        echo_create_fields=echo_create_fields,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        rate_limit_rate=rate_limit_rate,
+        retry_after_s=retry_after,
+    )
     try:
         server = make_server(app, host, port)
     except OSError as exc:
@@ -112,10 +179,12 @@ def serve_cmd(config_path: Path, host: str, port: int, db_path: Path | None, pro
     key_note = "local (the default)" if api_key == DEFAULT_KEY else "as given with --api-key"
     supers = f"{len(superuser_keys)} superuser key(s)" if superuser_keys else "no superuser key"
     view = "echoing create fields" if echo_create_fields else "returned fields only"
-    banner = (f"Fireworks control-plane emulator listening on {server.url}\n"
-              f"  account {account_id}, customer API key {key_note}, {supers}, database {db_path}\n"
-              f"  provisioning {provision_seconds:g}s, capacity {capacity} accelerators, {view}, "
-              f"instance {store.instance_id}. Press Ctrl-C to stop.")
+    banner = (
+        f"Fireworks control-plane emulator listening on {server.url}\n"
+        f"  account {account_id}, customer API key {key_note}, {supers}, database {db_path}\n"
+        f"  provisioning {provision_seconds:g}s, capacity {capacity} accelerators, {view}, "
+        f"instance {store.instance_id}. Press Ctrl-C to stop."
+    )
     return _serve_until_interrupted(server, banner)
 
 
@@ -125,19 +194,21 @@ def _check_serve_options(api_key: str, superuser_keys: tuple[str, ...], account_
     if any(not key.strip() for key in superuser_keys):
         raise RlorinfraError("--superuser-key must not be empty", "Pass a key, e.g. --superuser-key root.")
     if api_key in superuser_keys:
-        raise RlorinfraError("--api-key is also a --superuser-key",
-                             "The customer key must differ from the superuser keys, or it would be both.")
+        raise RlorinfraError(
+            "--api-key is also a --superuser-key",
+            "The customer key must differ from the superuser keys, or it would be both.",
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", account_id):
-        raise RlorinfraError(f"Invalid --account-id {account_id!r}",
-                             "Use letters, digits, '-', '_' or '.', e.g. --account-id local.")
+        raise RlorinfraError(
+            f"Invalid --account-id {account_id!r}", "Use letters, digits, '-', '_' or '.', e.g. --account-id local."
+        )
     if not is_loopback(f"http://[{host}]" if ":" in host else f"http://{host}"):
         from rlorinfra.cli.common import echo_warning
 
         echo_warning(f"binding to {host} exposes the emulator (and its key) beyond this machine.")
 
 
-def _emulator_settings(config_path: Path, provision_seconds: float | None,
-                       capacity: int | None) -> tuple[float, int]:
+def _emulator_settings(config_path: Path, provision_seconds: float | None, capacity: int | None) -> tuple[float, int]:
     """Explicit flags, else the -f config's [control_plane.emulator] (only when -f was given), else defaults."""
     source = click.get_current_context().get_parameter_source("config_path")
     if source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT):
@@ -145,8 +216,10 @@ def _emulator_settings(config_path: Path, provision_seconds: float | None,
         defaults = (emulator.provision_seconds, emulator.capacity)
     else:
         defaults = (DEFAULT_PROVISION_SECONDS, DEFAULT_CAPACITY)
-    return (defaults[0] if provision_seconds is None else provision_seconds,
-            defaults[1] if capacity is None else capacity)
+    return (
+        defaults[0] if provision_seconds is None else provision_seconds,
+        defaults[1] if capacity is None else capacity,
+    )
 
 
 def _serve_until_interrupted(server: Any, banner: str) -> int:
@@ -213,11 +286,13 @@ class Fault:
 
 
 def _target_options(func: Any) -> Any:
-    func = click.option("--api-key", default=None,
-                        help="Key of the served emulator [default: $FIREWORKS_API_KEY, else local; with a "
-                        "served -f config, the variable its api_key_env names].")(func)
-    func = click.option("--url", default=None,
-                        help="A served emulator (control-plane serve) instead of -f's.")(func)
+    func = click.option(
+        "--api-key",
+        default=None,
+        help="Key of the served emulator [default: $FIREWORKS_API_KEY, else local; with a "
+        "served -f config, the variable its api_key_env names].",
+    )(func)
+    func = click.option("--url", default=None, help="A served emulator (control-plane serve) instead of -f's.")(func)
     func = click.option("--insecure", is_flag=True, help="Allow plain http:// to a non-loopback --url.")(func)
     return file_option(json_option(func))
 
@@ -239,8 +314,7 @@ def _open_store(config: Any, config_path: Path, fault: Fault) -> Any:
 def _store_action(store: Any, fault: Fault) -> Callable[[], dict[str, Any]]:
     if fault.fault == "drop-response":
         return lambda: store.arm_drop(fault.operation, fault.count)
-    return lambda: store.job_fault(fault.fault, fault.job_id, message=fault.message, period=fault.period,
-                                   off=fault.off)
+    return lambda: store.job_fault(fault.fault, fault.job_id, message=fault.message, period=fault.period, off=fault.off)
 
 
 def _embedded_fault(config: Any, config_path: Path, fault: Fault) -> dict[str, Any]:
@@ -256,8 +330,10 @@ def _embedded_fault(config: Any, config_path: Path, fault: Fault) -> dict[str, A
             "Check the ID with `rlorinfra output` or `rlorinfra state list`.",
         ) from None
     except EmulatorError as exc:
-        raise RlorinfraError(f"Cannot {fault.fault} job {fault.job_id}: {exc.message}",
-                             "Faults apply to live jobs; check the job's state with `rlorinfra plan`.") from None
+        raise RlorinfraError(
+            f"Cannot {fault.fault} job {fault.job_id}: {exc.message}",
+            "Faults apply to live jobs; check the job's state with `rlorinfra plan`.",
+        ) from None
     finally:
         store.close()
 
@@ -273,8 +349,9 @@ def _served_fault(url: str, api_key: str, insecure: bool, fault: Fault) -> dict[
         return client._request("POST", "/_emulator/faults", what=what, json=fault.body()).json()
 
 
-def _served_target(config_path: Path, url: str | None, api_key: str | None,
-                   insecure: bool) -> tuple[str, str, bool] | tuple[None, Any, bool]:
+def _served_target(
+    config_path: Path, url: str | None, api_key: str | None, insecure: bool
+) -> tuple[str, str, bool] | tuple[None, Any, bool]:
     """``(url, key, insecure)`` of a served emulator, or ``(None, config, insecure)`` for the embedded one."""
     env = get_globals().env
     if url:
@@ -293,8 +370,9 @@ def _served_target(config_path: Path, url: str | None, api_key: str | None,
     return cp.url, key, insecure or cp.allow_insecure
 
 
-def _run_fault(fault: Fault, config_path: Path, url: str | None, api_key: str | None,
-               insecure: bool, as_json: bool) -> int:
+def _run_fault(
+    fault: Fault, config_path: Path, url: str | None, api_key: str | None, insecure: bool, as_json: bool
+) -> int:
     target, key_or_config, insecure = _served_target(config_path, url, api_key, insecure)
     if target is not None:
         result = _served_fault(target, key_or_config, insecure, fault)
@@ -310,8 +388,10 @@ def _run_fault(fault: Fault, config_path: Path, url: str | None, api_key: str | 
 def _summary(fault: Fault, result: dict[str, Any]) -> str:
     """The one-line report of a fault command."""
     if fault.fault == "drop-response":
-        return (f"Armed drop-response: the next {result.get('count')} successful {fault.operation} request(s) "
-                "are carried out, then answered 503 UNAVAILABLE.")
+        return (
+            f"Armed drop-response: the next {result.get('count')} successful {fault.operation} request(s) "
+            "are carried out, then answered 503 UNAVAILABLE."
+        )
     status = result.get("status") or {}
     detail = f" ({status.get('code')}: {status.get('message')})" if status.get("message") else ""
     verb = "Stopped flapping" if fault.fault == "flap" and fault.off else FAULT_VERBS[fault.fault]
@@ -358,56 +438,82 @@ def fail_cmd(job_id: str, message: str | None, **options: Any) -> int:
     return _run_fault(Fault("fail", job_id, message=message), **options)
 
 
-_job_fault_command("set-idle", """Put a running job in JOB_STATE_IDLE (up, holding its GPUs, no active training).
+_job_fault_command(
+    "set-idle",
+    """Put a running job in JOB_STATE_IDLE (up, holding its GPUs, no active training).
 
 \b
 Example:
   rlorinfra control-plane set-idle grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("mark-unhealthy", """Make a job's trainer health check answer 503 (until a resume or mark-healthy).
+""",
+)
+_job_fault_command(
+    "mark-unhealthy",
+    """Make a job's trainer health check answer 503 (until a resume or mark-healthy).
 
 \b
 Example:
   rlorinfra control-plane mark-unhealthy grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("mark-healthy", """Undo mark-unhealthy: the job's health check answers 200 again.
+""",
+)
+_job_fault_command(
+    "mark-healthy",
+    """Undo mark-unhealthy: the job's health check answers 200 again.
 
 \b
 Example:
   rlorinfra control-plane mark-healthy grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("complete", """Finish a live job: JOB_STATE_COMPLETED (resumable); its accelerators are freed.
+""",
+)
+_job_fault_command(
+    "complete",
+    """Finish a live job: JOB_STATE_COMPLETED (resumable); its accelerators are freed.
 
 \b
 Example:
   rlorinfra control-plane complete grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("pause", """Pause a live job as the platform would (e.g. account suspension): JOB_STATE_PAUSED.
+""",
+)
+_job_fault_command(
+    "pause",
+    """Pause a live job as the platform would (e.g. account suspension): JOB_STATE_PAUSED.
 
 Paused jobs are resumable; the accelerators are freed.
 
 \b
 Example:
   rlorinfra control-plane pause grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("early-stop", """Stop a live job early: JOB_STATE_EARLY_STOPPED (never resumed); accelerators freed.
+""",
+)
+_job_fault_command(
+    "early-stop",
+    """Stop a live job early: JOB_STATE_EARLY_STOPPED (never resumed); accelerators freed.
 
 \b
 Example:
   rlorinfra control-plane early-stop grpo-policy-trainer-1a2b3c
-""")
-_job_fault_command("expire", """Expire a live job: JOB_STATE_EXPIRED, status DEADLINE_EXCEEDED; accelerators freed.
+""",
+)
+_job_fault_command(
+    "expire",
+    """Expire a live job: JOB_STATE_EXPIRED, status DEADLINE_EXCEEDED; accelerators freed.
 
 \b
 Example:
   rlorinfra control-plane expire grpo-policy-trainer-1a2b3c
-""")
+""",
+)
 
 
 @control_plane_group.command("flap")
 @click.argument("job_id")
-@click.option("--period", type=FiniteFloat(min=0, min_open=True), default=1.0, show_default=True,
-              help="Seconds of RUNNING before each crash.")
+@click.option(
+    "--period",
+    type=FiniteFloat(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds of RUNNING before each crash.",
+)
 @click.option("--off", is_flag=True, help="Stop the crash loop.")
 @_target_options
 def flap_cmd(job_id: str, period: float, off: bool, **options: Any) -> int:
@@ -427,8 +533,13 @@ def flap_cmd(job_id: str, period: float, off: bool, **options: Any) -> int:
 
 @control_plane_group.command("drop-response")
 @click.argument("operation", type=click.Choice(DROP_OPERATIONS))
-@click.option("--count", type=click.IntRange(min=0, max=2**31 - 1), default=1, show_default=True,
-              help="How many responses to drop (0 disarms).")
+@click.option(
+    "--count",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    default=1,
+    show_default=True,
+    help="How many responses to drop (0 disarms).",
+)
 @_target_options
 def drop_response_cmd(operation: str, count: int, **options: Any) -> int:
     """Drop the responses of the next COUNT successful OPERATION requests.

@@ -65,10 +65,10 @@ class LazyGroup(SuggestingGroup):
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="rlorinfra")
-@click.option("--debug", is_flag=True,
-              help="Show tracebacks and HTTP traces on stderr (before or after the command).")
-@click.option("--no-color", is_flag=True,
-              help="Never colour output (NO_COLOR is honoured too; before or after the command).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and HTTP traces on stderr (before or after the command).")
+@click.option(
+    "--no-color", is_flag=True, help="Never colour output (NO_COLOR is honoured too; before or after the command)."
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, no_color: bool) -> None:
     """rlorinfra: Terraform for Fireworks RLOR trainer jobs.

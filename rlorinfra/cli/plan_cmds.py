@@ -20,14 +20,35 @@ from rlorinfra.cli.runtime import insecure_option, open_workspace
 
 def plan_options(func):
     """Options shared by plan, apply and destroy for building a plan."""
-    func = click.option("--replace", "replace_names", multiple=True, metavar="NAME",
-                        shell_complete=complete_job_names, help="Force replacement of this job (repeatable).")(func)
-    func = click.option("--target", "targets", multiple=True, metavar="NAME", shell_complete=complete_job_names,
-                        help="Only plan this job (repeatable).")(func)
-    func = click.option("--refresh/--no-refresh", default=True, show_default=True,
-                        help="Read the live world first (--no-refresh trusts the state file).")(func)
-    func = click.option("--health-check/--no-health-check", "health_check", default=True, show_default=True,
-                        help="Health-check running trainers while refreshing (an unhealthy one is waited for).")(func)
+    func = click.option(
+        "--replace",
+        "replace_names",
+        multiple=True,
+        metavar="NAME",
+        shell_complete=complete_job_names,
+        help="Force replacement of this job (repeatable).",
+    )(func)
+    func = click.option(
+        "--target",
+        "targets",
+        multiple=True,
+        metavar="NAME",
+        shell_complete=complete_job_names,
+        help="Only plan this job (repeatable).",
+    )(func)
+    func = click.option(
+        "--refresh/--no-refresh",
+        default=True,
+        show_default=True,
+        help="Read the live world first (--no-refresh trusts the state file).",
+    )(func)
+    func = click.option(
+        "--health-check/--no-health-check",
+        "health_check",
+        default=True,
+        show_default=True,
+        help="Health-check running trainers while refreshing (an unhealthy one is waited for).",
+    )(func)
     return func
 
 
@@ -52,8 +73,10 @@ def untargeted_note(plan, targets) -> str:
     if not targets or plan.has_changes:
         return ""
     shown = ", ".join(f'"{t}"' for t in dict.fromkeys(targets))
-    return (f"Only the targeted jobs ({shown}) were considered: the other resources were not, and may "
-            "still have changes. Run `rlorinfra plan` without --target to see them.")
+    return (
+        f"Only the targeted jobs ({shown}) were considered: the other resources were not, and may "
+        "still have changes. Run `rlorinfra plan` without --target to see them."
+    )
 
 
 def render_text(document: dict, *, refresh_only: bool = False) -> str:
@@ -67,17 +90,33 @@ def render_text(document: dict, *, refresh_only: bool = False) -> str:
 @click.command("plan")
 @file_option
 @plan_options
-@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), metavar="PLANFILE",
-              help="Save the plan for `rlorinfra apply PLANFILE`.")
-@click.option("--detailed-exitcode", is_flag=True,
-              help="Exit 0 with no changes, 1 on error, 2 when there are changes.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="PLANFILE",
+    help="Save the plan for `rlorinfra apply PLANFILE`.",
+)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 1 on error, 2 when there are changes.")
 @click.option("--refresh-only", is_flag=True, help="Only show drift (with --detailed-exitcode: 2 on drift).")
 @click.option("--destroy", is_flag=True, help="Plan the deletion of every managed job.")
 @json_option
 @lock_timeout_option
 @insecure_option
-def plan_cmd(config_path, refresh, health_check, targets, replace_names, out, detailed_exitcode, refresh_only,
-             destroy, as_json, lock_timeout, insecure):
+def plan_cmd(
+    config_path,
+    refresh,
+    health_check,
+    targets,
+    replace_names,
+    out,
+    detailed_exitcode,
+    refresh_only,
+    destroy,
+    as_json,
+    lock_timeout,
+    insecure,
+):
     """Show how the live jobs differ from the configuration.
 
     \b
@@ -89,8 +128,14 @@ def plan_cmd(config_path, refresh, health_check, targets, replace_names, out, de
     from rlorinfra.operations import PlanRequest, build_plan, lock, save_plan
 
     ws = open_workspace(config_path, insecure)
-    request = PlanRequest(refresh=refresh, destroy=destroy, refresh_only=refresh_only,
-                          targets=targets, replace=replace_names, health_check=health_check)
+    request = PlanRequest(
+        refresh=refresh,
+        destroy=destroy,
+        refresh_only=refresh_only,
+        targets=targets,
+        replace=replace_names,
+        health_check=health_check,
+    )
     try:
         with lock(ws, "plan", lock_timeout):
             outcome = build_plan(ws, ws.store.read(), request)
@@ -110,8 +155,7 @@ def plan_cmd(config_path, refresh, health_check, targets, replace_names, out, de
         if note:
             click.echo(note)
         if out:
-            click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
-                       f"  rlorinfra apply {out}")
+            click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n  rlorinfra apply {out}")
     return _exit_code(outcome.plan, detailed_exitcode, refresh_only)
 
 

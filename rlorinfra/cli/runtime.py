@@ -18,9 +18,7 @@ CONFIRM_PROMPT = "Do you want to perform these actions? Only 'yes' will be accep
 
 def insecure_option(func):
     """``--insecure``: allow sending the API key over plain http to a non-loopback host."""
-    return click.option(
-        "--insecure", is_flag=True, help="Allow plain http:// to a non-loopback control plane."
-    )(func)
+    return click.option("--insecure", is_flag=True, help="Allow plain http:// to a non-loopback control plane.")(func)
 
 
 def open_workspace(config_path: Path, insecure: bool = False):
@@ -104,5 +102,7 @@ def emulator_note(state, config_path: Path | None = None) -> str:
     config_path = Path(config_path)
     flag = "" if str(config_path) == "rlorinfra.toml" else f" -f {shlex.quote(str(config_path))}"
     shown = ", ".join(running[:10]) + (f" and {len(running) - 10} more" if len(running) > 10 else "")
-    return (f"The jobs above ({shown}) are running on the embedded emulator (.rlorinfra/ beside "
-            f"{config_path}). Destroy them with: rlorinfra destroy{flag}")
+    return (
+        f"The jobs above ({shown}) are running on the embedded emulator (.rlorinfra/ beside "
+        f"{config_path}). Destroy them with: rlorinfra destroy{flag}"
+    )

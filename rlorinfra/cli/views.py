@@ -186,9 +186,16 @@ class TtyView:
     cleared whole. All drawing happens under one lock.
     """
 
-    def __init__(self, names_actions: list[tuple[Any, ...]], color: bool = True,
-                 *, out: TextIO | None = None, clock: Callable[[], float] = time.monotonic,
-                 size: Callable[[], tuple[int, int]] | None = None, ticker: bool = True) -> None:
+    def __init__(
+        self,
+        names_actions: list[tuple[Any, ...]],
+        color: bool = True,
+        *,
+        out: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        size: Callable[[], tuple[int, int]] | None = None,
+        ticker: bool = True,
+    ) -> None:
         self.rows: dict[str, Row] = {}
         for name, action, *cbd in names_actions:
             self.rows[name] = Row(symbol_for(action, bool(cbd and cbd[0])) or " ")
@@ -311,16 +318,23 @@ class TtyView:
         if height is None or len(names) <= max(1, height - 1):
             return names
         keep = max(0, height - 2)  # one line left for the summary, one for the cursor
-        ranked = sorted(names, key=lambda n: (0 if self.rows[n].in_flight else 1 if self.rows[n].failed
-                                              else 2 if self.rows[n].started is None else 3))
+        ranked = sorted(
+            names,
+            key=lambda n: (
+                0 if self.rows[n].in_flight else 1 if self.rows[n].failed else 2 if self.rows[n].started is None else 3
+            ),
+        )
         chosen = set(ranked[:keep])
         return [n for n in names if n in chosen]
 
     def _summary(self, shown: list[str]) -> str:
         visible = set(shown)
         rest = [row for name, row in self.rows.items() if name not in visible]
-        counts = {"in flight": sum(r.in_flight for r in rest), "failed": sum(r.failed for r in rest),
-                  "queued": sum(r.started is None for r in rest)}
+        counts = {
+            "in flight": sum(r.in_flight for r in rest),
+            "failed": sum(r.failed for r in rest),
+            "queued": sum(r.started is None for r in rest),
+        }
         counts["finished"] = len(rest) - sum(counts.values())
         parts = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
         return f"    ... and {len(rest)} more ({parts})"
@@ -406,9 +420,19 @@ class JsonView:
 
     def on_event(self, event: Any) -> None:
         """Print the event as a JSON Lines record."""
-        emit_json({"type": "event", "name": event.name, "event": event.kind, "action": event.action,
-                   "job_id": event.job_id, "state": event.state, "message": event.message,
-                   "elapsed": event.elapsed, "create_before_destroy": event.create_before_destroy})
+        emit_json(
+            {
+                "type": "event",
+                "name": event.name,
+                "event": event.kind,
+                "action": event.action,
+                "job_id": event.job_id,
+                "state": event.state,
+                "message": event.message,
+                "elapsed": event.elapsed,
+                "create_before_destroy": event.create_before_destroy,
+            }
+        )
 
     def finish(self) -> None:
         """Nothing to tidy up."""

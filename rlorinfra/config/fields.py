@@ -12,13 +12,14 @@ import datetime
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
-from rlorinfra.model.jobs import shape_full_name
 from rlorinfra.config.durations import FORMAT_HINT, MAX_INACTIVITY_SECONDS, parse_duration
 from rlorinfra.config.model import DESIRED_STATES
+from rlorinfra.model.jobs import shape_full_name
 
 MAX_INT32 = 2**31 - 1
 MAX_CONTEXT_LENGTH = 10**7
@@ -400,8 +401,10 @@ def http_url(value: Any) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise Invalid(f'must be "local" or an http(s) URL, {got(value)}')
     if parts.username or parts.password:
-        raise Invalid("must not contain credentials (value not shown)",
-                      "Put the API key in the environment variable named by control_plane.api_key_env.")
+        raise Invalid(
+            "must not contain credentials (value not shown)",
+            "Put the API key in the environment variable named by control_plane.api_key_env.",
+        )
     # Plain http to a remote host is refused by the client at connect time (the
     # one place that sends the key), where --insecure can still allow it.
     return value.rstrip("/")

@@ -16,20 +16,18 @@ The environment is passed in; this package never reads ``os.environ``.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import hashlib
 import re
 import tomllib
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
 from rlorinfra.config.durations import parse_duration
-from rlorinfra.model.jobs import create_path
-from rlorinfra.model.urls import is_loopback
 from rlorinfra.config.model import (
     DEFAULT_API_KEY_ENV,
     INFRA_FIELDS,
@@ -39,10 +37,19 @@ from rlorinfra.config.model import (
     EmulatorSettings,
     JobSpec,
 )
+from rlorinfra.model.jobs import create_path
+from rlorinfra.model.urls import is_loopback
 
 TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs")
-CONTROL_PLANE_KEYS = ("url", "api_key_env", "account_id", "trainer_gateway_url", "allow_insecure",
-                      "retry_budget", "emulator")
+CONTROL_PLANE_KEYS = (
+    "url",
+    "api_key_env",
+    "account_id",
+    "trainer_gateway_url",
+    "allow_insecure",
+    "retry_budget",
+    "emulator",
+)
 EMULATOR_KEYS = ("provision_seconds", "capacity")
 STATE_KEYS = ("path",)
 CONTROL_PLANE_ALIASES = {"base_url": "url", "endpoint": "url", "account": "account_id",
@@ -335,8 +342,10 @@ def _provision_seconds(value: Any) -> float:
     from math import isfinite  # (here: the only float check in this module)
 
     if not isfinite(value):
-        raise F.Invalid(f"must be a finite number of seconds, {F.got(value)}",
-                        f"Give a number between 0 and {int(_MAX_PROVISION_SECONDS)}, e.g. provision_seconds = 2.")
+        raise F.Invalid(
+            f"must be a finite number of seconds, {F.got(value)}",
+            f"Give a number between 0 and {int(_MAX_PROVISION_SECONDS)}, e.g. provision_seconds = 2.",
+        )
     if not 0 <= value <= _MAX_PROVISION_SECONDS:
         raise F.Invalid(f"must be between 0 and {int(_MAX_PROVISION_SECONDS)} seconds, {F.got(value)}")
     return float(value)
@@ -409,7 +418,7 @@ def _state_path(value: Any, config_path: Path, c: Collector) -> Path:
 # --------------------------------------------------------------------------- [defaults] and [jobs]
 
 
-def _defaults(value: Any, c: Collector) -> "Defaults":
+def _defaults(value: Any, c: Collector) -> Defaults:
     """Checked ``[defaults]`` values and the keys that failed (reported once here, not per job)."""
     table = _table(value, "defaults", c)
     good = _fields(table, c, job=None, prefix=("defaults",))
@@ -579,13 +588,24 @@ def _auto_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> lis
 def _manual_path_problems(merged: dict[str, Any], cp: ControlPlaneSettings) -> list[Problem]:
     key = "accelerator_type" if merged.get("accelerator_type") else "accelerator_count"
     if cp.is_local:
-        return [(key, "selects the manual path, which always sends skipValidations=true: that needs a superuser "
-                 "API key, and the embedded emulator's key is a customer key", _SUPERUSER_WAY_OUT)]
+        return [
+            (
+                key,
+                "selects the manual path, which always sends skipValidations=true: that needs a superuser "
+                "API key, and the embedded emulator's key is a customer key",
+                _SUPERUSER_WAY_OUT,
+            )
+        ]
     if not merged.get("skip_validations"):
-        return [(key, "selects the manual path, which always sends skipValidations=true: the real API refuses "
-                 "that from a customer key (HTTP 400)",
-                 "With a superuser key, add skip_validations = true to say so. With a customer key, use "
-                 "training_shape, or drop accelerator_type/accelerator_count/node_count for the auto-shape path.")]
+        return [
+            (
+                key,
+                "selects the manual path, which always sends skipValidations=true: the real API refuses "
+                "that from a customer key (HTTP 400)",
+                "With a superuser key, add skip_validations = true to say so. With a customer key, use "
+                "training_shape, or drop accelerator_type/accelerator_count/node_count for the auto-shape path.",
+            )
+        ]
     return []
 
 

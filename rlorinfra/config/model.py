@@ -95,8 +95,13 @@ class JobSpec:
     @property
     def path(self) -> str:
         """Which create path the job takes: ``shape``, ``manual`` or ``auto`` (``wire.create_path``)."""
-        return create_path({"training_shape": self.training_shape, "accelerator_type": self.accelerator_type,
-                            "accelerator_count": self.accelerator_count})
+        return create_path(
+            {
+                "training_shape": self.training_shape,
+                "accelerator_type": self.accelerator_type,
+                "accelerator_count": self.accelerator_count,
+            }
+        )
 
     def spec(self) -> dict[str, Any]:
         """The normalized control-plane fields, as recorded in state and diffed.

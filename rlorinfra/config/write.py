@@ -23,8 +23,9 @@ STARTER_BASE_MODEL = "accounts/fireworks/models/qwen3-8b"
 _FIELD_ORDER = tuple(JOB_RULES)
 
 
-def render_job_toml(display_name: str, spec: dict[str, Any], *, lifecycle: dict[str, Any] | None = None,
-                    unset: tuple[str, ...] = ()) -> str:
+def render_job_toml(
+    display_name: str, spec: dict[str, Any], *, lifecycle: dict[str, Any] | None = None, unset: tuple[str, ...] = ()
+) -> str:
     """A ``[jobs."<display_name>"]`` block for ``spec`` (``JobSpec.spec()`` form).
 
     ``lifecycle`` optionally adds rlorinfra's own fields (``desired_state``,

@@ -23,7 +23,7 @@ LOCAL_API_KEY = "local"
 LOCAL_ACCOUNT_ID = "local"
 
 
-def embedded_app(db_path: str | Path, *, provision_seconds: float = 2.0, capacity: int = 256) -> "EmulatorApp":
+def embedded_app(db_path: str | Path, *, provision_seconds: float = 2.0, capacity: int = 256) -> EmulatorApp:
     """The in-process emulator over ``db_path``: customer key ``local`` (no superuser key), account ``local``.
 
     Faithful by default, like a served one: superuser-only parameters are

@@ -40,9 +40,10 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from rlorinfra.controlplane import shapes
@@ -65,8 +66,18 @@ log = logging.getLogger("rlorinfra.controlplane")
 DEFAULT_PAGE_SIZE = 50
 GATEWAY_PREFIX = "/training/"  # the trainer gateway's routes (E11), not the control plane
 MAX_PAGE_SIZE = 200
-JOB_FAULTS = ("preempt", "fail", "set-idle", "mark-unhealthy", "mark-healthy", "complete", "pause", "early-stop",
-              "expire", "flap")
+JOB_FAULTS = (
+    "preempt",
+    "fail",
+    "set-idle",
+    "mark-unhealthy",
+    "mark-healthy",
+    "complete",
+    "pause",
+    "early-stop",
+    "expire",
+    "flap",
+)
 FAULTS = (*JOB_FAULTS, "drop-response")
 INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 DROPPED_MESSAGE = "response dropped after the request was processed (injected)"
@@ -77,8 +88,11 @@ _CLAUSE_RE = re.compile(
 )
 _AND_RE = re.compile(r"AND\s+")
 _JOB_FILTER_FIELDS = {"display_name": "display_name", "displayName": "display_name", "state": "state"}
-_VERSION_FILTER_FIELDS = {"latest_validated": "latest_validated", "latestValidated": "latest_validated",
-                          "validated": "validated"}
+_VERSION_FILTER_FIELDS = {
+    "latest_validated": "latest_validated",
+    "latestValidated": "latest_validated",
+    "validated": "validated",
+}
 
 
 @dataclass
@@ -198,9 +212,19 @@ def parse_filter(text: str, fields: dict[str, str]) -> list[tuple[str, str, str]
 class EmulatorApp:
     """The WSGI callable. Build it with ``make_app``."""
 
-    def __init__(self, store: Store, *, api_key: str, superuser_keys: Iterable[str], latency_ms: float,
-                 error_rate: float, rate_limit_rate: float, retry_after_s: int, max_body_bytes: int,
-                 seed: int | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        api_key: str,
+        superuser_keys: Iterable[str],
+        latency_ms: float,
+        error_rate: float,
+        rate_limit_rate: float,
+        retry_after_s: int,
+        max_body_bytes: int,
+        seed: int | None,
+    ) -> None:
         self.store = store
         self._key = api_key.encode("utf-8")
         self._superuser_keys = tuple(key.encode("utf-8") for key in superuser_keys)
@@ -231,8 +255,12 @@ class EmulatorApp:
             err = InvalidArgument(f"the emulator could not process this request ({type(exc).__name__}: {exc})"[:500])
             status, body = err.http_status, err.body()
         payload = json.dumps(body).encode("utf-8")
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                   (INSTANCE_HEADER, self.store.instance_id), *extra_headers]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            (INSTANCE_HEADER, self.store.instance_id),
+            *extra_headers,
+        ]
         start_response(f"{status} {_phrase(status)}", headers)
         return [payload]
 
@@ -250,8 +278,9 @@ class EmulatorApp:
         handler = handlers.get(request.method)
         if handler is None:
             extra_headers.append(("Allow", ", ".join(sorted(handlers))))
-            raise MethodNotAllowed(f"method {request.method[:20]} is not allowed on {request.path[:200]}",
-                                   http_status=405)
+            raise MethodNotAllowed(
+                f"method {request.method[:20]} is not allowed on {request.path[:200]}", http_status=405
+            )
         if not admin and not request.path.startswith(GATEWAY_PREFIX):
             self._inject_faults()  # control-plane faults; the trainer gateway is another service
         return handler(request, **params)
@@ -306,10 +335,16 @@ class EmulatorApp:
             (shapes_prefix, {"GET": self.list_shapes}, False),
             (rf"{shapes_prefix}/(?P<shape_id>{_SEG})", {"GET": self.get_shape}, False),
             (rf"{shapes_prefix}/(?P<shape_id>{_SEG})/versions", {"GET": self.list_versions}, False),
-            (rf"{shapes_prefix}/(?P<shape_id>{_SEG})/versions/(?P<version_id>{_SEG})",
-             {"GET": self.get_version}, False),
-            (r"/training/v1/rlorTrainerJobs/(?P<account>[^/]+)/(?P<job_id>[^/]+)/api/v1/healthz",
-             {"GET": self.healthz}, False),
+            (
+                rf"{shapes_prefix}/(?P<shape_id>{_SEG})/versions/(?P<version_id>{_SEG})",
+                {"GET": self.get_version},
+                False,
+            ),
+            (
+                r"/training/v1/rlorTrainerJobs/(?P<account>[^/]+)/(?P<job_id>[^/]+)/api/v1/healthz",
+                {"GET": self.healthz},
+                False,
+            ),
             (r"/_emulator/faults", {"POST": self.inject_fault}, True),
         ]
         return [(re.compile(pattern + r"\Z"), handlers, admin) for pattern, handlers, admin in table]
@@ -486,8 +521,9 @@ class EmulatorApp:
         """``POST /_emulator/faults``: apply a fault to a job (answer the job), or arm a drop-response."""
         body = request.json()
         if not isinstance(body, dict):
-            raise InvalidArgument('send {"jobId": "...", "fault": "..."} '
-                                  'or {"fault": "drop-response", "operation": ...}')
+            raise InvalidArgument(
+                'send {"jobId": "...", "fault": "..."} or {"fault": "drop-response", "operation": ...}'
+            )
         fault = body.get("fault")
         if fault not in FAULTS:
             raise InvalidArgument(f'unknown fault "{str(fault)[:40]}"; use one of {", ".join(FAULTS)}')
@@ -557,6 +593,14 @@ def make_app(
     if not api_key or not all(superuser_keys):
         raise ValueError("the emulator's keys must not be empty")
     store.echo_create_fields = bool(echo_create_fields)
-    return EmulatorApp(store, api_key=api_key, superuser_keys=superuser_keys, latency_ms=latency_ms,
-                       error_rate=error_rate, rate_limit_rate=rate_limit_rate, retry_after_s=retry_after_s,
-                       max_body_bytes=max_body_bytes, seed=seed)
+    return EmulatorApp(
+        store,
+        api_key=api_key,
+        superuser_keys=superuser_keys,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        rate_limit_rate=rate_limit_rate,
+        retry_after_s=retry_after_s,
+        max_body_bytes=max_body_bytes,
+        seed=seed,
+    )

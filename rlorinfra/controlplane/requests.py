@@ -50,23 +50,54 @@ REGIONS = frozenset(
 
 # Field name -> expected JSON kind. "int+" = positive integer, "int0" = >= 0.
 TOP_LEVEL_FIELDS: dict[str, str] = {
-    "displayName": "str", "serviceMode": "bool", "keepAlive": "bool", "dataset": "str",
-    "trainingConfig": "object", "nodeCount": "int+", "trainerReplicaCount": "int+",
-    "useReservation": "bool", "reservationTarget": "str", "hotLoadDeploymentId": "str",
-    "extraValues": "strmap", "forwardOnly": "bool", "purpose": "str", "preemptible": "bool",
-    "managedBy": "str", "inactivityTimeout": "duration", "disableInactivityCleanup": "bool",
+    "displayName": "str",
+    "serviceMode": "bool",
+    "keepAlive": "bool",
+    "dataset": "str",
+    "trainingConfig": "object",
+    "nodeCount": "int+",
+    "trainerReplicaCount": "int+",
+    "useReservation": "bool",
+    "reservationTarget": "str",
+    "hotLoadDeploymentId": "str",
+    "extraValues": "strmap",
+    "forwardOnly": "bool",
+    "purpose": "str",
+    "preemptible": "bool",
+    "managedBy": "str",
+    "inactivityTimeout": "duration",
+    "disableInactivityCleanup": "bool",
     # generated-schema extras the SDK never sends: accepted and echoed as sent
-    "awsS3Config": "object", "azureBlobStorageConfig": "object", "evalAutoCarveout": "bool",
-    "evaluationDataset": "str", "lossConfig": "object", "rewardWeights": "strlist",
-    "rolloutDeploymentName": "str", "usePurpose": "str", "wandbConfig": "object",
+    "awsS3Config": "object",
+    "azureBlobStorageConfig": "object",
+    "evalAutoCarveout": "bool",
+    "evaluationDataset": "str",
+    "lossConfig": "object",
+    "rewardWeights": "strlist",
+    "rolloutDeploymentName": "str",
+    "usePurpose": "str",
+    "wandbConfig": "object",
 }
 TRAINING_CONFIG_FIELDS: dict[str, str] = {
-    "baseModel": "str", "warmStartFrom": "str", "loraRank": "int0", "learningRate": "number",
-    "maxContextLength": "int+", "batchSize": "int+", "batchSizeSamples": "int+", "epochs": "int+",
-    "gradientAccumulationSteps": "int+", "learningRateWarmupSteps": "int0",
-    "optimizerWeightDecay": "number", "jinjaTemplate": "str", "outputModel": "str",
-    "samplerCheckpointSaveIntervalSteps": "int+", "region": "str", "acceleratorType": "str",
-    "acceleratorCount": "int+", "customImageTag": "str", "extraArgs": "strlist",
+    "baseModel": "str",
+    "warmStartFrom": "str",
+    "loraRank": "int0",
+    "learningRate": "number",
+    "maxContextLength": "int+",
+    "batchSize": "int+",
+    "batchSizeSamples": "int+",
+    "epochs": "int+",
+    "gradientAccumulationSteps": "int+",
+    "learningRateWarmupSteps": "int0",
+    "optimizerWeightDecay": "number",
+    "jinjaTemplate": "str",
+    "outputModel": "str",
+    "samplerCheckpointSaveIntervalSteps": "int+",
+    "region": "str",
+    "acceleratorType": "str",
+    "acceleratorCount": "int+",
+    "customImageTag": "str",
+    "extraArgs": "strlist",
     "projectionHeadDim": "int0",
 }
 QUERY_PARAMS = ("trainingShape", "skipValidations", "rlorTrainerJobId", "deploymentId")
@@ -118,9 +149,15 @@ def _kind_ok(value: Any, kind: str) -> bool:
 
 
 _KIND_TEXT = {
-    "str": "a string", "bool": "a boolean", "object": "a JSON object", "number": "a number",
-    "int+": "a positive integer", "int0": "a non-negative integer", "strlist": "a list of strings",
-    "strmap": "a map of strings to strings", "duration": "a duration string such as \"1800s\"",
+    "str": "a string",
+    "bool": "a boolean",
+    "object": "a JSON object",
+    "number": "a number",
+    "int+": "a positive integer",
+    "int0": "a non-negative integer",
+    "strlist": "a list of strings",
+    "strmap": "a map of strings to strings",
+    "duration": 'a duration string such as "1800s"',
 }
 
 
@@ -213,8 +250,12 @@ def _shape_path(shape_ref: str, body: dict[str, Any], tc: dict[str, Any]) -> _Pl
         )
     # No base-model or context-length check: PROTOCOL.md shows the real API making neither.
     tc.setdefault("maxContextLength", version.max_context_length)
-    return _Placement({"nodeCount": version.node_count, "trainingShape": shape_ref},
-                      _filled(version), version.demand, version.accelerator_type)
+    return _Placement(
+        {"nodeCount": version.node_count, "trainingShape": shape_ref},
+        _filled(version),
+        version.demand,
+        version.accelerator_type,
+    )
 
 
 def _filled(version: shapes.ShapeVersion) -> dict[str, Any]:
@@ -234,14 +275,17 @@ def _auto_path(body: dict[str, Any], tc: dict[str, Any]) -> _Placement:
             + (f" with maxContextLength {tc['maxContextLength']}" if tc.get("maxContextLength") else "")
             + "; pass trainingShape, or use the manual path (acceleratorType/acceleratorCount/nodeCount)"
         )
-    return _Placement({"nodeCount": version.node_count}, _filled(version), version.demand,
-                      version.accelerator_type)
+    return _Placement({"nodeCount": version.node_count}, _filled(version), version.demand, version.accelerator_type)
 
 
 def _manual_path(body: dict[str, Any], tc: dict[str, Any]) -> _Placement:
     nodes = body.get("nodeCount", 1)
-    return _Placement({"nodeCount": nodes}, {}, tc.get("acceleratorCount", 1) * nodes,
-                      tc.get("acceleratorType") or DEFAULT_ACCELERATOR_TYPE)
+    return _Placement(
+        {"nodeCount": nodes},
+        {},
+        tc.get("acceleratorCount", 1) * nodes,
+        tc.get("acceleratorType") or DEFAULT_ACCELERATOR_TYPE,
+    )
 
 
 def _superuser_only(body: dict[str, Any], tc: dict[str, Any], skip: bool) -> list[str]:
@@ -256,8 +300,14 @@ def _superuser_only(body: dict[str, Any], tc: dict[str, Any], skip: bool) -> lis
 def _check_key(body: dict[str, Any], tc: dict[str, Any], skip: bool, superuser: bool) -> None:
     gated = [] if superuser else _superuser_only(body, tc, skip)
     if gated:
-        hint = ("; customers launch with trainingShape or on the auto-shape path (the manual path always "
-                "sends skipValidations=true)") if gated[0] == "skipValidations" else ""
+        hint = (
+            (
+                "; customers launch with trainingShape or on the auto-shape path (the manual path always "
+                "sends skipValidations=true)"
+            )
+            if gated[0] == "skipValidations"
+            else ""
+        )
         also = f" (also superuser-only in this request: {', '.join(gated[1:])})" if gated[1:] else ""
         raise InvalidArgument(f"{gated[0]} requires a superuser API key; this is a customer key{also}{hint}")
 
@@ -272,8 +322,9 @@ def _inactivity(body: dict[str, Any], account_id: str) -> float:
     return parse_duration(body["inactivityTimeout"]) or DEFAULT_INACTIVITY_S
 
 
-def parse_create(body: Any, query: dict[str, str], *, account_id: str, created_by: str,
-                 superuser: bool = True) -> NewJob:
+def parse_create(
+    body: Any, query: dict[str, str], *, account_id: str, created_by: str, superuser: bool = True
+) -> NewJob:
     """Validate an E2 request (body already JSON-decoded) into a ``NewJob``.
 
     ``superuser`` is whether the caller's key may send the key-gated
@@ -300,9 +351,15 @@ def parse_create(body: Any, query: dict[str, str], *, account_id: str, created_b
     echo = _echo(body, tc, placement.extra, created_by)
     if deployment:
         echo.setdefault("hotLoadDeploymentId", deployment)
-    return NewJob(job_id=job_id, echo=echo, demand=placement.demand, inactivity_s=inactivity_s,
-                  display_name=body.get("displayName", ""), public=public_fields(echo, placement.filled),
-                  accelerator_type=placement.accelerator_type)
+    return NewJob(
+        job_id=job_id,
+        echo=echo,
+        demand=placement.demand,
+        inactivity_s=inactivity_s,
+        display_name=body.get("displayName", ""),
+        public=public_fields(echo, placement.filled),
+        accelerator_type=placement.accelerator_type,
+    )
 
 
 def _echo(body: dict[str, Any], tc: dict[str, Any], extra: dict[str, Any], created_by: str) -> dict[str, Any]:

@@ -18,8 +18,9 @@ import json
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote
 
 _DRAIN_LIMIT = 64 << 20  # read and discard up to this much unread body; beyond it, close
@@ -63,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle on, the body waits for the
     # client's delayed ACK of the headers (~40 ms on Linux) on every keep-alive request.
     disable_nagle_algorithm = True
-    server: "EmulatorServer"
+    server: EmulatorServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: no access log."""
@@ -119,8 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _call_app(self) -> None:
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
-            self._respond(411, self._identity_headers(),
-                          _error_body(3, "INVALID_ARGUMENT", "send a Content-Length; chunked bodies are not supported"))
+            self._respond(
+                411,
+                self._identity_headers(),
+                _error_body(3, "INVALID_ARGUMENT", "send a Content-Length; chunked bodies are not supported"),
+            )
             return
         length = self._content_length()
         body = _BodyReader(self.rfile, length or 0)
@@ -219,8 +223,12 @@ class ServedEmulator:
     def __init__(self, server: EmulatorServer) -> None:
         self.server = server
         self.url = server.url
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"emulator-{server.server_address[1]}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"emulator-{server.server_address[1]}",
+            daemon=True,
+        )
         self._stopped = False
         self._thread.start()
 
@@ -239,7 +247,7 @@ class ServedEmulator:
         self.server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "ServedEmulator":
+    def __enter__(self) -> ServedEmulator:
         return self
 
     def __exit__(self, *exc: Any) -> None:

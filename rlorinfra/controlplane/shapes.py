@@ -79,16 +79,38 @@ def shape_name(shape_id: str) -> str:
     return f"accounts/{SHAPE_OWNER}/trainingShapes/{shape_id}"
 
 
-def _pair(shape_id: str, base_model: str, mode: str, acc: str, count: int, nodes: int, ctx: int,
-          *, pp: int = 1, newest_validated: bool = True) -> tuple[ShapeVersion, ShapeVersion]:
+def _pair(
+    shape_id: str,
+    base_model: str,
+    mode: str,
+    acc: str,
+    count: int,
+    nodes: int,
+    ctx: int,
+    *,
+    pp: int = 1,
+    newest_validated: bool = True,
+) -> tuple[ShapeVersion, ShapeVersion]:
     """An older and a newer version of one shape; the newest validated one is latest."""
-    common = dict(shape_id=shape_id, base_model=base_model, trainer_mode=mode, accelerator_type=acc,
-                  accelerator_count=count, node_count=nodes, max_context_length=ctx,
-                  pipeline_parallelism=pp)
-    old = ShapeVersion(version_id="v1", trainer_image_tag="1.4.0", latest_validated=not newest_validated,
-                       **common)
-    new = ShapeVersion(version_id="v2", trainer_image_tag="1.5.2", validated=newest_validated,
-                       latest_validated=newest_validated, create_time=_CREATE_TIME_V2, **common)
+    common = dict(
+        shape_id=shape_id,
+        base_model=base_model,
+        trainer_mode=mode,
+        accelerator_type=acc,
+        accelerator_count=count,
+        node_count=nodes,
+        max_context_length=ctx,
+        pipeline_parallelism=pp,
+    )
+    old = ShapeVersion(version_id="v1", trainer_image_tag="1.4.0", latest_validated=not newest_validated, **common)
+    new = ShapeVersion(
+        version_id="v2",
+        trainer_image_tag="1.5.2",
+        validated=newest_validated,
+        latest_validated=newest_validated,
+        create_time=_CREATE_TIME_V2,
+        **common,
+    )
     return old, new
 
 
@@ -98,13 +120,14 @@ _LLAMA70B = "accounts/fireworks/models/llama-v3p1-70b-instruct"
 
 CATALOGUE: dict[str, tuple[ShapeVersion, ...]] = {
     "ts-qwen3-8b-policy": _pair("ts-qwen3-8b-policy", _QWEN8B, "POLICY_TRAINER", "NVIDIA_H200_141GB", 8, 1, 32768),
-    "ts-qwen3-8b-lora": _pair("ts-qwen3-8b-lora", _QWEN8B, "LORA_TRAINER", "NVIDIA_H100_80GB", 2, 1, 16384,
-                              newest_validated=False),
-    "ts-qwen3-8b-reference": _pair("ts-qwen3-8b-reference", _QWEN8B, "FORWARD_ONLY", "NVIDIA_H100_80GB", 1, 1,
-                                   32768),
+    "ts-qwen3-8b-lora": _pair(
+        "ts-qwen3-8b-lora", _QWEN8B, "LORA_TRAINER", "NVIDIA_H100_80GB", 2, 1, 16384, newest_validated=False
+    ),
+    "ts-qwen3-8b-reference": _pair("ts-qwen3-8b-reference", _QWEN8B, "FORWARD_ONLY", "NVIDIA_H100_80GB", 1, 1, 32768),
     "ts-qwen3-4b-policy": _pair("ts-qwen3-4b-policy", _QWEN4B, "POLICY_TRAINER", "NVIDIA_H200_141GB", 4, 1, 40960),
-    "ts-llama-v3p1-70b-policy": _pair("ts-llama-v3p1-70b-policy", _LLAMA70B, "POLICY_TRAINER",
-                                      "NVIDIA_H100_80GB", 8, 2, 16384, pp=2),
+    "ts-llama-v3p1-70b-policy": _pair(
+        "ts-llama-v3p1-70b-policy", _LLAMA70B, "POLICY_TRAINER", "NVIDIA_H100_80GB", 8, 2, 16384, pp=2
+    ),
 }
 
 

@@ -57,10 +57,11 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from rlorinfra.controlplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from rlorinfra.controlplane.requests import DEFAULT_ACCELERATOR_TYPE, parse_create, public_fields
@@ -165,7 +166,7 @@ def _create_private(db_path: Path) -> None:
 
 def rfc3339(ts: float) -> str:
     """An RFC 3339 UTC timestamp with microseconds, e.g. ``2025-01-02T03:04:05.000006Z``."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Store:
@@ -222,11 +223,16 @@ class Store:
                 conn.execute(statement)
             self._migrate(conn)
             # INSERT OR IGNORE: the first process to create the database fixes these.
-            settings = {"provision_seconds": self.provision_seconds, "capacity": self.capacity,
-                        "account_id": self.account_id, "created": rfc3339(now),
-                        "instance_id": str(uuid.uuid4())}
-            conn.executemany("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)",
-                             [(k, str(v)) for k, v in settings.items()])
+            settings = {
+                "provision_seconds": self.provision_seconds,
+                "capacity": self.capacity,
+                "account_id": self.account_id,
+                "created": rfc3339(now),
+                "instance_id": str(uuid.uuid4()),
+            }
+            conn.executemany(
+                "INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)", [(k, str(v)) for k, v in settings.items()]
+            )
             self._advance(conn, now)
             self._drain_queue(conn, now)  # this process may have more capacity
 
@@ -238,8 +244,9 @@ class Store:
             if name not in present:
                 conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
         if "held_since" not in present:
-            conn.execute("UPDATE jobs SET held_since = update_time, inactive_due = due_at WHERE state IN (?, ?)",
-                         (RUNNING, IDLE))
+            conn.execute(
+                "UPDATE jobs SET held_since = update_time, inactive_due = due_at WHERE state IN (?, ?)", (RUNNING, IDLE)
+            )
 
     @contextmanager
     def _write(self, advance: bool = True) -> Iterator[tuple[sqlite3.Connection, float]]:
@@ -299,8 +306,16 @@ class Store:
         elif state in HOLDING_STATES:
             self._fire_timer(conn, row, at)
         elif state == CANCELLING:
-            self._set(conn, row["job_id"], at, state=CANCELLED, due_at=None, completed_time=at,
-                      status_code="CANCELLED", status_message="cancelled by request")
+            self._set(
+                conn,
+                row["job_id"],
+                at,
+                state=CANCELLED,
+                due_at=None,
+                completed_time=at,
+                status_code="CANCELLED",
+                status_message="cancelled by request",
+            )
         elif state == DELETING:
             self._set(conn, row["job_id"], at, state=ARCHIVED, due_at=None)
         else:  # a due time on a state without a timer: clear it
@@ -312,11 +327,16 @@ class Store:
             self._stop(conn, row["job_id"], at, FAILED, "INTERNAL", FLAP_MESSAGE)
         elif row["inactive_due"] is None or row["inactive_due"] <= at:
             timeout = f"{row['inactivity_s']:g}s"
-            self._stop(conn, row["job_id"], at, CANCELLED, "CANCELLED",
-                       f"auto-stopped after {timeout} of inactivity (inactivityTimeout)")
+            self._stop(
+                conn,
+                row["job_id"],
+                at,
+                CANCELLED,
+                "CANCELLED",
+                f"auto-stopped after {timeout} of inactivity (inactivityTimeout)",
+            )
         else:  # a timer was moved or turned off: wait for the one left
-            self._set(conn, row["job_id"], row["update_time"],
-                      due_at=_earliest(row["inactive_due"], row["flap_due"]))
+            self._set(conn, row["job_id"], row["update_time"], due_at=_earliest(row["inactive_due"], row["flap_due"]))
 
     def _used(self, conn: sqlite3.Connection) -> int:
         return conn.execute(
@@ -352,16 +372,26 @@ class Store:
     def _refresh_queue_messages(self, conn: sqlite3.Connection) -> None:
         """After the queue moved, every waiting job's message says where it stands now."""
         used = self._used(conn)
-        for row in conn.execute("SELECT job_id, queue_seq, demand, accel_type FROM jobs WHERE queue_seq IS NOT NULL"
-                                " ORDER BY queue_seq").fetchall():
+        for row in conn.execute(
+            "SELECT job_id, queue_seq, demand, accel_type FROM jobs WHERE queue_seq IS NOT NULL ORDER BY queue_seq"
+        ).fetchall():
             message = self._queue_message(conn, row["queue_seq"], row["demand"], row["accel_type"], used)
             conn.execute("UPDATE jobs SET status_message = ? WHERE job_id = ?", (message, row["job_id"]))
 
     def _start(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
         inactive = at + row["inactivity_s"] if row["inactivity_s"] > 0 else None
         flap = at + row["flap_period"] if row["flap_period"] else None
-        self._set(conn, row["job_id"], at, state=RUNNING, due_at=_earliest(inactive, flap), inactive_due=inactive,
-                  flap_due=flap, queue_seq=None, status_message="")
+        self._set(
+            conn,
+            row["job_id"],
+            at,
+            state=RUNNING,
+            due_at=_earliest(inactive, flap),
+            inactive_due=inactive,
+            flap_due=flap,
+            queue_seq=None,
+            status_message="",
+        )
 
     def _drain_queue(self, conn: sqlite3.Connection, at: float) -> None:
         """Start queued jobs in FIFO order while the head fits."""
@@ -380,8 +410,19 @@ class Store:
 
     def _stop(self, conn: sqlite3.Connection, job_id: str, at: float, state: str, code: str, message: str) -> None:
         """Move to a stopped state, free the job's accelerators, start queued jobs."""
-        self._set(conn, job_id, at, state=state, due_at=None, queue_seq=None, completed_time=at,
-                  status_code=code, status_message=message, inactive_due=None, flap_due=None)
+        self._set(
+            conn,
+            job_id,
+            at,
+            state=state,
+            due_at=None,
+            queue_seq=None,
+            completed_time=at,
+            status_code=code,
+            status_message=message,
+            inactive_due=None,
+            flap_due=None,
+        )
         self._drain_queue(conn, at)
 
     @staticmethod
@@ -435,15 +476,21 @@ class Store:
 
     # -- API operations --------------------------------------------------------
 
-    def create_job(self, body: Any, query: Mapping[str, str] | None = None, *,
-                   superuser: bool = True) -> dict[str, Any]:
+    def create_job(
+        self, body: Any, query: Mapping[str, str] | None = None, *, superuser: bool = True
+    ) -> dict[str, Any]:
         """E2: validate (400), refuse a taken ID (409, tombstones too), insert as CREATING.
 
         ``superuser`` is whether the caller may send key-gated parameters (the
         HTTP app passes the key's role; direct store calls are privileged).
         """
-        new = parse_create(body, dict(query or {}), account_id=self.account_id,
-                           created_by=f"{self.account_id}@emulator.local", superuser=superuser)
+        new = parse_create(
+            body,
+            dict(query or {}),
+            account_id=self.account_id,
+            created_by=f"{self.account_id}@emulator.local",
+            superuser=superuser,
+        )
         job_id = new.job_id or str(uuid.uuid4())
         with self._write() as (conn, now):
             existing = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -452,16 +499,28 @@ class Store:
             conn.execute(
                 "INSERT INTO jobs(job_id, display_name, state, echo, public, demand, accel_type, inactivity_s,"
                 " create_time, update_time, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, new.display_name, CREATING, json.dumps(new.echo),
-                 json.dumps(new.public) if new.public is not None else None, new.demand, new.accelerator_type,
-                 new.inactivity_s, now, now, now + self.provision_seconds),
+                (
+                    job_id,
+                    new.display_name,
+                    CREATING,
+                    json.dumps(new.echo),
+                    json.dumps(new.public) if new.public is not None else None,
+                    new.demand,
+                    new.accelerator_type,
+                    new.inactivity_s,
+                    now,
+                    now,
+                    now + self.provision_seconds,
+                ),
             )
             return self._reload(conn, job_id, now)
 
     def _exists_message(self, job_id: str, state: str) -> str:
         if state in TOMBSTONE_STATES:
-            return (f"RLOR trainer job {self.job_name(job_id)} already exists in state {shown_state(state)}; "
-                    "a deleted job's ID cannot be reused, choose a new rlorTrainerJobId")
+            return (
+                f"RLOR trainer job {self.job_name(job_id)} already exists in state {shown_state(state)}; "
+                "a deleted job's ID cannot be reused, choose a new rlorTrainerJobId"
+            )
         return f"RLOR trainer job {self.job_name(job_id)} already exists (state {state})"
 
     def get_job(self, job_id: str) -> dict[str, Any]:
@@ -507,8 +566,15 @@ class Store:
             if row["state"] in TOMBSTONE_STATES or row["state"] == DELETING:
                 return self._render(row, now)
             completed = row["completed_time"]
-            self._set(conn, job_id, now, state=DELETING, due_at=now + self.settle_seconds, queue_seq=None,
-                      completed_time=completed if completed is not None else now)
+            self._set(
+                conn,
+                job_id,
+                now,
+                state=DELETING,
+                due_at=now + self.settle_seconds,
+                queue_seq=None,
+                completed_time=completed if completed is not None else now,
+            )
             self._drain_queue(conn, now)
             return self._reload(conn, job_id, now)
 
@@ -521,8 +587,9 @@ class Store:
                     f"cannot resume job in state: {shown_state(row['state'])}; only FAILED, CANCELLED, PAUSED or "
                     "COMPLETED jobs can be resumed"
                 )
-            self._set(conn, job_id, now, state=CREATING, due_at=now + self.provision_seconds,
-                      completed_time=None, unhealthy=0)
+            self._set(
+                conn, job_id, now, state=CREATING, due_at=now + self.provision_seconds, completed_time=None, unhealthy=0
+            )
             return self._reload(conn, job_id, now)
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
@@ -554,8 +621,13 @@ class Store:
 
     # -- fault injection -------------------------------------------------------
 
-    def _fault(self, job_id: str, verb: str, allowed: frozenset[str],
-               act: Callable[[sqlite3.Connection, sqlite3.Row, float], None]) -> dict[str, Any]:
+    def _fault(
+        self,
+        job_id: str,
+        verb: str,
+        allowed: frozenset[str],
+        act: Callable[[sqlite3.Connection, sqlite3.Row, float], None],
+    ) -> dict[str, Any]:
         with self._write() as (conn, now):
             row = self._row(conn, job_id)
             if row["state"] not in allowed:
@@ -565,8 +637,9 @@ class Store:
 
     def _stop_fault(self, job_id: str, verb: str, state: str, code: str, message: str) -> dict[str, Any]:
         """A live job stops in ``state``: its accelerators are freed and queued jobs start."""
-        return self._fault(job_id, verb, ACTIVE_STATES, lambda conn, row, now: self._stop(
-            conn, job_id, now, state, code, message))
+        return self._fault(
+            job_id, verb, ACTIVE_STATES, lambda conn, row, now: self._stop(conn, job_id, now, state, code, message)
+        )
 
     def preempt(self, job_id: str) -> dict[str, Any]:
         """The pod dies: FAILED with status UNAVAILABLE "pod preempted"."""
@@ -594,15 +667,30 @@ class Store:
 
     def set_idle(self, job_id: str) -> dict[str, Any]:
         """RUNNING -> IDLE: a service-mode trainer with no active training (still holds its GPUs)."""
-        return self._fault(job_id, "set idle", frozenset({RUNNING}), lambda conn, row, now: self._set(
-            conn, job_id, now, state=IDLE, status_message="service-mode trainer is idle (no active training)",
-            flap_due=None, due_at=row["inactive_due"]))
+        return self._fault(
+            job_id,
+            "set idle",
+            frozenset({RUNNING}),
+            lambda conn, row, now: self._set(
+                conn,
+                job_id,
+                now,
+                state=IDLE,
+                status_message="service-mode trainer is idle (no active training)",
+                flap_due=None,
+                due_at=row["inactive_due"],
+            ),
+        )
 
     def mark_unhealthy(self, job_id: str, unhealthy: bool = True) -> dict[str, Any]:
         """Make the health probe answer 503 (or 200 again with ``unhealthy=False``)."""
         alive = frozenset(ACTIVE_STATES | STOPPED_STATES | {CANCELLING})
-        return self._fault(job_id, "mark unhealthy", alive, lambda conn, row, now: self._set(
-            conn, job_id, row["update_time"], unhealthy=int(unhealthy)))
+        return self._fault(
+            job_id,
+            "mark unhealthy",
+            alive,
+            lambda conn, row, now: self._set(conn, job_id, row["update_time"], unhealthy=int(unhealthy)),
+        )
 
     def flap(self, job_id: str, period: float = DEFAULT_FLAP_PERIOD_S, *, off: bool = False) -> dict[str, Any]:
         """Crash loop: from now on every ``period`` s of RUNNING ends in FAILED "trainer crashed (flapping)".
@@ -617,13 +705,20 @@ class Store:
         def act(conn: sqlite3.Connection, row: sqlite3.Row, now: float) -> None:
             flap_due = now + period if not off and row["state"] == RUNNING else None
             due = _earliest(row["inactive_due"], flap_due) if row["state"] in HOLDING_STATES else row["due_at"]
-            self._set(conn, job_id, row["update_time"], flap_period=None if off else float(period),
-                      flap_due=flap_due, due_at=due)
+            self._set(
+                conn,
+                job_id,
+                row["update_time"],
+                flap_period=None if off else float(period),
+                flap_due=flap_due,
+                due_at=due,
+            )
 
         return self._fault(job_id, "flap", alive, act)
 
-    def job_fault(self, fault: str, job_id: str, *, message: str | None = None, period: float | None = None,
-                  off: bool = False) -> dict[str, Any]:
+    def job_fault(
+        self, fault: str, job_id: str, *, message: str | None = None, period: float | None = None, off: bool = False
+    ) -> dict[str, Any]:
         """Apply the job fault named as on the admin route and the CLI (``preempt``, ``early-stop``...)."""
         actions: dict[str, Callable[[], dict[str, Any]]] = {
             "preempt": lambda: self.preempt(job_id),
@@ -648,8 +743,11 @@ class Store:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise InvalidArgument(f"count must be a non-negative integer, got {count!r}")
         with self._write(advance=False) as (conn, _now):
-            conn.execute("INSERT INTO drops(operation, remaining) VALUES (?, ?) ON CONFLICT(operation) "
-                         "DO UPDATE SET remaining = excluded.remaining", (operation, count))
+            conn.execute(
+                "INSERT INTO drops(operation, remaining) VALUES (?, ?) ON CONFLICT(operation) "
+                "DO UPDATE SET remaining = excluded.remaining",
+                (operation, count),
+            )
         return {"fault": "drop-response", "operation": operation, "count": count}
 
     def take_drop(self, operation: str) -> bool:
@@ -658,8 +756,9 @@ class Store:
         armed = conn.execute("SELECT 1 FROM drops WHERE operation = ? AND remaining > 0", (operation,)).fetchone()
         if armed is None:  # the common case: a read, no write lock
             return False
-        cursor = conn.execute("UPDATE drops SET remaining = remaining - 1 WHERE operation = ? AND remaining > 0",
-                              (operation,))
+        cursor = conn.execute(
+            "UPDATE drops SET remaining = remaining - 1 WHERE operation = ? AND remaining > 0", (operation,)
+        )
         return cursor.rowcount == 1
 
     def armed_drops(self) -> dict[str, int]:

@@ -162,7 +162,8 @@ def not_ours(live: LiveJob, display_name: str, spec: dict[str, Any]) -> str:
         return f'display name "{live.display_name}", not "{display_name}"'
     for key in sorted(set(comparable_fields(spec)) & live.reported):
         wanted, found = spec.get(key, SPEC_DEFAULTS.get(key)), live.reported_value(key)
-        if wanted != found and not (isinstance(wanted, (int, float)) and isinstance(found, (int, float))
-                                    and float(wanted) == float(found)):
+        if wanted != found and not (
+            isinstance(wanted, (int, float)) and isinstance(found, (int, float)) and float(wanted) == float(found)
+        ):
             return f"{key} is {found!r}, not {wanted!r}"
     return ""

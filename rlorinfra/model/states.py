@@ -6,9 +6,7 @@ JOB_STATE_PREFIX = "JOB_STATE_"
 
 # State sets, named as the official SDK names them (PROTOCOL.md §3.2).
 TOMBSTONE_STATES = frozenset({"JOB_STATE_DELETED", "JOB_STATE_ARCHIVED"})
-RESUMABLE_STATES = frozenset(
-    {"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_COMPLETED"}
-)
+RESUMABLE_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_PAUSED", "JOB_STATE_COMPLETED"})
 # Serving: the only state the SDK can find ready (RUNNING plus a healthy probe).
 # IDLE is not among them: the SDK never treats an IDLE trainer as ready.
 SERVING_STATES = frozenset({"JOB_STATE_RUNNING"})

@@ -8,7 +8,7 @@ read them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
@@ -38,7 +38,7 @@ class LiveWorld:
         return [j for j in self.jobs.values() if j.display_name == name and not j.is_tombstone]
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What apply will do to one job."""
 
     CREATE = "create"

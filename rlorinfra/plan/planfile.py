@@ -73,8 +73,7 @@ def write_plan_file(
     except OSError as exc:
         raise PlanFileError(
             f"Cannot write plan file {path}",
-            f"{exc.strerror or exc}. Check that the folder exists and is writable, or choose "
-            "another path with --out.",
+            f"{exc.strerror or exc}. Check that the folder exists and is writable, or choose another path with --out.",
         ) from exc
 
 
@@ -126,14 +125,12 @@ def _load_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         raise PlanFileError(
             f"Plan file {path} is not valid JSON",
-            f"Line {exc.lineno}, column {exc.colno}: {exc.msg}. The file is damaged or is "
-            f"not a plan file. {_REPLAN}",
+            f"Line {exc.lineno}, column {exc.colno}: {exc.msg}. The file is damaged or is not a plan file. {_REPLAN}",
         ) from None
     except StrictJsonError as exc:
         raise PlanFileError(
             f"Plan file {path} is damaged",
-            f"{exc.problem} rlorinfra never writes such a plan file: it was edited or is not a "
-            f"plan file. {_REPLAN}",
+            f"{exc.problem} rlorinfra never writes such a plan file: it was edited or is not a plan file. {_REPLAN}",
         ) from None
     except ValueError as exc:  # anything else json refuses must not become an internal error
         raise PlanFileError(f"Plan file {path} is damaged", f"{str(exc)[:200]}. {_REPLAN}") from None
@@ -158,8 +155,8 @@ def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:
     document = payload.get("plan")
     request = payload.get("request", {})
     ok = (
-        isinstance(request, dict) and
-        (lineage is None or isinstance(lineage, str))
+        isinstance(request, dict)
+        and (lineage is None or isinstance(lineage, str))
         and isinstance(serial, int)
         and not isinstance(serial, bool)
         and isinstance(digest, str)

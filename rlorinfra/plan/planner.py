@@ -24,6 +24,9 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlorinfra.config.model import JobSpec
+from rlorinfra.errors import PlanError
+from rlorinfra.model.jobs import SPEC_DEFAULTS, LiveJob, ShapeVersion, comparable_fields
 from rlorinfra.model.states import (
     ALREADY_STOPPED_STATES,
     DEAD_STATES,
@@ -32,17 +35,12 @@ from rlorinfra.model.states import (
     RELEASED_STATES,
     RESUMABLE_STATES,
     SERVING_STATES,
-    TOMBSTONE_STATES,
     TRANSITIONAL_STATES,
     UNKNOWN_STATE,
 )
-from rlorinfra.model.jobs import LiveJob, SPEC_DEFAULTS, ShapeVersion, comparable_fields
-from rlorinfra.config.model import JobSpec
-from rlorinfra.errors import PlanError
 from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, Plan
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, PHASE_STOPPED, JobRecord, State
-
 
 REASON_RECREATE_SAME_ID = "previous create did not complete; creating with recorded ID"
 REASON_REPLACE_REQUESTED = "requested with --replace"
@@ -119,12 +117,19 @@ def _plan_deposed(name: str, record: JobRecord | None, live: LiveWorld) -> list[
     Without a refresh nothing is known to be gone, so each one is deleted.
     """
     changes = []
-    for job_id in (record.deposed_job_ids if record is not None else ()):
+    for job_id in record.deposed_job_ids if record is not None else ():
         job = live.jobs.get(job_id)
         if live.refreshed and (job is None or job.state in GONE_STATES):
             continue
-        changes.append(Change(name=name, action=Action.DELETE, job_id=job_id, live_state=job.state if job else None,
-                              reason=f"deposed job {job_id} (replaced, not yet deleted) is still running"))
+        changes.append(
+            Change(
+                name=name,
+                action=Action.DELETE,
+                job_id=job_id,
+                live_state=job.state if job else None,
+                reason=f"deposed job {job_id} (replaced, not yet deleted) is still running",
+            )
+        )
     return changes
 
 
@@ -153,12 +158,17 @@ def _option_problems(
     problems += [_unknown_name("--replace", name, known) for name in _unique(replace) if name not in known]
     if replace and (destroy or refresh_only):
         mode = "--destroy" if destroy else "--refresh-only"
-        problems.append(_Problem(
-            f"--replace cannot be combined with {mode}",
-            f"{mode} plans no replacements. Run the plan without {mode} to replace "
-            + ", ".join(f'"{n}"' for n in _unique(replace)) + ".",
-        ))
-    return problems + [p for name in _unique(replace) if (p := _replace_problem(name, desired, state, targets, destroy))]
+        problems.append(
+            _Problem(
+                f"--replace cannot be combined with {mode}",
+                f"{mode} plans no replacements. Run the plan without {mode} to replace "
+                + ", ".join(f'"{n}"' for n in _unique(replace))
+                + ".",
+            )
+        )
+    return problems + [
+        p for name in _unique(replace) if (p := _replace_problem(name, desired, state, targets, destroy))
+    ]
 
 
 def _replace_problem(
@@ -174,7 +184,7 @@ def _replace_problem(
         return _Problem(
             f'Cannot replace job "{name}": it is not in the configuration',
             f'Job "{name}" is managed but no longer declared, so this plan deletes it. '
-            f"Declare [jobs.{name}] again to replace it, or drop --replace \"{name}\".",
+            f'Declare [jobs.{name}] again to replace it, or drop --replace "{name}".',
         )
     return None
 
@@ -232,7 +242,7 @@ def _untracked_problem(name: str, jobs: list[LiveJob]) -> _Problem:
         job = jobs[0]
         return _Problem(
             f'Job "{name}" already exists on the control plane but is not in state',
-            f"Live job {job.job_id} ({job.state}) has the display name \"{name}\". Creating "
+            f'Live job {job.job_id} ({job.state}) has the display name "{name}". Creating '
             f"another would leave two jobs with one name. To manage the existing job, run "
             f"`rlorinfra import {name} {job.job_id}`; to start fresh, delete it first.",
         )
@@ -290,10 +300,21 @@ def _plan_foreign(name: str, spec: JobSpec | None, record: JobRecord, job: LiveJ
     why = f'recorded ID {record.job_id} is held by another job ("{job.display_name}")'
     if spec is not None and not destroy and spec.desired_state == "running":
         after = spec.spec()
-        return Change(name=name, action=Action.CREATE, reason=f"{why}; creating under a new ID", after=after,
-                      create_before_destroy=spec.create_before_destroy, max_resumes=spec.max_resumes)
-    return Change(name=name, action=Action.DELETE, reason=f"{why}; forget the record, leave that job alone",
-                  job_id=None, before=dict(record.spec))
+        return Change(
+            name=name,
+            action=Action.CREATE,
+            reason=f"{why}; creating under a new ID",
+            after=after,
+            create_before_destroy=spec.create_before_destroy,
+            max_resumes=spec.max_resumes,
+        )
+    return Change(
+        name=name,
+        action=Action.DELETE,
+        reason=f"{why}; forget the record, leave that job alone",
+        job_id=None,
+        before=dict(record.spec),
+    )
 
 
 def _plan_new(name: str, spec: JobSpec, live: LiveWorld) -> Change:
@@ -329,9 +350,7 @@ def _plan_delete(name: str, record: JobRecord, live: LiveWorld, reason: str) -> 
     )
 
 
-def _plan_declared_running(
-    name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, force_replace: bool
-) -> Change:
+def _plan_declared_running(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, force_replace: bool) -> Change:
     """A managed job the configuration wants running."""
     state = _live_state(record, live)
     if state is None and record.phase == PHASE_CREATING:
@@ -357,8 +376,9 @@ def _keep_running(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, 
     """Same spec, job exists: resume it, wait for it, or leave it alone."""
     reconciled = f"; reconciled by recorded ID {record.job_id}" if record.phase == PHASE_CREATING else ""
     if state == "JOB_STATE_RUNNING" and _confirmed_ready(record, live):
-        return Change(name=name, action=Action.NOOP, reason=f"job is {state}" + reconciled,
-                      job_id=record.job_id, live_state=state)
+        return Change(
+            name=name, action=Action.NOOP, reason=f"job is {state}" + reconciled, job_id=record.job_id, live_state=state
+        )
     if state in RESUMABLE_STATES:
         action, reason = Action.RESUME, _state_reason(state, record, live)
     elif state == "JOB_STATE_RUNNING" and _health(record, live) is False:
@@ -372,20 +392,25 @@ def _keep_running(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, 
         action, reason = Action.WAIT, f"job is {state}"
     # Once resumed or waited for, the job holds its accelerators again.
     accelerators = _subtract(_accelerators(record.spec, live), _held(record.spec, state, live))
-    return Change(name=name, action=action, reason=reason + reconciled, job_id=record.job_id,
-                  live_state=state, accelerators=accelerators, max_resumes=spec.max_resumes)
+    return Change(
+        name=name,
+        action=action,
+        reason=reason + reconciled,
+        job_id=record.job_id,
+        live_state=state,
+        accelerators=accelerators,
+        max_resumes=spec.max_resumes,
+    )
 
 
-def _plan_declared_stopped(
-    name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, force_replace: bool
-) -> Change:
+def _plan_declared_stopped(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, force_replace: bool) -> Change:
     """A managed job the configuration wants stopped (cancelled, kept)."""
     state = _live_state(record, live)
     if force_replace:
         raise _Problem(
             f'Cannot replace job "{name}": it is declared stopped',
-            "A replacement would start a new job. Set desired_state = \"running\" in "
-            f"[jobs.{name}] first, or drop --replace \"{name}\".",
+            'A replacement would start a new job. Set desired_state = "running" in '
+            f'[jobs.{name}] first, or drop --replace "{name}".',
         )
     if _is_gone(state):  # nothing to stop, and a stopped job is never re-created: forget it
         change = _plan_delete(name, record, live, "")
@@ -395,8 +420,9 @@ def _plan_declared_stopped(
         reason = f"declared stopped; job is {state}"
         if fields:  # replacing would start a job; wait until it is wanted running
             reason = 'declared stopped; the replacement these changes force waits until desired_state = "running"'
-        return Change(name=name, action=Action.NOOP, reason=reason, job_id=record.job_id,
-                      live_state=state, changed_fields=fields)
+        return Change(
+            name=name, action=Action.NOOP, reason=reason, job_id=record.job_id, live_state=state, changed_fields=fields
+        )
     return Change(
         name=name,
         action=Action.STOP,
@@ -442,8 +468,11 @@ def _replace(
 ) -> Change:
     """A REPLACE change; fails when the job has prevent_destroy."""
     if spec.prevent_destroy:
-        why = (f"Its fields {', '.join(fields)} changed and force a replacement." if fields
-               else f"Replacement reason: {reason}.")
+        why = (
+            f"Its fields {', '.join(fields)} changed and force a replacement."
+            if fields
+            else f"Replacement reason: {reason}."
+        )
         raise _prevent_destroy(name, "replace", why)
     after = spec.spec()
     return Change(
@@ -466,7 +495,7 @@ def _prevent_destroy(name: str, verb: str, why: str) -> _Problem:
     return _Problem(
         f'Job "{name}" has prevent_destroy set, but this plan would {verb} it',
         f"{why} To proceed, remove `prevent_destroy = true` from [jobs.{name}] in the "
-        f"configuration, or undo the change (leave \"{name}\" out with --target).",
+        f'configuration, or undo the change (leave "{name}" out with --target).',
     )
 
 
@@ -546,14 +575,18 @@ def _state_drift(name: str, record: JobRecord, job: LiveJob | None) -> Drift | N
         verb = "is being deleted" if state in DELETING_STATES else "was deleted"
         return Drift(kind="tombstoned", live_state=state, detail=f"{verb} outside rlorinfra ({state})", **base)
     if record.phase == PHASE_CREATING and job.display_name != name:
-        return Drift(kind="foreign", live_state=state,
-                     detail=f'is not ours: its recorded ID is held by another job ("{job.display_name}")', **base)
+        return Drift(
+            kind="foreign",
+            live_state=state,
+            detail=f'is not ours: its recorded ID is held by another job ("{job.display_name}")',
+            **base,
+        )
     if recorded is None and record.phase == PHASE_CREATING:
-        return Drift(kind="creating", live_state=state,
-                     detail=f"was created by an interrupted apply: now {state}", **base)
+        return Drift(
+            kind="creating", live_state=state, detail=f"was created by an interrupted apply: now {state}", **base
+        )
     if state == "JOB_STATE_RUNNING" and job.healthy is False:
-        return Drift(kind="unhealthy", live_state=state,
-                     detail="is RUNNING but its trainer health check fails", **base)
+        return Drift(kind="unhealthy", live_state=state, detail="is RUNNING but its trainer health check fails", **base)
     if _expected_progress(recorded, state, record.phase):
         return None
     kind = _drift_kind(job)
@@ -617,8 +650,17 @@ def _spec_drift(name: str, record: JobRecord, job: LiveJob) -> list[Drift]:
     if not fields:
         return []
     shown = ", ".join(f"{k} ({_short(before[k])} -> {_short(after[k])})" for k in fields)
-    return [Drift(name=name, job_id=record.job_id, kind="changed", recorded_state=record.observed_state,
-                  live_state=job.state, detail=f"changed outside rlorinfra: {shown}", changed_fields=fields)]
+    return [
+        Drift(
+            name=name,
+            job_id=record.job_id,
+            kind="changed",
+            recorded_state=record.observed_state,
+            live_state=job.state,
+            detail=f"changed outside rlorinfra: {shown}",
+            changed_fields=fields,
+        )
+    ]
 
 
 def _short(value: Any) -> str:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Mapping, Protocol
+from typing import Protocol
 
-from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import NotFoundError, PlanError
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.plan.model import LiveWorld
 from rlorinfra.state.model import State
 
@@ -79,8 +80,9 @@ def refresh(
             jobs, missing, listed = _read_by_list(client, tracked)
         if health_check:
             jobs = check_health(client, jobs, tracked)
-        return LiveWorld(account_id=account_id, jobs=jobs, missing=frozenset(missing), shapes=shapes.result(),
-                         listed_jobs=listed)
+        return LiveWorld(
+            account_id=account_id, jobs=jobs, missing=frozenset(missing), shapes=shapes.result(), listed_jobs=listed
+        )
 
 
 def tracked_job_ids(state: State) -> list[str]:

@@ -131,7 +131,7 @@ def _change_block(change: dict[str, Any], paint: _Paint) -> str:
     """Header comment, the job line, and for create/replace/delete the attributes."""
     header = paint(f'  # job "{change["name"]}" {_headline(change)}', _BOLD)
     symbol = _symbol(change)
-    ident = f' (id {change["job_id"]})' if change["job_id"] else ""
+    ident = f" (id {change['job_id']})" if change["job_id"] else ""
     line = f'{_gutter(symbol, paint)} job "{change["name"]}"{ident}'
     if change["action"] not in ("create", "replace", "delete"):
         return f"{header}\n{line}"

@@ -23,8 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from rlorinfra.model.jobs import is_valid_job_id
 from rlorinfra.errors import StateError
+from rlorinfra.model.jobs import is_valid_job_id
 from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
 
 # The newest format this rlorinfra reads (and the one it always writes).
@@ -198,9 +198,7 @@ def corrupt_state_error(path: Path, problem: str) -> StateError:
 
 def too_big_error(path: Path, size: int) -> StateError:
     """The corrupt-state error for a file over ``MAX_STATE_BYTES`` (refused unparsed)."""
-    return corrupt_state_error(
-        path, f"It is {size} bytes; a state file is never bigger than {MAX_STATE_BYTES} bytes."
-    )
+    return corrupt_state_error(path, f"It is {size} bytes; a state file is never bigger than {MAX_STATE_BYTES} bytes.")
 
 
 def _parse_json(data: bytes, path: Path) -> dict[str, Any]:

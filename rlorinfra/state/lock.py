@@ -25,11 +25,12 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rlorinfra.errors import StateError, StateLockedError
 from rlorinfra.state.store import FILE_MODE, make_private_folder, resolve_state_path
@@ -61,7 +62,7 @@ class LockInfo:
     path: str  # the state file it locks
 
     @classmethod
-    def new(cls, state_path: Path, operation: str) -> "LockInfo":
+    def new(cls, state_path: Path, operation: str) -> LockInfo:
         """Holder info for this process, with a fresh lock ID."""
         return cls(
             id=str(uuid.uuid4()),
@@ -69,7 +70,7 @@ class LockInfo:
             who=_user_name(),
             host=socket.gethostname(),
             pid=os.getpid(),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             path=str(state_path),
         )
 
@@ -78,7 +79,7 @@ class LockInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LockInfo":
+    def from_dict(cls, data: dict[str, Any]) -> LockInfo:
         """Inverse of ``to_dict``; raises KeyError/TypeError/ValueError on malformed input."""
         return cls(
             id=str(data["id"]),
@@ -232,9 +233,7 @@ class StateLock:
             "or if you are sure no other run is active: "
             f"`rlorinfra force-unlock {lock_id} -f {config}`"
         )
-        return StateLockedError(
-            "Error acquiring the state lock", detail, holder=holder.to_dict() if holder else {}
-        )
+        return StateLockedError("Error acquiring the state lock", detail, holder=holder.to_dict() if holder else {})
 
 
 def _create_lock_file(path: Path, state_path: Path) -> None:

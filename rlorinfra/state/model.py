@@ -63,7 +63,7 @@ class JobRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
         """Inverse of ``to_dict``; raises KeyError/TypeError on malformed input."""
         return cls(
             job_id=data["job_id"],
@@ -102,13 +102,13 @@ class State:
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
 
-    def with_job(self, name: str, record: JobRecord) -> "State":
+    def with_job(self, name: str, record: JobRecord) -> State:
         """A copy with ``name`` set to ``record``."""
         jobs = dict(self.jobs)
         jobs[name] = record
         return replace(self, jobs=jobs)
 
-    def without_job(self, name: str) -> "State":
+    def without_job(self, name: str) -> State:
         """A copy without ``name`` (no error if absent)."""
         jobs = {k: v for k, v in self.jobs.items() if k != name}
         return replace(self, jobs=jobs)

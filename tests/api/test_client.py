@@ -31,14 +31,23 @@ def scripted(responses, seen=None):
 
 def make_client(transport, sleeps=None, **kw):
     return ControlPlaneClient(
-        "https://api.example.test", KEY, transport=transport, sleep=(sleeps.append if sleeps is not None else lambda s: None),
-        rng=random.Random(0), retry=RetryPolicy(budget_s=1000), **kw,
+        "https://api.example.test",
+        KEY,
+        transport=transport,
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        rng=random.Random(0),
+        retry=RetryPolicy(budget_s=1000),
+        **kw,
     )
 
 
 def job(job_id="j1", state="JOB_STATE_RUNNING"):
-    return {"name": f"accounts/acme/rlorTrainerJobs/{job_id}", "displayName": "n", "state": state,
-            "trainingConfig": {"baseModel": "m"}}
+    return {
+        "name": f"accounts/acme/rlorTrainerJobs/{job_id}",
+        "displayName": "n",
+        "state": state,
+        "trainingConfig": {"baseModel": "m"},
+    }
 
 
 def test_account_is_resolved_once_and_used_in_paths():
@@ -53,11 +62,20 @@ def test_account_is_resolved_once_and_used_in_paths():
 
 def test_retries_503_and_429_honouring_retry_after():
     sleeps = []
-    client = make_client(scripted([
-        (503, {"error": {"code": 14, "message": "busy", "status": "UNAVAILABLE"}}, None),
-        (429, {"error": {"code": 8, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}}, {"Retry-After": "7"}),
-        (200, job(), None),
-    ]), sleeps)
+    client = make_client(
+        scripted(
+            [
+                (503, {"error": {"code": 14, "message": "busy", "status": "UNAVAILABLE"}}, None),
+                (
+                    429,
+                    {"error": {"code": 8, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}},
+                    {"Retry-After": "7"},
+                ),
+                (200, job(), None),
+            ]
+        ),
+        sleeps,
+    )
     assert client.get_job("j1").state == "JOB_STATE_RUNNING"
     assert len(sleeps) == 2
     assert sleeps[1] >= 7.0  # Retry-After is honoured
@@ -66,16 +84,22 @@ def test_retries_503_and_429_honouring_retry_after():
 
 def test_gives_up_when_budget_is_spent():
     responses = [(503, {"error": {"message": "down"}}, None)] * 50
-    client = ControlPlaneClient("https://api.example.test", KEY, transport=scripted(responses),
-                                sleep=lambda s: None, retry=RetryPolicy(budget_s=1000, max_attempts=3))
+    client = ControlPlaneClient(
+        "https://api.example.test",
+        KEY,
+        transport=scripted(responses),
+        sleep=lambda s: None,
+        retry=RetryPolicy(budget_s=1000, max_attempts=3),
+    )
     with pytest.raises(ApiError) as info:
         client.get_job("j1")
     assert info.value.status_code == 503
     assert "down" in info.value.summary
 
 
-@pytest.mark.parametrize("status,cls", [(404, NotFoundError), (409, AlreadyExistsError), (401, AuthError),
-                                        (403, AuthError), (400, ApiError)])
+@pytest.mark.parametrize(
+    "status,cls", [(404, NotFoundError), (409, AlreadyExistsError), (401, AuthError), (403, AuthError), (400, ApiError)]
+)
 def test_errors_are_typed_and_not_retried(status, cls):
     sleeps = []
     client = make_client(scripted([(status, {"error": {"code": 3, "message": "nope", "status": "X"}}, None)]), sleeps)
@@ -106,8 +130,10 @@ def test_create_sends_sdk_shaped_request():
 
 
 def test_list_follows_pages_until_token_is_empty():
-    pages = [(200, {"rlorTrainerJobs": [job("a")], "nextPageToken": "t1"}, None),
-             (200, {"rlorTrainerJobs": [job("b")], "nextPageToken": ""}, None)]
+    pages = [
+        (200, {"rlorTrainerJobs": [job("a")], "nextPageToken": "t1"}, None),
+        (200, {"rlorTrainerJobs": [job("b")], "nextPageToken": ""}, None),
+    ]
     seen = []
     client = make_client(scripted(pages, seen))
     assert [j.job_id for j in client.list_jobs()] == ["a", "b"]
@@ -131,9 +157,14 @@ def test_transport_errors_are_retried_then_reported():
         calls.append(request)
         raise httpx.ConnectError("refused")
 
-    client = ControlPlaneClient("https://api.example.test", KEY, account_id="acme",
-                                transport=httpx.MockTransport(handler), sleep=lambda s: None,
-                                retry=RetryPolicy(budget_s=1000, max_attempts=4))
+    client = ControlPlaneClient(
+        "https://api.example.test",
+        KEY,
+        account_id="acme",
+        transport=httpx.MockTransport(handler),
+        sleep=lambda s: None,
+        retry=RetryPolicy(budget_s=1000, max_attempts=4),
+    )
     with pytest.raises(ApiError) as info:
         client.get_job("j1")
     assert len(calls) == 4
@@ -148,16 +179,25 @@ def test_plain_http_to_remote_host_is_refused_unless_insecure():
     ControlPlaneClient("http://127.0.0.1:8765", KEY).close()
 
 
-@pytest.mark.parametrize("url,expected", [("http://127.0.0.1:1", True), ("http://localhost:2", True),
-                                          ("http://[::1]:3", True), ("http://10.0.0.1", False),
-                                          ("https://api.fireworks.ai", False)])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("http://127.0.0.1:1", True),
+        ("http://localhost:2", True),
+        ("http://[::1]:3", True),
+        ("http://10.0.0.1", False),
+        ("https://api.fireworks.ai", False),
+    ],
+)
 def test_is_loopback(url, expected):
     assert is_loopback(url) is expected
 
 
 def test_shape_resolution_latest_and_pinned():
-    version = {"name": "accounts/fireworks/trainingShapes/s/versions/v2",
-               "snapshot": {"acceleratorType": "NVIDIA_H100_80GB", "acceleratorCount": 8, "nodeCount": 2}}
+    version = {
+        "name": "accounts/fireworks/trainingShapes/s/versions/v2",
+        "snapshot": {"acceleratorType": "NVIDIA_H100_80GB", "acceleratorCount": 8, "nodeCount": 2},
+    }
     seen = []
     client = make_client(scripted([(200, {"trainingShapeVersions": [version]}, None), (200, version, None)], seen))
     latest = client.resolve_shape("accounts/fireworks/trainingShapes/s")

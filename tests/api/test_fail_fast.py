@@ -352,7 +352,7 @@ def test_a_key_with_whitespace_or_control_characters_is_rejected_without_echoing
     text = str(info.value)
     assert "RLOR_PROD_KEY" in info.value.summary
     for i in range(len(KEY) - 3):
-        assert KEY[i:i + 4] not in text, "part of the key leaked into the error"
+        assert KEY[i : i + 4] not in text, "part of the key leaked into the error"
 
 
 def test_a_trailing_newline_is_named_as_such():

@@ -7,12 +7,11 @@ failure isolation, one LIST per poll round, health checks only when RUNNING.
 
 from __future__ import annotations
 
-
 import pytest
 
-from rlorinfra.model.jobs import LiveJob
 from rlorinfra.apply import ApplyOptions, Executor, StateWriter, new_job_id
 from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.model.jobs import LiveJob
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, JobRecord, State
 
@@ -40,9 +39,13 @@ class FakePlane:
         return f"http://gw/training/v1/rlorTrainerJobs/acct/{job_id}"
 
     def _live(self, job_id):
-        return LiveJob(job_id=job_id, name=self.job_name(job_id), display_name=self.names.get(job_id, ""),
-                       state=self.jobs[job_id],
-                       status_message="pod preempted" if self.jobs[job_id] == "JOB_STATE_FAILED" else "")
+        return LiveJob(
+            job_id=job_id,
+            name=self.job_name(job_id),
+            display_name=self.names.get(job_id, ""),
+            state=self.jobs[job_id],
+            status_message="pod preempted" if self.jobs[job_id] == "JOB_STATE_FAILED" else "",
+        )
 
     def create_job(self, job_id, display_name, spec):
         self.calls.append(f"create:{display_name}")
@@ -111,8 +114,14 @@ def create(name):
 
 
 def record(job_id, phase=PHASE_READY, observed="JOB_STATE_RUNNING"):
-    return JobRecord(job_id=job_id, job_name=f"accounts/acct/rlorTrainerJobs/{job_id}", endpoint="e",
-                     spec=SPEC, phase=phase, observed_state=observed)
+    return JobRecord(
+        job_id=job_id,
+        job_name=f"accounts/acct/rlorTrainerJobs/{job_id}",
+        endpoint="e",
+        spec=SPEC,
+        phase=phase,
+        observed_state=observed,
+    )
 
 
 def test_create_writes_id_with_phase_creating_before_the_post():
@@ -216,8 +225,7 @@ def test_stop_cancels_and_records_phase_stopped():
 def test_replace_orders_delete_and_create(cbd):
     plane = FakePlane()
     plane.jobs["old"] = "JOB_STATE_RUNNING"
-    change = Change(name="t", action=Action.REPLACE, job_id="old", before=SPEC, after=SPEC,
-                    create_before_destroy=cbd)
+    change = Change(name="t", action=Action.REPLACE, job_id="old", before=SPEC, after=SPEC, create_before_destroy=cbd)
     result, state, _, _ = run(plane, [change], State(jobs={"t": record("old")}))
     assert result.outcomes[0].ok, result.outcomes
     assert state.jobs["t"].job_id != "old"
@@ -240,8 +248,14 @@ def test_readiness_timeout_fails_the_job():
     plane.script["j"] = ["JOB_STATE_CREATING"] * 1000
     ticks = iter(range(0, 100000, 10))
     writer = StateWriter(State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}), lambda s: s)
-    executor = Executor(plane, writer, {}, options=ApplyOptions(timeout_s=50, poll_min_s=0, poll_max_s=0),
-                        clock=lambda: next(ticks), sleep=lambda s: None)
+    executor = Executor(
+        plane,
+        writer,
+        {},
+        options=ApplyOptions(timeout_s=50, poll_min_s=0, poll_max_s=0),
+        clock=lambda: next(ticks),
+        sleep=lambda s: None,
+    )
     result = executor.run(Plan(changes=(Change(name="t", action=Action.WAIT, job_id="j"),)))
     assert not result.outcomes[0].ok and "did not become ready within 50s" in result.outcomes[0].message
 
@@ -258,8 +272,7 @@ def test_no_wait_does_not_wait_for_a_wait_action():
     plane = FakePlane()
     plane.jobs["j"] = "JOB_STATE_CREATING"
     change = Change(name="t", action=Action.WAIT, job_id="j", live_state="JOB_STATE_CREATING")
-    result, _, _, _ = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}),
-                          wait=False)
+    result, _, _, _ = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}), wait=False)
     assert result.outcomes[0].pending and not result.failed
     assert "list" not in plane.calls
 

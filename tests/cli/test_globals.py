@@ -10,12 +10,15 @@ from rlorinfra.cli.common import Globals
 from tests.conftest import run_cli
 
 
-@pytest.mark.parametrize("tty,no_color_flag,env,expected", [
-    (True, False, {}, True),
-    (False, False, {}, False),
-    (True, True, {}, False),
-    (True, False, {"NO_COLOR": "1"}, False),
-])
+@pytest.mark.parametrize(
+    "tty,no_color_flag,env,expected",
+    [
+        (True, False, {}, True),
+        (False, False, {}, False),
+        (True, True, {}, False),
+        (True, False, {"NO_COLOR": "1"}, False),
+    ],
+)
 def test_colour_only_on_a_tty_without_opt_outs(monkeypatch, tty, no_color_flag, env, expected):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: tty, raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)

@@ -36,8 +36,10 @@ def test_the_readme_main_command_says_what_runs_and_how_to_destroy_it(checkout):
     result = run_cli(["apply", "-f", "examples/quickstart.toml", "--auto-approve"], cwd=checkout)
     assert result.exit_code == 0, result.output
     last = result.stdout.rstrip().splitlines()[-1]
-    assert last.startswith("The jobs above (grpo-policy-trainer, grpo-reference-trainer) are running on the "
-                           "embedded emulator (.rlorinfra/ beside examples/quickstart.toml).")
+    assert last.startswith(
+        "The jobs above (grpo-policy-trainer, grpo-reference-trainer) are running on the "
+        "embedded emulator (.rlorinfra/ beside examples/quickstart.toml)."
+    )
     assert last.endswith("Destroy them with: rlorinfra destroy -f examples/quickstart.toml")
     assert (checkout / "examples" / ".rlorinfra").is_dir()
 
@@ -62,8 +64,9 @@ def test_no_note_for_another_control_plane_or_when_nothing_runs():
     from rlorinfra.cli.runtime import emulator_note
     from rlorinfra.state.model import JobRecord, State
 
-    record = JobRecord(job_id="a-1", job_name="accounts/x/rlorTrainerJobs/a-1", endpoint="http://e", spec={},
-                       phase="ready")
+    record = JobRecord(
+        job_id="a-1", job_name="accounts/x/rlorTrainerJobs/a-1", endpoint="http://e", spec={}, phase="ready"
+    )
     local = State(jobs={"a": record}, control_plane={"url": "local", "account_id": "local"})
     assert "rlorinfra destroy -f 'my dir/x.toml'" in emulator_note(local, Path("my dir/x.toml"))
     real = State(jobs={"a": record}, control_plane={"url": "https://api.fireworks.ai", "account_id": "acme"})
@@ -80,8 +83,7 @@ def test_init_after_copying_the_quickstart_is_not_an_error(checkout):
     before = (checkout / "rlorinfra.toml").read_bytes()
     result = run_cli(["init"], cwd=checkout)
     assert result.exit_code == 0, result.output
-    assert ("rlorinfra.toml already exists; nothing to do. Edit it, or `rlorinfra init -f other.toml`"
-            in result.stdout)
+    assert "rlorinfra.toml already exists; nothing to do. Edit it, or `rlorinfra init -f other.toml`" in result.stdout
     assert "2 jobs, control plane: local (embedded emulator)." in result.stdout
     assert (checkout / "rlorinfra.toml").read_bytes() == before
 
@@ -118,7 +120,7 @@ def test_the_workflow_install_step_parses():
 
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["drift"]["steps"]
     install = next(step for step in steps if step.get("name") == "Install rlorinfra")
-    assert install["run"].startswith("python -m pip install \"git+https://")
+    assert install["run"].startswith('python -m pip install "git+https://')
     assert install["env"]["RLORINFRA_REF"]
 
 

@@ -95,8 +95,10 @@ def test_end_of_input_at_the_confirmation_is_a_no(folder, tty, verb, word):
     assert f"Error: {word} cancelled." in result.stderr
     assert "Interrupted" not in result.output
     if verb == "apply":
-        assert not (folder / "rlorinfra.state.json").exists() or "job_id" not in (
-            folder / "rlorinfra.state.json").read_text()
+        assert (
+            not (folder / "rlorinfra.state.json").exists()
+            or "job_id" not in (folder / "rlorinfra.state.json").read_text()
+        )
 
 
 def test_ctrl_c_at_the_confirmation_is_still_an_interrupt(folder, tty, monkeypatch):
@@ -150,10 +152,16 @@ def test_show_of_a_folder_is_still_refused(folder):
 def _complete(words: str, cwd: Path) -> list[str]:
     """What bash completion offers for ``words`` (the last word is the incomplete one)."""
     parts = words.split(" ")
-    env = {**os.environ, "_RLORINFRA_COMPLETE": "bash_complete", "COMP_WORDS": words,
-           "COMP_CWORD": str(len(parts) - 1), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "rlorinfra"], capture_output=True, text=True, env=env, cwd=cwd,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "_RLORINFRA_COMPLETE": "bash_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(parts) - 1),
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "rlorinfra"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return [line.split(",", 1)[1] for line in result.stdout.splitlines() if line]
@@ -162,25 +170,29 @@ def _complete(words: str, cwd: Path) -> list[str]:
 BOTH = ["grpo-policy-trainer", "grpo-reference-trainer"]
 
 
-@pytest.mark.parametrize("words,expected", [
-    ("rlorinfra plan --target ", BOTH),
-    ("rlorinfra plan --target grpo-r", ["grpo-reference-trainer"]),
-    ("rlorinfra plan --replace grpo-p", ["grpo-policy-trainer"]),
-    ("rlorinfra apply --target ", BOTH),
-    ("rlorinfra destroy --target ", BOTH),
-    ("rlorinfra state show ", BOTH),
-    ("rlorinfra state rm ", BOTH),
-    ("rlorinfra state mv grpo-p", ["grpo-policy-trainer"]),
-    ("rlorinfra output ", BOTH),
-    ("rlorinfra import ", BOTH),
-])
+@pytest.mark.parametrize(
+    "words,expected",
+    [
+        ("rlorinfra plan --target ", BOTH),
+        ("rlorinfra plan --target grpo-r", ["grpo-reference-trainer"]),
+        ("rlorinfra plan --replace grpo-p", ["grpo-policy-trainer"]),
+        ("rlorinfra apply --target ", BOTH),
+        ("rlorinfra destroy --target ", BOTH),
+        ("rlorinfra state show ", BOTH),
+        ("rlorinfra state rm ", BOTH),
+        ("rlorinfra state mv grpo-p", ["grpo-policy-trainer"]),
+        ("rlorinfra output ", BOTH),
+        ("rlorinfra import ", BOTH),
+    ],
+)
 def test_job_names_complete_from_the_default_config(folder, words, expected):
     assert _complete(words, folder) == expected
 
 
 def test_completion_reads_the_config_given_with_f(tmp_path):
-    (tmp_path / "other.toml").write_text('[jobs.alpha]\nbase_model = "accounts/fireworks/models/qwen3-8b"\n'
-                                         'training_shape = "ts-qwen3-8b-policy"\n')
+    (tmp_path / "other.toml").write_text(
+        '[jobs.alpha]\nbase_model = "accounts/fireworks/models/qwen3-8b"\ntraining_shape = "ts-qwen3-8b-policy"\n'
+    )
     assert _complete("rlorinfra plan -f other.toml --target ", tmp_path) == ["alpha"]
     assert _complete("rlorinfra state show -f other.toml ", tmp_path) == ["alpha"]
 
@@ -196,7 +208,7 @@ def test_completion_without_a_usable_config_offers_nothing_and_prints_nothing(tm
 def test_state_commands_complete_names_only_in_state_too(folder):
     assert run_cli(["apply", "--auto-approve"], cwd=folder).exit_code == 0
     config = (folder / "rlorinfra.toml").read_text()
-    (folder / "rlorinfra.toml").write_text(config[:config.index("[jobs.grpo-reference-trainer]")])
+    (folder / "rlorinfra.toml").write_text(config[: config.index("[jobs.grpo-reference-trainer]")])
     assert _complete("rlorinfra state show ", folder) == BOTH
     assert _complete("rlorinfra plan --target ", folder) == ["grpo-policy-trainer"]
 
@@ -216,8 +228,13 @@ def test_completion_in_process_with_clicks_machinery(folder, monkeypatch):
 
 
 def _long_options(command: click.Command) -> set[str]:
-    return {opt for param in command.params if isinstance(param, click.Option)
-            for opt in (*param.opts, *param.secondary_opts) if opt.startswith("--") and opt != "--file"}
+    return {
+        opt
+        for param in command.params
+        if isinstance(param, click.Option)
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("--") and opt != "--file"
+    }
 
 
 @pytest.mark.parametrize("name", ["apply", "destroy"])

@@ -15,7 +15,6 @@ from rlorinfra.cli.main import cli as root
 from tests.conftest import run_cli
 
 
-
 @pytest.fixture
 def applied(folder: Path) -> Path:
     result = run_cli(["apply", "--auto-approve"], cwd=folder)
@@ -26,38 +25,46 @@ def applied(folder: Path) -> Path:
 # ------------------------------------------------------------------ the rewriting itself
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["apply", "-auto-approve"], ["apply", "--auto-approve"]),
-    (["plan", "-out=p.plan"], ["plan", "--out=p.plan"]),
-    (["plan", "-out", "p.plan"], ["plan", "--out", "p.plan"]),
-    (["plan", "-target=a", "-replace=b"], ["plan", "--target=a", "--replace=b"]),
-    (["plan", "-detailed-exitcode", "-refresh-only", "-json"], ["plan", "--detailed-exitcode", "--refresh-only",
-                                                                  "--json"]),
-    (["plan", "-lock-timeout=30s"], ["plan", "--lock-timeout=30s"]),
-    (["apply", "-parallelism=4", "-no-refresh"], ["apply", "--parallelism=4", "--no-refresh"]),
-    (["force-unlock", "-force", "ID"], ["force-unlock", "--force", "ID"]),
-    (["state", "rm", "-lock-timeout", "1m", "a"], ["state", "rm", "--lock-timeout", "1m", "a"]),
-    # globals move to the front, in either spelling
-    (["plan", "-no-color", "--debug"], ["--no-color", "--debug", "plan"]),
-    (["plan", "--no-color"], ["--no-color", "plan"]),
-    (["-no-color", "plan"], ["--no-color", "plan"]),
-    (["-version"], ["--version"]),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["apply", "-auto-approve"], ["apply", "--auto-approve"]),
+        (["plan", "-out=p.plan"], ["plan", "--out=p.plan"]),
+        (["plan", "-out", "p.plan"], ["plan", "--out", "p.plan"]),
+        (["plan", "-target=a", "-replace=b"], ["plan", "--target=a", "--replace=b"]),
+        (
+            ["plan", "-detailed-exitcode", "-refresh-only", "-json"],
+            ["plan", "--detailed-exitcode", "--refresh-only", "--json"],
+        ),
+        (["plan", "-lock-timeout=30s"], ["plan", "--lock-timeout=30s"]),
+        (["apply", "-parallelism=4", "-no-refresh"], ["apply", "--parallelism=4", "--no-refresh"]),
+        (["force-unlock", "-force", "ID"], ["force-unlock", "--force", "ID"]),
+        (["state", "rm", "-lock-timeout", "1m", "a"], ["state", "rm", "--lock-timeout", "1m", "a"]),
+        # globals move to the front, in either spelling
+        (["plan", "-no-color", "--debug"], ["--no-color", "--debug", "plan"]),
+        (["plan", "--no-color"], ["--no-color", "plan"]),
+        (["-no-color", "plan"], ["--no-color", "plan"]),
+        (["-version"], ["--version"]),
+    ],
+)
 def test_single_dash_long_options_become_double_dash(argv, expected):
     assert normalize_argv(root, argv) == expected
 
 
-@pytest.mark.parametrize("argv", [
-    ["plan", "-f", "x.toml"],                        # a real short option
-    ["plan", "-h"],
-    ["plan", "-f", "-json"],                         # the value of -f, however it looks
-    ["plan", "--target", "-detailed-exitcode"],      # the value of --target
-    ["plan", "--lock-timeout", "-1"],                # a negative number stays a (bad) value
-    ["plan", "-bogus"],                              # not an option of plan: click says so
-    ["apply", "-destroy"],                           # --destroy is plan's, not apply's
-    ["state", "show", "--", "-json"],                # after --, an argument
-    ["state", "show", "--", "--no-color"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "-f", "x.toml"],  # a real short option
+        ["plan", "-h"],
+        ["plan", "-f", "-json"],  # the value of -f, however it looks
+        ["plan", "--target", "-detailed-exitcode"],  # the value of --target
+        ["plan", "--lock-timeout", "-1"],  # a negative number stays a (bad) value
+        ["plan", "-bogus"],  # not an option of plan: click says so
+        ["apply", "-destroy"],  # --destroy is plan's, not apply's
+        ["state", "show", "--", "-json"],  # after --, an argument
+        ["state", "show", "--", "--no-color"],
+    ],
+)
 def test_other_tokens_are_left_alone(argv):
     assert normalize_argv(root, argv) == argv
 
@@ -126,8 +133,20 @@ def test_lock_timeout_refuses_what_never_ends_or_is_not_a_duration(folder, value
     assert "--lock-timeout" in result.stderr and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("text,seconds", [("30s", 30), ("2m", 120), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5),
-                                          ("2d", 172800), ("12", 12), ("2.5", 2.5), (" 2M ", 120)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("30s", 30),
+        ("2m", 120),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        ("2d", 172800),
+        ("12", 12),
+        ("2.5", 2.5),
+        (" 2M ", 120),
+    ],
+)
 def test_seconds_type_converts_durations(text, seconds):
     assert Seconds(min=0).convert(text, None, None) == pytest.approx(seconds)
 
@@ -174,10 +193,16 @@ def seen_globals(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("argv", [
-    ["--no-color", "validate"], ["validate", "--no-color"], ["validate", "-no-color"], ["-no-color", "validate"],
-    ["validate", "-f", "rlorinfra.toml", "--no-color"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--no-color", "validate"],
+        ["validate", "--no-color"],
+        ["validate", "-no-color"],
+        ["-no-color", "validate"],
+        ["validate", "-f", "rlorinfra.toml", "--no-color"],
+    ],
+)
 def test_no_color_before_or_after_the_command(folder, seen_globals, argv):
     result = run_cli(argv, cwd=folder)
     assert result.exit_code == 0, result.output
@@ -216,8 +241,15 @@ def test_no_color_does_not_colour_even_on_a_tty(folder, monkeypatch):
 # ------------------------------------------------------------------ did you mean
 
 
-@pytest.mark.parametrize("argv,wrong,right", [(["plon"], "plon", "plan"), (["aply"], "aply", "apply"),
-                                              (["state", "lst"], "lst", "list"), (["destory"], "destory", "destroy")])
+@pytest.mark.parametrize(
+    "argv,wrong,right",
+    [
+        (["plon"], "plon", "plan"),
+        (["aply"], "aply", "apply"),
+        (["state", "lst"], "lst", "list"),
+        (["destory"], "destory", "destroy"),
+    ],
+)
 def test_a_mistyped_command_gets_did_you_mean(tmp_path, argv, wrong, right):
     result = run_cli(argv, cwd=tmp_path)
     assert result.exit_code == 1
@@ -230,11 +262,14 @@ def test_a_command_nothing_like_any_other_gets_no_suggestion(tmp_path):
     assert "Error: No such command 'xyzzy'." in result.stderr and "Did you mean" not in result.stderr
 
 
-@pytest.mark.parametrize("value,message", [
-    ("soon", "'soon' is not a number of seconds or a duration such as 30s, 2m or 1h."),
-    ("99999999999h", "'99999999999h' is above the maximum of 1e+09 seconds."),
-    ("nan", "'nan' is not a finite number"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("soon", "'soon' is not a number of seconds or a duration such as 30s, 2m or 1h."),
+        ("99999999999h", "'99999999999h' is above the maximum of 1e+09 seconds."),
+        ("nan", "'nan' is not a finite number"),
+    ],
+)
 def test_bad_durations_are_named_as_typed(folder, value, message):
     result = run_cli(["plan", f"-lock-timeout={value}"], cwd=folder)
     assert result.exit_code == 1

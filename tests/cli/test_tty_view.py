@@ -104,7 +104,7 @@ class Screen:
             self.c = 0
         line = self.lines[self.r]
         line.extend(" " * (self.c + width - len(line)))
-        line[self.c:self.c + width] = [ch] + [""] * (width - 1)
+        line[self.c : self.c + width] = [ch] + [""] * (width - 1)
         self.c += width
 
     def display(self) -> list[str]:
@@ -118,11 +118,13 @@ class PtyRun:
         self.master, slave = os.openpty()
         self.set_size(cols, rows)
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        env.update({KEY_ENV: API_KEY, "TERM": "xterm", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8",
-                    "PYTHONUNBUFFERED": "1"})
+        env.update(
+            {KEY_ENV: API_KEY, "TERM": "xterm", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
+        )
         cmd = [sys.executable, "-m", "rlorinfra", "apply", "--auto-approve", "-f", str(world.config)]
-        self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                     start_new_session=True, close_fds=True)
+        self.proc = subprocess.Popen(
+            cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True
+        )
         os.close(slave)
         self.raw = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -205,7 +207,7 @@ def view_part(out: str) -> str:
     first, last = out.find("\x1b[2K"), out.rfind("\x1b[2K")
     assert first >= 0, f"no live view drawn:\n{out[-3000:]}"
     end = out.find("\n", last)
-    return out[first:end + 1 if end >= 0 else len(out)]
+    return out[first : end + 1 if end >= 0 else len(out)]
 
 
 def segments(part: str) -> list[str]:
@@ -242,7 +244,9 @@ def test_elapsed_ticks_between_events_and_every_line_fits_40_columns(run_in_pty)
     second = run.output()
     before, after = job_lines(screen_of(first, 40)), job_lines(screen_of(second, 40))
     assert before != after, (before, after)
-    ticked = [n for n in before if n in after and ELAPSED.search(before[n]).group(1) != ELAPSED.search(after[n]).group(1)]
+    ticked = [
+        n for n in before if n in after and ELAPSED.search(before[n]).group(1) != ELAPSED.search(after[n]).group(1)
+    ]
     assert ticked, (before, after)
 
     code, out = run.finish()
@@ -265,7 +269,7 @@ def test_a_resize_from_80_to_40_columns_redraws_without_garbage(run_in_pty):
     run.set_size(40)
     os.kill(run.proc.pid, signal.SIGWINCH)
     # The view answers the resize with a full clear of its old block, then a 40-column frame.
-    out = run.wait_for(lambda out: "\x1b[J" in out[at:] and "\n" in out[out.find("\x1b[J", at):], timeout=10)
+    out = run.wait_for(lambda out: "\x1b[J" in out[at:] and "\n" in out[out.find("\x1b[J", at) :], timeout=10)
     clear = out.find("\x1b[J", at)
     screen = Screen(80)
     screen.feed(out[:clear])  # what the child drew before it saw the new width
@@ -277,7 +281,7 @@ def test_a_resize_from_80_to_40_columns_redraws_without_garbage(run_in_pty):
     assert all(text_width(line) <= 40 for line in screen.display())
     lines = [line for line in screen.display() if any(view_row(line, n) for n in NAMES)]
     assert len(lines) == len(NAMES), screen.display()  # each job once: no stale rows left above
-    assert max(text_width(s) for s in segments(out[clear:out.rfind("\n")])) <= 40
+    assert max(text_width(s) for s in segments(out[clear : out.rfind("\n")])) <= 40
 
     code, out = run.finish()
     assert code == 0, out[-3000:]

@@ -132,8 +132,10 @@ def test_json_view_says_which_replace_creates_first(capsys):
 
 def test_describe_words():
     assert describe(Event("a", "done", "delete", message="deleted")) == "deleted"
-    assert describe(Event("a", "started", "replace", "OLD", message="delete_old")) == \
-        "deleting the replaced job (id OLD)..."
+    assert (
+        describe(Event("a", "started", "replace", "OLD", message="delete_old"))
+        == "deleting the replaced job (id OLD)..."
+    )
 
 
 def test_symbols_follow_the_plan():
@@ -146,7 +148,9 @@ def test_symbols_follow_the_plan():
 # -- width and truncation ------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["训练任务的名字很长很长很长", "🚀🚀 launch 🚀 rocket trainer", "ab训练cd", "e\u0301e\u0301e\u0301 accents"])
+@pytest.mark.parametrize(
+    "text", ["训练任务的名字很长很长很长", "🚀🚀 launch 🚀 rocket trainer", "ab训练cd", "e\u0301e\u0301e\u0301 accents"]
+)
 def test_truncation_measures_wide_characters_by_display_width(text):
     for limit in range(1, 30):
         cut = truncate(text, limit)
@@ -224,8 +228,17 @@ def test_tty_view_lines_never_exceed_the_width_with_wide_names():
     for width in (40, 41, 57, 80):
         view, out, _ = tty([(n, "create") for n in names], width=width)
         for n in names:
-            view.on_event(Event(n, "state", "create", f"{n}-1", "JOB_STATE_PENDING",
-                                "queued behind 3 jobs for NVIDIA_H100_80GB 训练 🚀", 12.5))
+            view.on_event(
+                Event(
+                    n,
+                    "state",
+                    "create",
+                    f"{n}-1",
+                    "JOB_STATE_PENDING",
+                    "queued behind 3 jobs for NVIDIA_H100_80GB 训练 🚀",
+                    12.5,
+                )
+            )
         for text, _ in view.render(width, 24):
             assert text_width(text) <= width - 1, text
         screen = Screen(width)
@@ -247,11 +260,21 @@ def test_tty_view_shows_plus_minus_for_a_create_first_replace():
 
 def test_tty_view_resize_clears_the_old_block_and_refits():
     view, out, size = tty([("alpha-policy-trainer", "create")], width=80)
-    view.on_event(Event("alpha-policy-trainer", "started", "create", "alpha-policy-trainer-1a2b3c", None,
-                        "create", 0.0))
+    view.on_event(
+        Event("alpha-policy-trainer", "started", "create", "alpha-policy-trainer-1a2b3c", None, "create", 0.0)
+    )
     size["value"] = (40, 24)
-    view.on_event(Event("alpha-policy-trainer", "state", "create", "alpha-policy-trainer-1a2b3c",
-                        "JOB_STATE_CREATING", "provisioning the trainer pods now", 0.5))
+    view.on_event(
+        Event(
+            "alpha-policy-trainer",
+            "state",
+            "create",
+            "alpha-policy-trainer-1a2b3c",
+            "JOB_STATE_CREATING",
+            "provisioning the trainer pods now",
+            0.5,
+        )
+    )
     tail = out.getvalue().rsplit("\x1b[1F", 1)[1]
     assert tail.startswith("\x1b[J")  # the whole old block is cleared, then redrawn
     assert all(text_width(line.replace("\x1b[2K", "").replace("\x1b[J", "")) <= 39 for line in tail.splitlines())

@@ -86,7 +86,10 @@ def test_full_example_round_trips_through_the_dataclasses(tmp_path):
     cp = config.control_plane
     assert cp.url == "https://api.fireworks.ai"  # trailing slash dropped
     assert (cp.api_key_env, cp.account_id, cp.trainer_gateway_url) == (
-        "MY_FIREWORKS_KEY", "my-account", "https://gateway.example.com")
+        "MY_FIREWORKS_KEY",
+        "my-account",
+        "https://gateway.example.com",
+    )
     assert not cp.is_local and cp.allow_insecure is False
     assert (cp.emulator.provision_seconds, cp.emulator.capacity) == (0.5, 64)
     assert config.state_path == (tmp_path / "states" / "prod.state.json").resolve()
@@ -95,9 +98,15 @@ def test_full_example_round_trips_through_the_dataclasses(tmp_path):
 
     grpo = config.jobs["grpo-policy-trainer"]
     assert grpo == JobSpec(
-        display_name="grpo-policy-trainer", base_model=MODEL, lora_rank=0,
-        learning_rate=2e-5, training_shape=SHAPE, inactivity_timeout=5400, trainer_replica_count=2,
-        region="US_VIRGINIA_1", prevent_destroy=True,
+        display_name="grpo-policy-trainer",
+        base_model=MODEL,
+        lora_rank=0,
+        learning_rate=2e-5,
+        training_shape=SHAPE,
+        inactivity_timeout=5400,
+        trainer_replica_count=2,
+        region="US_VIRGINIA_1",
+        prevent_destroy=True,
     )
     assert grpo.path == "shape"
     ref = config.jobs["reference model"]
@@ -109,10 +118,18 @@ def test_full_example_round_trips_through_the_dataclasses(tmp_path):
     assert manual.extra_args == ("--foo", "1", "--bar")
     assert manual.learning_rate == 1.0 and isinstance(manual.learning_rate, float)
     assert manual.spec() == {
-        "accelerator_count": 8, "accelerator_type": "NVIDIA_H100_80GB", "base_model": MODEL,
-        "custom_image_tag": "v1.2.3", "extra_args": ["--foo", "1", "--bar"], "learning_rate": 1.0,
-        "max_context_length": 8192, "node_count": 2, "region": "US_VIRGINIA_1",
-        "reservation_target": "team-reservation", "skip_validations": True, "use_reservation": False,
+        "accelerator_count": 8,
+        "accelerator_type": "NVIDIA_H100_80GB",
+        "base_model": MODEL,
+        "custom_image_tag": "v1.2.3",
+        "extra_args": ["--foo", "1", "--bar"],
+        "learning_rate": 1.0,
+        "max_context_length": 8192,
+        "node_count": 2,
+        "region": "US_VIRGINIA_1",
+        "reservation_target": "team-reservation",
+        "skip_validations": True,
+        "use_reservation": False,
     }
     assert manual.create_before_destroy is True
 
@@ -125,7 +142,8 @@ def test_digest_is_sha256_of_the_file_bytes(tmp_path):
 
 
 def test_defaults_merge_under_every_job_and_job_value_wins(tmp_path):
-    config = load(f'''
+    config = load(
+        f'''
 [defaults]
 base_model = "{MODEL}"
 learning_rate = 3e-5
@@ -133,14 +151,17 @@ lora_rank = 16
 [jobs.a]
 [jobs.b]
 lora_rank = 8
-''', tmp_path)
+''',
+        tmp_path,
+    )
     assert (config.jobs["a"].lora_rank, config.jobs["a"].learning_rate) == (16, 3e-5)
     assert (config.jobs["b"].lora_rank, config.jobs["b"].learning_rate) == (8, 3e-5)
     assert config.jobs["b"].base_model == MODEL
 
 
 def test_empty_training_shape_in_a_job_overrides_a_default_shape(tmp_path):
-    config = load(f'''
+    config = load(
+        f'''
 [control_plane]
 url = "http://127.0.0.1:8765"
 [defaults]
@@ -152,14 +173,17 @@ base_model = "{MODEL}"
 training_shape = ""
 accelerator_type = "NVIDIA_H100_80GB"
 skip_validations = true
-''', tmp_path)
+''',
+        tmp_path,
+    )
     assert config.jobs["shape"].path == "shape"
     assert config.jobs["manual"].path == "manual"
     assert config.jobs["manual"].spec()["node_count"] == 1
 
 
 def test_every_problem_is_reported_at_once_with_file_job_key_and_line(tmp_path):
-    problems = errors_of(f'''[jobs.a]
+    problems = errors_of(
+        f'''[jobs.a]
 base_model = "{MODEL}"
 lora_rank = -1
 max_context_length = 0
@@ -167,7 +191,9 @@ max_context_length = 0
 [jobs.b]
 base_model = "{MODEL}"
 desired_state = "gone"
-''', tmp_path)
+''',
+        tmp_path,
+    )
     assert len(problems) == 3
     file = str(tmp_path / "rlorinfra.toml")
     assert problems[0].startswith(f'{file}:3: job "a": lora_rank ')
@@ -177,7 +203,7 @@ desired_state = "gone"
 
 def test_config_error_summary_counts_problems_and_detail_lists_them(tmp_path):
     with pytest.raises(ConfigError) as info:
-        load('[jobs.a]\nlora_rank = -1\n', tmp_path)
+        load("[jobs.a]\nlora_rank = -1\n", tmp_path)
     err = info.value
     assert err.summary.startswith("Invalid configuration: 2 problems")
     for problem in err.problems:
@@ -190,14 +216,19 @@ def test_line_of_a_key_in_an_inline_table_falls_back_to_the_job(tmp_path):
 
 
 def test_unknown_keys_suggest_the_closest_key(tmp_path):
-    problems = "\n".join(errors_of(f'''
+    problems = "\n".join(
+        errors_of(
+            f'''
 [control_plane]
 acount_id = "x"
 [jobs.a]
 base_model = "{MODEL}"
 learning_rat = 1e-5
 trainingShape = "ts"
-''', tmp_path))
+''',
+            tmp_path,
+        )
+    )
     assert 'unknown key "acount_id"' in problems and 'Did you mean "account_id"?' in problems
     assert 'Did you mean "learning_rate"?' in problems
     assert 'Did you mean "training_shape"?' in problems
@@ -205,8 +236,11 @@ trainingShape = "ts"
 
 def test_api_key_in_the_file_is_an_error_that_never_echoes_the_value(tmp_path):
     secret = "fw_supersecretvalue1234567890"
-    for text in (f'api_key = "{secret}"\n', f'[control_plane]\napi_key = "{secret}"\n',
-                 f'[control_plane]\napi_key_env = "{secret}"\n'):
+    for text in (
+        f'api_key = "{secret}"\n',
+        f'[control_plane]\napi_key = "{secret}"\n',
+        f'[control_plane]\napi_key_env = "{secret}"\n',
+    ):
         problems = "\n".join(errors_of(text, tmp_path))
         assert secret not in problems
         assert "environment variable" in problems
@@ -231,11 +265,17 @@ def test_plain_http_to_a_remote_host_is_a_warning_not_an_error(tmp_path):
 
 
 def test_env_overrides_replace_url_account_and_gateway(tmp_path):
-    env = {"FIREWORKS_BASE_URL": "https://proxy.example.com", "FIREWORKS_ACCOUNT_ID": "env-account",
-           "FIREWORKS_TRAINER_GATEWAY_URL": "https://gw.example.com"}
+    env = {
+        "FIREWORKS_BASE_URL": "https://proxy.example.com",
+        "FIREWORKS_ACCOUNT_ID": "env-account",
+        "FIREWORKS_TRAINER_GATEWAY_URL": "https://gw.example.com",
+    }
     cp = load(FULL, tmp_path, env).control_plane
     assert (cp.url, cp.account_id, cp.trainer_gateway_url) == (
-        "https://proxy.example.com", "env-account", "https://gw.example.com")
+        "https://proxy.example.com",
+        "env-account",
+        "https://gw.example.com",
+    )
 
 
 def test_empty_env_overrides_are_ignored_and_local_is_allowed(tmp_path):
@@ -308,8 +348,10 @@ def test_hot_load_deployment_id_is_kept_in_the_spec(tmp_path):
 
 
 def test_manual_path_on_the_real_api_needs_skip_validations_and_extra_args_warns(tmp_path):
-    text = (f'[control_plane]\nurl = "https://api.fireworks.ai"\n[jobs.a]\nbase_model = "{MODEL}"\n'
-            'accelerator_type = "NVIDIA_H100_80GB"\nextra_args = ["--seed", "7"]\n')
+    text = (
+        f'[control_plane]\nurl = "https://api.fireworks.ai"\n[jobs.a]\nbase_model = "{MODEL}"\n'
+        'accelerator_type = "NVIDIA_H100_80GB"\nextra_args = ["--seed", "7"]\n'
+    )
     problems = "\n".join(errors_of(text, tmp_path))
     assert "accelerator_type selects the manual path" in problems and "skip_validations = true" in problems
     config = load(text + "skip_validations = true\n", tmp_path)
@@ -343,8 +385,7 @@ def test_shape_versions_latest_is_the_unpinned_shape(tmp_path):
 
 def test_display_name_of_63_characters_and_unicode_is_fine(tmp_path):
     name = "n" * 63
-    config = load(f'[jobs."{name}"]\nbase_model = "{MODEL}"\n[jobs."caf\u00e9 ☕"]\nbase_model = "{MODEL}"\n',
-                  tmp_path)
+    config = load(f'[jobs."{name}"]\nbase_model = "{MODEL}"\n[jobs."caf\u00e9 ☕"]\nbase_model = "{MODEL}"\n', tmp_path)
     assert list(config.jobs) == [name, "caf\u00e9 ☕"]
 
 
@@ -381,7 +422,9 @@ def test_directory_and_binary_files_are_clean_errors(tmp_path):
 
 
 def test_utf8_bom_is_accepted(tmp_path):
-    config = load_config_bytes(b"\xef\xbb\xbf" + f'[jobs.a]\nbase_model = "{MODEL}"\n'.encode(), tmp_path / "x.toml", {})
+    config = load_config_bytes(
+        b"\xef\xbb\xbf" + f'[jobs.a]\nbase_model = "{MODEL}"\n'.encode(), tmp_path / "x.toml", {}
+    )
     assert list(config.jobs) == ["a"]
 
 
@@ -400,8 +443,10 @@ def test_report_lists_warnings_and_errors_separately(tmp_path):
 
 def test_validate_prints_success_summary_and_warnings(tmp_path):
     path = tmp_path / "rlorinfra.toml"
-    path.write_text(f'[jobs.a]\nbase_model = "{MODEL}"\ngradient_accumulation_steps = 1\n'
-                    f'[jobs.b]\nbase_model = "{MODEL}"\ndesired_state = "stopped"\n')
+    path.write_text(
+        f'[jobs.a]\nbase_model = "{MODEL}"\ngradient_accumulation_steps = 1\n'
+        f'[jobs.b]\nbase_model = "{MODEL}"\ndesired_state = "stopped"\n'
+    )
     result = run_cli(["validate", "-f", path])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "Success! The configuration is valid."

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rlorinfra.model.jobs import create_path
 from rlorinfra.config.diagnostics import ERROR, WARNING
 from rlorinfra.config.fields import ACCELERATOR_TYPES
 from rlorinfra.config.load import load_config_text, validate_config
 from rlorinfra.config.model import JobSpec
+from rlorinfra.model.jobs import create_path
 from tests.conftest import run_cli
 
 MODEL = "accounts/fireworks/models/qwen3-8b"
@@ -118,8 +118,14 @@ def test_a_field_the_path_does_not_send_is_one_error(tmp_path, url, lines, defau
 
 def test_the_way_out_of_a_path_error_is_valid(tmp_path):
     """Doing what the messages say loads: the manual path with skip_validations on a served emulator."""
-    text = config_text(SERVED, 'accelerator_type = "NVIDIA_H100_80GB"', "accelerator_count = 8", "node_count = 2",
-                       "max_context_length = 8192", "skip_validations = true")
+    text = config_text(
+        SERVED,
+        'accelerator_type = "NVIDIA_H100_80GB"',
+        "accelerator_count = 8",
+        "node_count = 2",
+        "max_context_length = 8192",
+        "skip_validations = true",
+    )
     config = load_config_text(text, tmp_path / "rlorinfra.toml", {})
     job = config.jobs["a"]
     assert job.path == "manual" and (job.node_count, job.max_context_length) == (2, 8192)
@@ -140,8 +146,12 @@ def test_the_cli_prints_the_path_error_with_file_line_and_way_out(tmp_path):
 
 @pytest.mark.parametrize("url", [REMOTE, SERVED])
 def test_manual_path_with_skip_validations_elsewhere_is_valid_and_extra_args_only_warns(tmp_path, url):
-    report = report_of(config_text(url, 'accelerator_type = "NVIDIA_H100_80GB"', "skip_validations = true",
-                                   'extra_args = ["--seed", "7"]'), tmp_path)
+    report = report_of(
+        config_text(
+            url, 'accelerator_type = "NVIDIA_H100_80GB"', "skip_validations = true", 'extra_args = ["--seed", "7"]'
+        ),
+        tmp_path,
+    )
     assert report.valid, report.errors
     (warning,) = [d for d in report.diagnostics if d.severity == WARNING]
     assert (warning.key, warning.line) == ("extra_args", 7)
@@ -187,8 +197,13 @@ unset = []
 
 
 def test_unset_of_a_default_shape_lets_a_job_take_the_manual_path(tmp_path):
-    text = config_text(SERVED, 'unset = ["training_shape"]', 'accelerator_type = "NVIDIA_H100_80GB"',
-                       "skip_validations = true", defaults=('training_shape = "ts-qwen3-8b-policy"',))
+    text = config_text(
+        SERVED,
+        'unset = ["training_shape"]',
+        'accelerator_type = "NVIDIA_H100_80GB"',
+        "skip_validations = true",
+        defaults=('training_shape = "ts-qwen3-8b-policy"',),
+    )
     job = load_config_text(text, tmp_path / "rlorinfra.toml", {}).jobs["a"]
     assert job.path == "manual" and job.training_shape is None
 

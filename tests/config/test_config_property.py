@@ -38,7 +38,9 @@ scalars = st.one_of(
 )  # fmt: skip
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)), max_leaves=8)  # fmt: skip
-job_tables = st.dictionaries(st.sampled_from(list(JOB_RULES)) | keys, scalars | st.lists(scalars, max_size=3), max_size=8)
+job_tables = st.dictionaries(
+    st.sampled_from(list(JOB_RULES)) | keys, scalars | st.lists(scalars, max_size=3), max_size=8
+)
 documents = st.fixed_dictionaries({}, optional={
     "control_plane": st.dictionaries(keys, values, max_size=6),
     "state": st.dictionaries(st.sampled_from(["path"]) | keys, values, max_size=2),
@@ -134,6 +136,6 @@ def test_mutated_starter_config(data):
 
 def test_pathological_inputs():
     for data in (b"a = " + b"[" * 5000 + b"]" * 5000, b"x = 1" + b"0" * 5000,
-                 b"[jobs.a]\nlora_rank = " + b"9" * 5000, "[jobs.a]\nbase_model = 1979-05-27T07:32:00Z\n".encode(),
+                 b"[jobs.a]\nlora_rank = " + b"9" * 5000, b"[jobs.a]\nbase_model = 1979-05-27T07:32:00Z\n",
                  datetime.datetime.now().isoformat().encode()):  # fmt: skip
         check(data)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlorinfra.model.jobs import canonical_spec
 from rlorinfra.config.fields import REGIONS
 from rlorinfra.config.load import load_config, load_config_text
 from rlorinfra.config.write import render_job_toml, starter_config
+from rlorinfra.model.jobs import canonical_spec
 from tests.conftest import run_cli
 
 MODEL = "accounts/fireworks/models/qwen3-8b"
@@ -49,7 +49,7 @@ def loaded_spec(text: str, tmp_path: Path, name: str):
 
 
 @pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
-@pytest.mark.parametrize("name", ["plain", "with space", "caf\u00e9-\"quoted\""])
+@pytest.mark.parametrize("name", ["plain", "with space", 'caf\u00e9-"quoted"'])
 def test_render_round_trips_to_the_same_spec(tmp_path, spec, name):
     block = render_job_toml(name, spec)
     assert loaded_spec(block, tmp_path, name).spec() == spec

@@ -33,13 +33,19 @@ class FakeClock:
 def body(base_model: str = QWEN8B, **top: Any) -> dict[str, Any]:
     """A create body like the SDK's, with top-level overrides."""
     tc = top.pop("trainingConfig", {})
-    return {"serviceMode": True, "keepAlive": False, "dataset": "",
-            "trainingConfig": {"baseModel": base_model, "loraRank": 0, "learningRate": 1e-5, **tc},
-            "useReservation": True, **top}
+    return {
+        "serviceMode": True,
+        "keepAlive": False,
+        "dataset": "",
+        "trainingConfig": {"baseModel": base_model, "loraRank": 0, "learningRate": 1e-5, **tc},
+        "useReservation": True,
+        **top,
+    }
 
 
-def create(client: httpx.Client, job_id: str, *, shape: str | None = POLICY_SHAPE, manual: bool = False,
-           **top: Any) -> httpx.Response:
+def create(
+    client: httpx.Client, job_id: str, *, shape: str | None = POLICY_SHAPE, manual: bool = False, **top: Any
+) -> httpx.Response:
     """POST a create on the shape path (default), the manual path, or the auto path (shape=None)."""
     params = {}
     if shape and not manual:

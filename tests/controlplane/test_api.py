@@ -49,8 +49,9 @@ def test_accounts_lists_the_one_account(any_client):
 
 def test_account_id_is_configurable(db_path):
     app = make_app(Store(db_path, account_id="team-a"), api_key="secret")
-    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://e",
-                      headers={"Authorization": "Bearer secret"}) as c:
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=app), base_url="http://e", headers={"Authorization": "Bearer secret"}
+    ) as c:
         assert c.get("/v1/accounts").json()["accounts"][0]["name"] == "accounts/team-a"
         created = c.post("/v1/accounts/team-a/rlorTrainerJobs", params={"trainingShape": POLICY_SHAPE}, json=body())
         assert created.json()["name"].startswith("accounts/team-a/rlorTrainerJobs/")
@@ -62,15 +63,34 @@ def test_account_id_is_configurable(db_path):
 # -- E2 create -----------------------------------------------------------------------
 
 
-RETURNED_TOP = {"name", "displayName", "serviceMode", "keepAlive", "dataset", "forwardOnly", "trainingConfig",
-                "createdBy", "nodeCount", "hotLoadDeploymentId", "state", "status", "createTime",
-                "acceleratorSeconds"}
+RETURNED_TOP = {
+    "name",
+    "displayName",
+    "serviceMode",
+    "keepAlive",
+    "dataset",
+    "forwardOnly",
+    "trainingConfig",
+    "createdBy",
+    "nodeCount",
+    "hotLoadDeploymentId",
+    "state",
+    "status",
+    "createTime",
+    "acceleratorSeconds",
+}
 
 
 def test_create_on_the_shape_path_returns_only_declared_fields(any_client):
-    sent = body(displayName="grpo-policy", hotLoadDeploymentId="dep-1", trainerReplicaCount=2,
-                inactivityTimeout="1800s", forwardOnly=True, reservationTarget="r1",
-                trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3", "projectionHeadDim": 4})
+    sent = body(
+        displayName="grpo-policy",
+        hotLoadDeploymentId="dep-1",
+        trainerReplicaCount=2,
+        inactivityTimeout="1800s",
+        forwardOnly=True,
+        reservationTarget="r1",
+        trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3", "projectionHeadDim": 4},
+    )
     response = any_client.post(
         f"{JOBS}?deploymentId=dep-1&trainingShape={quote(POLICY_SHAPE, safe='')}&rlorTrainerJobId=my-job-1",
         json=sent,
@@ -80,8 +100,13 @@ def test_create_on_the_shape_path_returns_only_declared_fields(any_client):
     assert set(job) == RETURNED_TOP
     assert job["name"] == "accounts/local/rlorTrainerJobs/my-job-1"
     assert job["state"] == "JOB_STATE_CREATING"
-    assert job["trainingConfig"] == {"baseModel": sent["trainingConfig"]["baseModel"], "loraRank": 0,
-                                     "learningRate": 1e-5, "region": "US_IOWA_1", "maxContextLength": 32768}
+    assert job["trainingConfig"] == {
+        "baseModel": sent["trainingConfig"]["baseModel"],
+        "loraRank": 0,
+        "learningRate": 1e-5,
+        "region": "US_IOWA_1",
+        "maxContextLength": 32768,
+    }
     assert job["nodeCount"] == 1 and isinstance(job["nodeCount"], int)
     for key in ("displayName", "hotLoadDeploymentId", "forwardOnly", "serviceMode", "keepAlive", "dataset"):
         assert job[key] == sent[key], key
@@ -93,8 +118,12 @@ def test_create_on_the_shape_path_returns_only_declared_fields(any_client):
 
 def test_echo_create_fields_restores_the_echo(db_path):
     app = make_app(Store(db_path, provision_seconds=0.05), echo_create_fields=True)
-    sent = body(displayName="grpo-policy", trainerReplicaCount=2, inactivityTimeout="1800s",
-                trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3"})
+    sent = body(
+        displayName="grpo-policy",
+        trainerReplicaCount=2,
+        inactivityTimeout="1800s",
+        trainingConfig={"region": "US_IOWA_1", "customImageTag": "1.2.3"},
+    )
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://e", headers=KEY) as c:
         job = c.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "echo"}, json=sent).json()
         listed = c.get(JOBS).json()["rlorTrainerJobs"]
@@ -108,41 +137,60 @@ def test_echo_create_fields_restores_the_echo(db_path):
 
 def test_create_on_the_shape_path_with_a_pinned_version(any_client):
     ref = "accounts/fireworks/trainingShapes/ts-llama-v3p1-70b-policy/versions/v1"
-    job = any_client.post(JOBS, params={"trainingShape": ref},
-                          json=body("accounts/fireworks/models/llama-v3p1-70b-instruct")).json()
+    job = any_client.post(
+        JOBS, params={"trainingShape": ref}, json=body("accounts/fireworks/models/llama-v3p1-70b-instruct")
+    ).json()
     assert job["nodeCount"] == 2
     assert job["trainingConfig"]["maxContextLength"] == 16384
     assert "trainingShape" not in job and "updateTime" not in job
 
 
 def test_the_shape_path_checks_neither_base_model_nor_context_length(any_client):
-    other_model = any_client.post(JOBS, params={"trainingShape": POLICY_SHAPE},
-                                  json=body("accounts/fireworks/models/qwen3-4b"))
+    other_model = any_client.post(
+        JOBS, params={"trainingShape": POLICY_SHAPE}, json=body("accounts/fireworks/models/qwen3-4b")
+    )
     assert other_model.status_code == 200, other_model.text
-    long = any_client.post(JOBS, params={"trainingShape": POLICY_SHAPE},
-                           json=body(trainingConfig={"maxContextLength": 999999}))
+    long = any_client.post(
+        JOBS, params={"trainingShape": POLICY_SHAPE}, json=body(trainingConfig={"maxContextLength": 999999})
+    )
     assert long.status_code == 200, long.text
     assert long.json()["trainingConfig"]["maxContextLength"] == 32768  # the shape's, as the server fills it
 
 
 def test_create_on_the_manual_path_with_a_superuser_key(any_client):
-    sent = body(nodeCount=2, trainingConfig={"acceleratorType": "NVIDIA_H100_80GB", "acceleratorCount": 4,
-                                             "maxContextLength": 8192, "extraArgs": ["--x", "1"]},
-                extraValues={"k": "v"})
-    response = any_client.post(JOBS, params={"skipValidations": "true", "rlorTrainerJobId": "manual"}, json=sent,
-                               headers=SUPERUSER)
+    sent = body(
+        nodeCount=2,
+        trainingConfig={
+            "acceleratorType": "NVIDIA_H100_80GB",
+            "acceleratorCount": 4,
+            "maxContextLength": 8192,
+            "extraArgs": ["--x", "1"],
+        },
+        extraValues={"k": "v"},
+    )
+    response = any_client.post(
+        JOBS, params={"skipValidations": "true", "rlorTrainerJobId": "manual"}, json=sent, headers=SUPERUSER
+    )
     assert response.status_code == 200, response.text
     job = response.json()
-    assert job["trainingConfig"] == {"baseModel": sent["trainingConfig"]["baseModel"], "loraRank": 0,
-                                     "learningRate": 1e-5, "maxContextLength": 8192}
+    assert job["trainingConfig"] == {
+        "baseModel": sent["trainingConfig"]["baseModel"],
+        "loraRank": 0,
+        "learningRate": 1e-5,
+        "maxContextLength": 8192,
+    }
     assert job["nodeCount"] == 2
     assert "extraValues" not in job and "trainingShape" not in job
     assert job["acceleratorSeconds"] == {"NVIDIA_H100_80GB": "0"}
 
 
 def test_manual_path_node_count_defaults_to_one(any_client):
-    job = any_client.post(JOBS, params={"skipValidations": "true"}, headers=SUPERUSER,
-                          json=body(trainingConfig={"acceleratorType": "NVIDIA_A100_80GB"})).json()
+    job = any_client.post(
+        JOBS,
+        params={"skipValidations": "true"},
+        headers=SUPERUSER,
+        json=body(trainingConfig={"acceleratorType": "NVIDIA_A100_80GB"}),
+    ).json()
     assert job["nodeCount"] == 1
     assert job["acceleratorSeconds"] == {"NVIDIA_A100_80GB": "0"}
 
@@ -183,8 +231,11 @@ INVALID_CREATES = [
     ({}, {"serviceMode": True}, "baseModel is required"),
     ({}, body(displayName="x" * 64), "fewer than 64"),
     ({"trainingShape": POLICY_SHAPE}, body(nodeCount=1), "cannot be set with trainingShape"),
-    ({"trainingShape": POLICY_SHAPE}, body(trainingConfig={"acceleratorType": "NVIDIA_H100_80GB"}),
-     "cannot be set with trainingShape"),
+    (
+        {"trainingShape": POLICY_SHAPE},
+        body(trainingConfig={"acceleratorType": "NVIDIA_H100_80GB"}),
+        "cannot be set with trainingShape",
+    ),
     ({"trainingShape": "accounts/fireworks/trainingShapes/nope"}, body(), "was not found"),
     ({"trainingShape": POLICY_SHAPE + "/versions/v9"}, body(), "was not found"),
     ({"trainingShape": "ts-qwen3-8b-policy"}, body(), "was not found"),
@@ -229,8 +280,11 @@ def test_get_unknown_job_is_404(any_client):
     for job_id in ("nope", "NOT-VALID", "x" * 100):
         response = any_client.get(f"{JOBS}/{job_id}")
         assert response.status_code == 404
-        assert response.json()["error"] == {"code": 5, "status": "NOT_FOUND",
-                                            "message": response.json()["error"]["message"]}
+        assert response.json()["error"] == {
+            "code": 5,
+            "status": "NOT_FOUND",
+            "message": response.json()["error"]["message"],
+        }
 
 
 @pytest.mark.parametrize("verb", ["resume", "cancel"])
@@ -243,8 +297,9 @@ def test_full_lifecycle_over_the_wire(any_client):
     create(any_client, "life")
     running = wait_state(any_client, "life", "JOB_STATE_RUNNING")
     assert running["directRouteHandle"].endswith("/training/v1/rlorTrainerJobs/local/life")
-    health = any_client.get("/training/v1/rlorTrainerJobs/local/life/api/v1/healthz",
-                            headers={"Authorization": "Bearer local"})
+    health = any_client.get(
+        "/training/v1/rlorTrainerJobs/local/life/api/v1/healthz", headers={"Authorization": "Bearer local"}
+    )
     assert health.status_code == 200
     # the SDK posts :cancel/:resume with Content-Type json and an empty body
     empty = {"Content-Type": "application/json"}
@@ -289,14 +344,17 @@ def test_list_page_size_defaults_and_caps(client, store: Store):
     assert client.get(JOBS, params={"pageSize": -1}).status_code == 400
 
 
-@pytest.mark.parametrize("expr,expected", [
-    ('display_name="name-1"', ["job-1", "job-3"]),
-    ('displayName = "name-0"', ["job-0", "job-2"]),
-    ("state=JOB_STATE_RUNNING", ["job-2", "job-3"]),
-    ('state="JOB_STATE_CREATING" AND display_name="name-0"', ["job-0"]),
-    ("state != JOB_STATE_CREATING", ["job-2", "job-3"]),
-    ("state=RUNNING AND displayName=name-1", ["job-3"]),
-])
+@pytest.mark.parametrize(
+    "expr,expected",
+    [
+        ('display_name="name-1"', ["job-1", "job-3"]),
+        ('displayName = "name-0"', ["job-0", "job-2"]),
+        ("state=JOB_STATE_RUNNING", ["job-2", "job-3"]),
+        ('state="JOB_STATE_CREATING" AND display_name="name-0"', ["job-0"]),
+        ("state != JOB_STATE_CREATING", ["job-2", "job-3"]),
+        ("state=RUNNING AND displayName=name-1", ["job-3"]),
+    ],
+)
 def test_list_filters(client, store: Store, clock: FakeClock, expr, expected):
     for i in range(2):
         create(client, f"job-{i}", displayName=f"name-{i % 2}")
@@ -314,8 +372,18 @@ def test_list_filters(client, store: Store, clock: FakeClock, expr, expected):
     assert names == expected
 
 
-@pytest.mark.parametrize("expr", ["name=x", "display_name ~ x", 'state=RUNNING OR state=FAILED',
-                                  "state=", '"x"', "state=RUNNING AND", "display_name=\"unterminated"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "name=x",
+        "display_name ~ x",
+        "state=RUNNING OR state=FAILED",
+        "state=",
+        '"x"',
+        "state=RUNNING AND",
+        'display_name="unterminated',
+    ],
+)
 def test_unknown_filter_syntax_is_400(client, expr):
     response = client.get(JOBS, params={"filter": expr})
     assert response.status_code == 400
@@ -332,8 +400,9 @@ def test_list_order_by_name_desc(client):
     for i in range(5):
         create(client, f"j{i}")
     first = client.get(JOBS, params={"orderBy": "name desc", "pageSize": 3}).json()
-    second = client.get(JOBS, params={"orderBy": "name desc", "pageSize": 3,
-                                      "pageToken": first["nextPageToken"]}).json()
+    second = client.get(
+        JOBS, params={"orderBy": "name desc", "pageSize": 3, "pageToken": first["nextPageToken"]}
+    ).json()
     names = [j["name"][-2:] for j in first["rlorTrainerJobs"] + second["rlorTrainerJobs"]]
     assert names == ["j4", "j3", "j2", "j1", "j0"]
 
@@ -379,8 +448,11 @@ def test_latest_validated_is_not_always_the_newest(any_client):
     assert [v["name"][-2:] for v in all_versions] == ["v2", "v1"]
     latest = any_client.get(base, params={"filter": "latest_validated=true"}).json()["trainingShapeVersions"]
     assert [v["name"][-2:] for v in latest] == ["v1"]
-    job = any_client.post(JOBS, params={"trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-lora"},
-                          json=body(trainingConfig={"loraRank": 16})).json()
+    job = any_client.post(
+        JOBS,
+        params={"trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-lora"},
+        json=body(trainingConfig={"loraRank": 16}),
+    ).json()
     assert job["trainingConfig"]["maxContextLength"] == 16384
 
 
@@ -397,8 +469,10 @@ def test_exact_version_and_shape_lookups(any_client):
 
 
 def test_shape_catalogue_has_a_multi_node_shape(client):
-    versions = [client.get(f"/v1/{s['name']}/versions").json()["trainingShapeVersions"]
-                for s in client.get("/v1/accounts/fireworks/trainingShapes").json()["trainingShapes"]]
+    versions = [
+        client.get(f"/v1/{s['name']}/versions").json()["trainingShapeVersions"]
+        for s in client.get("/v1/accounts/fireworks/trainingShapes").json()["trainingShapes"]
+    ]
     assert all(len(v) == 2 for v in versions)
     assert any(v[0]["snapshot"]["nodeCount"] > 1 for v in versions)
 

@@ -24,9 +24,24 @@ def start_server(tmp_path: Path, *args: str, provision: bool = True) -> tuple[su
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
     timing = ["--provision-seconds", "0.05"] if provision else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlorinfra", "control-plane", "serve", "--port", "0",
-         "--db", str(tmp_path / "served.sqlite3"), *timing, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "rlorinfra",
+            "control-plane",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "served.sqlite3"),
+            *timing,
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     line = proc.stdout.readline()
     match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
@@ -62,8 +77,9 @@ def test_serve_prints_its_url_serves_and_stops_cleanly(tmp_path: Path, sig):
 
 
 def test_serve_options_key_account_and_faults(tmp_path: Path):
-    proc, url = start_server(tmp_path, "--api-key", "k2", "--account-id", "acme", "--rate-limit-rate", "1",
-                             "--retry-after", "3")
+    proc, url = start_server(
+        tmp_path, "--api-key", "k2", "--account-id", "acme", "--rate-limit-rate", "1", "--retry-after", "3"
+    )
     try:
         with httpx.Client(verify=False, base_url=url) as c:
             assert c.get("/v1/accounts", headers=KEY).status_code == 401
@@ -92,8 +108,9 @@ def test_preempt_against_a_served_emulator(served, real_store: Store, served_cli
 
 def test_fault_key_comes_from_the_environment(served, served_client):
     served_client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "envkey"}, json=body())
-    ok = run_cli(["control-plane", "mark-unhealthy", "envkey", "--url", served.url, "--json"],
-                 env={"FIREWORKS_API_KEY": "local"})
+    ok = run_cli(
+        ["control-plane", "mark-unhealthy", "envkey", "--url", served.url, "--json"], env={"FIREWORKS_API_KEY": "local"}
+    )
     assert ok.exit_code == 0, ok.output
     assert '"state": "JOB_STATE_' in ok.stdout
     wrong = run_cli(["control-plane", "preempt", "envkey", "--url", served.url], env={"FIREWORKS_API_KEY": "bad"})
@@ -117,12 +134,15 @@ def embedded_config(tmp_path: Path) -> Path:
     return config
 
 
-@pytest.mark.parametrize("command,state", [
-    ("preempt", "JOB_STATE_FAILED"),
-    ("fail", "JOB_STATE_FAILED"),
-    ("set-idle", "JOB_STATE_IDLE"),
-    ("mark-unhealthy", "JOB_STATE_RUNNING"),
-])
+@pytest.mark.parametrize(
+    "command,state",
+    [
+        ("preempt", "JOB_STATE_FAILED"),
+        ("fail", "JOB_STATE_FAILED"),
+        ("set-idle", "JOB_STATE_IDLE"),
+        ("mark-unhealthy", "JOB_STATE_RUNNING"),
+    ],
+)
 def test_faults_on_the_embedded_emulator(embedded_config: Path, command: str, state: str):
     result = run_cli(["control-plane", command, "local-1", "-f", str(embedded_config)])
     assert result.exit_code == 0, result.output
@@ -154,12 +174,17 @@ def test_embedded_fault_errors(embedded_config: Path, tmp_path: Path):
     assert no_db.exit_code == 1 and "no database yet" in no_db.stderr
 
 
-@pytest.mark.parametrize("args,message", [(["--api-key", ""], "--api-key must not be empty"),
-                                          (["--account-id", "a/b"], "Invalid --account-id"),
-                                          (["--error-rate", "nan"], "Invalid value for '--error-rate'"),
-                                          (["--rate-limit-rate", "1.5"], "Invalid value for '--rate-limit-rate'"),
-                                          (["--latency-ms", "inf"], "Invalid value for '--latency-ms'"),
-                                          (["--provision-seconds", "nan"], "Invalid value for '--provision-seconds'")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--api-key", ""], "--api-key must not be empty"),
+        (["--account-id", "a/b"], "Invalid --account-id"),
+        (["--error-rate", "nan"], "Invalid value for '--error-rate'"),
+        (["--rate-limit-rate", "1.5"], "Invalid value for '--rate-limit-rate'"),
+        (["--latency-ms", "inf"], "Invalid value for '--latency-ms'"),
+        (["--provision-seconds", "nan"], "Invalid value for '--provision-seconds'"),
+    ],
+)
 def test_serve_rejects_bad_options(tmp_path: Path, args, message):
     result = run_cli(["control-plane", "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *args])
     assert result.exit_code == 1 and message in result.stderr
@@ -200,15 +225,17 @@ def test_serve_echo_create_fields(tmp_path: Path):
 
 def test_serve_takes_the_emulator_settings_of_the_f_config(tmp_path: Path):
     config = tmp_path / "rlorinfra.toml"
-    config.write_text('[control_plane]\nurl = "local"\n\n[control_plane.emulator]\n'
-                      'provision_seconds = 7.5\ncapacity = 3\n')
+    config.write_text(
+        '[control_plane]\nurl = "local"\n\n[control_plane.emulator]\nprovision_seconds = 7.5\ncapacity = 3\n'
+    )
     proc, _url = start_server(tmp_path, "-f", str(config), provision=False)
     out = stop_server(proc)
     assert "provisioning 7.5s, capacity 3 accelerators" in out
     settings = Store(tmp_path / "served.sqlite3").settings()
     assert (settings["provision_seconds"], settings["capacity"]) == ("7.5", "3")
-    proc, _url = start_server(tmp_path, "-f", str(config), "--capacity", "5", "--db", str(tmp_path / "b.sqlite3"),
-                              provision=False)
+    proc, _url = start_server(
+        tmp_path, "-f", str(config), "--capacity", "5", "--db", str(tmp_path / "b.sqlite3"), provision=False
+    )
     assert "provisioning 7.5s, capacity 5 accelerators" in stop_server(proc)  # flags win
     proc, _url = start_server(tmp_path, "--db", str(tmp_path / "c.sqlite3"), provision=False)  # no -f: defaults
     assert "provisioning 2s, capacity 256 accelerators" in stop_server(proc)
@@ -222,8 +249,10 @@ def test_serve_f_with_a_broken_config_fails_clearly(tmp_path: Path):
 
 
 def test_serve_rejects_bad_superuser_keys(tmp_path: Path):
-    for args, message in ((["--superuser-key", " "], "--superuser-key must not be empty"),
-                          (["--superuser-key", "local"], "also a --superuser-key")):
+    for args, message in (
+        (["--superuser-key", " "], "--superuser-key must not be empty"),
+        (["--superuser-key", "local"], "also a --superuser-key"),
+    ):
         result = run_cli(["control-plane", "serve", "--port", "0", "--db", str(tmp_path / "x.sqlite3"), *args])
         assert result.exit_code == 1 and message in result.stderr
 
@@ -231,12 +260,15 @@ def test_serve_rejects_bad_superuser_keys(tmp_path: Path):
 # -- the new faults -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command,state", [
-    ("complete", "JOB_STATE_COMPLETED"),
-    ("pause", "JOB_STATE_PAUSED"),
-    ("early-stop", "JOB_STATE_EARLY_STOPPED"),
-    ("expire", "JOB_STATE_EXPIRED"),
-])
+@pytest.mark.parametrize(
+    "command,state",
+    [
+        ("complete", "JOB_STATE_COMPLETED"),
+        ("pause", "JOB_STATE_PAUSED"),
+        ("early-stop", "JOB_STATE_EARLY_STOPPED"),
+        ("expire", "JOB_STATE_EXPIRED"),
+    ],
+)
 def test_new_stop_faults_on_the_embedded_emulator(embedded_config: Path, command: str, state: str):
     result = run_cli(["control-plane", command, "local-1", "-f", str(embedded_config)])
     assert result.exit_code == 0, result.output

@@ -41,15 +41,19 @@ def wsgi_client(app, headers=None) -> httpx.Client:
 
 
 @pytest.mark.parametrize("method,path", ROUTES)
-@pytest.mark.parametrize("headers", [
-    {},
-    {"X-Api-Key": "wrong"},
-    {"Authorization": "Bearer wrong"},
-    {"Authorization": "Basic bG9jYWw6"},
-    {"X-Api-Key": "local", "Authorization": "Bearer wrong"},
-    {"X-Api-Key": "localx"},
-    {"X-Api-Key": ""},
-], ids=["missing", "wrong-x-api-key", "wrong-bearer", "basic", "mixed", "prefix", "empty"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Api-Key": "wrong"},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic bG9jYWw6"},
+        {"X-Api-Key": "local", "Authorization": "Bearer wrong"},
+        {"X-Api-Key": "localx"},
+        {"X-Api-Key": ""},
+    ],
+    ids=["missing", "wrong-x-api-key", "wrong-bearer", "basic", "mixed", "prefix", "empty"],
+)
 def test_every_route_needs_the_key(shared_app, method, path, headers):
     with wsgi_client(shared_app, headers) as c:
         response = c.request(method, path, json={})
@@ -58,8 +62,14 @@ def test_every_route_needs_the_key(shared_app, method, path, headers):
     assert response.json()["error"]["code"] == 16
 
 
-@pytest.mark.parametrize("headers", [{"X-Api-Key": "s3cret"}, {"Authorization": "Bearer s3cret"},
-                                     {"X-Api-Key": "s3cret", "Authorization": "Bearer s3cret"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Api-Key": "s3cret"},
+        {"Authorization": "Bearer s3cret"},
+        {"X-Api-Key": "s3cret", "Authorization": "Bearer s3cret"},
+    ],
+)
 def test_the_key_is_accepted_in_either_header(store: Store, headers):
     with wsgi_client(make_app(store, api_key="s3cret"), headers) as c:
         assert c.get("/v1/accounts").status_code == 200
@@ -94,8 +104,9 @@ def test_a_superuser_key_may_send_them(root_client, params, sent, field):
 
 
 def test_customer_may_send_the_ungated_values(client):
-    response = client.post(JOBS, params={"trainingShape": POLICY_SHAPE, "skipValidations": "false"},
-                           json=body(preemptible=False))
+    response = client.post(
+        JOBS, params={"trainingShape": POLICY_SHAPE, "skipValidations": "false"}, json=body(preemptible=False)
+    )
     assert response.status_code == 200, response.text
 
 
@@ -143,7 +154,11 @@ def test_error_rate_one_gives_503_unavailable(store: Store):
     with wsgi_client(make_app(store, error_rate=1.0), KEY) as c:
         response = c.get(JOBS)
         assert response.status_code == 503
-        assert response.json()["error"] == {"code": 14, "status": "UNAVAILABLE", "message": response.json()["error"]["message"]}
+        assert response.json()["error"] == {
+            "code": 14,
+            "status": "UNAVAILABLE",
+            "message": response.json()["error"]["message"],
+        }
         assert c.post("/_emulator/faults", json={"jobId": "nope", "fault": "preempt"}).status_code == 404
 
 
@@ -196,12 +211,15 @@ def test_malformed_json_is_400_but_empty_resume_body_is_fine(client, clock: Fake
 # -- admin route ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault,state,code", [
-    ("preempt", "JOB_STATE_FAILED", "UNAVAILABLE"),
-    ("fail", "JOB_STATE_FAILED", "INTERNAL"),
-    ("set-idle", "JOB_STATE_IDLE", "OK"),
-    ("mark-unhealthy", "JOB_STATE_RUNNING", "OK"),
-])
+@pytest.mark.parametrize(
+    "fault,state,code",
+    [
+        ("preempt", "JOB_STATE_FAILED", "UNAVAILABLE"),
+        ("fail", "JOB_STATE_FAILED", "INTERNAL"),
+        ("set-idle", "JOB_STATE_IDLE", "OK"),
+        ("mark-unhealthy", "JOB_STATE_RUNNING", "OK"),
+    ],
+)
 def test_admin_fault_route(client, clock: FakeClock, fault, state, code):
     create(client, "j1")
     clock.advance(10)

@@ -31,14 +31,20 @@ def test_create_is_creating_for_the_provision_time_then_running(client, clock: F
 def test_capacity_queues_jobs_in_fifo_order(client, clock: FakeClock):
     # capacity 64: four 16-accelerator jobs fit, the next two wait in order.
     for i in range(6):
-        create(client, f"j{i}", shape=LLAMA_SHAPE, trainingConfig={"baseModel": "accounts/fireworks/models/llama-v3p1-70b-instruct"})
+        create(
+            client,
+            f"j{i}",
+            shape=LLAMA_SHAPE,
+            trainingConfig={"baseModel": "accounts/fireworks/models/llama-v3p1-70b-instruct"},
+        )
         clock.advance(0.5)
     clock.advance(10)
     states = [state(client, f"j{i}") for i in range(6)]
     assert states == ["JOB_STATE_RUNNING"] * 4 + ["JOB_STATE_PENDING"] * 2
     accel = next(iter(client.get(f"{JOBS}/j4").json()["acceleratorSeconds"]))
-    assert client.get(f"{JOBS}/j4").json()["status"]["message"] == \
-        f"waiting for capacity: needs 16 × {accel}, only 0 free"
+    assert (
+        client.get(f"{JOBS}/j4").json()["status"]["message"] == f"waiting for capacity: needs 16 × {accel}, only 0 free"
+    )
     assert client.get(f"{JOBS}/j5").json()["status"]["message"] == f"queued behind 1 job for {accel}"
     client.post(f"{JOBS}/j1:cancel")
     assert [state(client, f"j{i}") for i in (4, 5)] == ["JOB_STATE_RUNNING", "JOB_STATE_PENDING"]
@@ -130,8 +136,9 @@ def test_resume_of_a_live_job_is_a_failed_precondition(client, clock: FakeClock,
     assert f"JOB_STATE_{when}" in response.json()["error"]["message"]
 
 
-def test_delete_leaves_an_archived_tombstone_that_lists_hide_and_ids_never_reuse(client, clock: FakeClock,
-                                                                                 store: Store):
+def test_delete_leaves_an_archived_tombstone_that_lists_hide_and_ids_never_reuse(
+    client, clock: FakeClock, store: Store
+):
     create(client, "j1")
     create(client, "j2")
     clock.advance(10)
@@ -151,7 +158,11 @@ def test_delete_leaves_an_archived_tombstone_that_lists_hide_and_ids_never_reuse
     assert store._conn().execute("SELECT update_time FROM jobs WHERE job_id = 'j1'").fetchone()[0] == stamp
     conflict = create(client, "j1")
     assert conflict.status_code == 409
-    assert conflict.json()["error"] == {"code": 6, "status": "ALREADY_EXISTS", "message": conflict.json()["error"]["message"]}
+    assert conflict.json()["error"] == {
+        "code": 6,
+        "status": "ALREADY_EXISTS",
+        "message": conflict.json()["error"]["message"],
+    }
     assert "cannot be reused" in conflict.json()["error"]["message"]
     cancel = client.post(f"{JOBS}/j1:cancel")
     assert cancel.status_code == 400
@@ -241,15 +252,22 @@ def test_advance_only_looks_at_due_jobs(store: Store):
     """The due-time lookup is an index search, not a scan of every job."""
     conn = store._conn()
     plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, job_id LIMIT 1",
+        "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE due_at IS NOT NULL AND due_at <= ? "
+        "ORDER BY due_at, job_id LIMIT 1",
         (0,),
     ).fetchall()
     assert any("jobs_due" in row[3] for row in plan)
 
 
 def test_queue_messages_follow_the_queue_as_it_drains(store, clock):
-    body = {"trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "acceleratorType": "NVIDIA_H100_80GB",
-                               "acceleratorCount": 32}, "nodeCount": 1}
+    body = {
+        "trainingConfig": {
+            "baseModel": "accounts/fireworks/models/qwen3-8b",
+            "acceleratorType": "NVIDIA_H100_80GB",
+            "acceleratorCount": 32,
+        },
+        "nodeCount": 1,
+    }
     for name in ("a", "b", "c"):
         store.create_job(dict(body, displayName=name), {"rlorTrainerJobId": name, "skipValidations": "true"})
     clock.advance(11)  # 64 accelerators, 32 each: a and b run, c waits first in line

@@ -34,8 +34,9 @@ STOPS = [
 
 
 @pytest.mark.parametrize("name,wanted,code,resumable", STOPS, ids=[s[0] for s in STOPS])
-def test_stop_faults_reach_their_state_and_free_the_accelerators(client, clock: FakeClock, name, wanted, code,
-                                                                 resumable):
+def test_stop_faults_reach_their_state_and_free_the_accelerators(
+    client, clock: FakeClock, name, wanted, code, resumable
+):
     for i in range(5):  # capacity 64: four run, the fifth waits for capacity
         create(client, f"j{i}", shape=LLAMA_SHAPE, trainingConfig={"baseModel": LLAMA})
     clock.advance(10)
@@ -117,8 +118,9 @@ def test_flap_off_while_running_restores_the_inactivity_timer(client, clock: Fak
 
 
 def test_flap_set_on_a_stopped_job_applies_after_resume_and_persists_in_the_db(store: Store, db_path, clock):
-    store.create_job({"trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b"}},
-                     {"rlorTrainerJobId": "j1"})
+    store.create_job(
+        {"trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b"}}, {"rlorTrainerJobId": "j1"}
+    )
     store.preempt("j1")
     store.flap("j1", 2.0)
     reopened = Store(db_path, provision_seconds=10, capacity=64, clock=clock)  # another CLI run
@@ -164,13 +166,17 @@ def test_dropped_create_was_carried_out(client):
     assert [j["name"][-2:] for j in client.get(JOBS).json()["rlorTrainerJobs"]] == ["j1", "j2", "j3"]
 
 
-@pytest.mark.parametrize("operation,method,suffix,after", [
-    ("resume", "POST", ":resume", "JOB_STATE_CREATING"),
-    ("cancel", "POST", ":cancel", "JOB_STATE_CANCELLING"),
-    ("delete", "DELETE", "", "JOB_STATE_DELETING"),
-])
-def test_dropped_resume_cancel_and_delete_were_carried_out(client, store: Store, clock: FakeClock, operation,
-                                                           method, suffix, after):
+@pytest.mark.parametrize(
+    "operation,method,suffix,after",
+    [
+        ("resume", "POST", ":resume", "JOB_STATE_CREATING"),
+        ("cancel", "POST", ":cancel", "JOB_STATE_CANCELLING"),
+        ("delete", "DELETE", "", "JOB_STATE_DELETING"),
+    ],
+)
+def test_dropped_resume_cancel_and_delete_were_carried_out(
+    client, store: Store, clock: FakeClock, operation, method, suffix, after
+):
     create(client, "j1")
     clock.advance(10)
     if operation == "resume":
@@ -196,13 +202,16 @@ def test_armed_drops_live_in_the_database(db_path, store: Store, clock: FakeCloc
     assert store.armed_drops() == {}
 
 
-@pytest.mark.parametrize("payload", [
-    {"fault": "drop-response"},
-    {"fault": "drop-response", "operation": "list"},
-    {"fault": "drop-response", "operation": "create", "count": -1},
-    {"fault": "drop-response", "operation": "create", "count": "2"},
-    {"fault": "drop-response", "operation": "create", "count": True},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"fault": "drop-response"},
+        {"fault": "drop-response", "operation": "list"},
+        {"fault": "drop-response", "operation": "create", "count": -1},
+        {"fault": "drop-response", "operation": "create", "count": "2"},
+        {"fault": "drop-response", "operation": "create", "count": True},
+    ],
+)
 def test_drop_response_argument_errors(client, payload):
     response = client.post(FAULTS, json=payload)
     assert response.status_code == 400 and response.json()["error"]["status"] == "INVALID_ARGUMENT"

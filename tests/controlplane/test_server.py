@@ -25,8 +25,11 @@ def test_sixteen_threads_creating_and_listing_lose_nothing(served):
             barrier.wait()
             for i in range(per_thread):
                 job_id = f"t{n:02d}-{i:02d}"
-                response = c.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": job_id},
-                                  json=body(displayName=job_id))
+                response = c.post(
+                    JOBS,
+                    params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": job_id},
+                    json=body(displayName=job_id),
+                )
                 assert response.status_code == 200, response.text
                 created.append(job_id)
                 assert c.get(JOBS, params={"pageSize": 20}).status_code == 200
@@ -48,8 +51,9 @@ def test_sixteen_threads_creating_and_listing_lose_nothing(served):
 def test_concurrent_creates_of_one_id_make_exactly_one_job(served):
     def attempt(_: int) -> int:
         with httpx.Client(verify=False, base_url=served.url, headers=KEY) as c:
-            return c.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "same"},
-                          json=body()).status_code
+            return c.post(
+                JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "same"}, json=body()
+            ).status_code
 
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(attempt, range(16)))
@@ -60,11 +64,11 @@ def test_two_servers_on_one_database_share_the_world(db_path):
     first = serve_in_thread(make_app(Store(db_path, provision_seconds=0.01)))
     second = serve_in_thread(make_app(Store(db_path, provision_seconds=0.01)))
     with first, second, httpx.Client(verify=False, headers=KEY) as c:
-        c.post(f"{first.url}{JOBS}", params={"rlorTrainerJobId": "shared", "trainingShape": POLICY_SHAPE},
-               json=body())
+        c.post(f"{first.url}{JOBS}", params={"rlorTrainerJobId": "shared", "trainingShape": POLICY_SHAPE}, json=body())
         assert c.get(f"{second.url}{JOBS}/shared").status_code == 200
-        again = c.post(f"{second.url}{JOBS}", params={"rlorTrainerJobId": "shared", "trainingShape": POLICY_SHAPE},
-                       json=body())
+        again = c.post(
+            f"{second.url}{JOBS}", params={"rlorTrainerJobId": "shared", "trainingShape": POLICY_SHAPE}, json=body()
+        )
         assert again.status_code == 409
 
 
@@ -101,15 +105,24 @@ def raw_exchange(url: str, payload: bytes) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.parametrize("payload,status", [
-    (b"FROB /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\nConnection: close\r\n\r\n", b"405"),
-    (b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\nConnection: close\r\n\r\n", b"200"),
-    (b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\n"
-     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"411"),
-    (b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\n"
-     b"Content-Length: nope\r\nConnection: close\r\n\r\n", b"400"),
-    (b"garbage request line\r\n\r\n", b"400"),
-])
+@pytest.mark.parametrize(
+    "payload,status",
+    [
+        (b"FROB /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\nConnection: close\r\n\r\n", b"405"),
+        (b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\nConnection: close\r\n\r\n", b"200"),
+        (
+            b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"411",
+        ),
+        (
+            b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\nX-Api-Key: local\r\n"
+            b"Content-Length: nope\r\nConnection: close\r\n\r\n",
+            b"400",
+        ),
+        (b"garbage request line\r\n\r\n", b"400"),
+    ],
+)
 def test_raw_requests_get_proper_statuses(served, payload, status):
     response = raw_exchange(served.url, payload)
     assert response.split(b" ", 2)[1] == status
@@ -141,8 +154,9 @@ def test_several_processes_share_one_fresh_database(tmp_path):
     import sys
 
     db = tmp_path / "multi.sqlite3"
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(n)], stderr=subprocess.PIPE)
-             for n in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(n)], stderr=subprocess.PIPE) for n in range(4)
+    ]
     for proc in procs:
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
     jobs, more = Store(db).list_jobs(page_size=200)
@@ -150,7 +164,10 @@ def test_several_processes_share_one_fresh_database(tmp_path):
 
 
 def test_the_servers_own_411_carries_the_instance_id_too(served, real_store):
-    response = raw_exchange(served.url, b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\n"
-                                        b"X-Api-Key: local\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    response = raw_exchange(
+        served.url,
+        b"POST /v1/accounts/local/rlorTrainerJobs HTTP/1.1\r\nHost: x\r\n"
+        b"X-Api-Key: local\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
     assert response.split(b" ", 2)[1] == b"411"
     assert f"X-Rlorinfra-Emulator-Instance: {real_store.instance_id}".encode() in response

@@ -58,8 +58,13 @@ def test_accelerator_seconds_count_every_node(client, clock: FakeClock):
 
 
 def test_accelerator_seconds_on_the_manual_and_auto_paths(client, root_client, clock: FakeClock):
-    create(root_client, "manual", manual=True, nodeCount=3,
-           trainingConfig={"acceleratorType": "NVIDIA_A100_80GB", "acceleratorCount": 2})
+    create(
+        root_client,
+        "manual",
+        manual=True,
+        nodeCount=3,
+        trainingConfig={"acceleratorType": "NVIDIA_A100_80GB", "acceleratorCount": 2},
+    )
     create(root_client, "default", manual=True, trainingConfig={"acceleratorCount": 1})
     create(client, "auto", shape=None, trainingConfig={"loraRank": 8})  # the LoRA shape: 2 x H100
     clock.advance(10 + 4)
@@ -87,14 +92,37 @@ def test_accelerator_seconds_are_computed_from_timestamps_across_stores(db_path,
 # -- returned fields ----------------------------------------------------------------------
 
 EVERY_DECLARED = body(
-    displayName="d", forwardOnly=True, hotLoadDeploymentId="dep", evaluationDataset="ev", evalAutoCarveout=True,
-    lossConfig={"method": "GRPO"}, rewardWeights=["a=1"], rolloutDeploymentName="r", usePurpose="pilot",
-    wandbConfig={"enabled": False}, awsS3Config={"iamRoleArn": "arn"}, azureBlobStorageConfig={"tenantId": "t"},
-    trainerReplicaCount=2, useReservation=False, reservationTarget="res", inactivityTimeout="600s",
-    trainingConfig={"batchSize": 8, "batchSizeSamples": 2, "samplerCheckpointSaveIntervalSteps": 5, "epochs": 1,
-                    "gradientAccumulationSteps": 1, "jinjaTemplate": "t", "learningRateWarmupSteps": 0,
-                    "optimizerWeightDecay": 0.1, "outputModel": "m", "region": "US_IOWA_1", "warmStartFrom": "w",
-                    "customImageTag": "1.0", "projectionHeadDim": 3},
+    displayName="d",
+    forwardOnly=True,
+    hotLoadDeploymentId="dep",
+    evaluationDataset="ev",
+    evalAutoCarveout=True,
+    lossConfig={"method": "GRPO"},
+    rewardWeights=["a=1"],
+    rolloutDeploymentName="r",
+    usePurpose="pilot",
+    wandbConfig={"enabled": False},
+    awsS3Config={"iamRoleArn": "arn"},
+    azureBlobStorageConfig={"tenantId": "t"},
+    trainerReplicaCount=2,
+    useReservation=False,
+    reservationTarget="res",
+    inactivityTimeout="600s",
+    trainingConfig={
+        "batchSize": 8,
+        "batchSizeSamples": 2,
+        "samplerCheckpointSaveIntervalSteps": 5,
+        "epochs": 1,
+        "gradientAccumulationSteps": 1,
+        "jinjaTemplate": "t",
+        "learningRateWarmupSteps": 0,
+        "optimizerWeightDecay": 0.1,
+        "outputModel": "m",
+        "region": "US_IOWA_1",
+        "warmStartFrom": "w",
+        "customImageTag": "1.0",
+        "projectionHeadDim": 3,
+    },
 )
 
 
@@ -106,8 +134,15 @@ def test_only_the_declared_fields_come_back(client, root_client, clock: FakeCloc
     for resource in (job, client.get(f"{JOBS}/all").json(), client.get(JOBS).json()["rlorTrainerJobs"][0]):
         assert set(resource) <= RETURNED_FIELDS
         assert set(resource["trainingConfig"]) <= RETURNED_TRAINING_CONFIG_FIELDS
-        for sent_only in ("trainerReplicaCount", "useReservation", "reservationTarget", "inactivityTimeout",
-                          "extraValues", "trainingShape", "updateTime"):
+        for sent_only in (
+            "trainerReplicaCount",
+            "useReservation",
+            "reservationTarget",
+            "inactivityTimeout",
+            "extraValues",
+            "trainingShape",
+            "updateTime",
+        ):
             assert sent_only not in resource
     assert set(job["trainingConfig"]) == RETURNED_TRAINING_CONFIG_FIELDS
     running = client.get(f"{JOBS}/all").json()
@@ -119,8 +154,7 @@ def test_echo_mode_returns_everything_sent(db_path, clock: FakeClock):
     store = Store(db_path, provision_seconds=10, clock=clock)
     app = make_app(store, superuser_keys=("root",), echo_create_fields=True)
     sent = {**EVERY_DECLARED, "extraValues": {"k": "v"}}
-    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://e",
-                      headers={"X-Api-Key": "root"}) as c:
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://e", headers={"X-Api-Key": "root"}) as c:
         job = c.post(JOBS, params={"trainingShape": POLICY_SHAPE, "rlorTrainerJobId": "e"}, json=sent).json()
     for key, value in sent.items():
         if key != "trainingConfig":
@@ -165,8 +199,10 @@ def test_the_instance_id_is_stable_per_database_and_differs_between_them(tmp_pat
     assert store.settings()["instance_id"] == first
     other = Store(tmp_path / "other.sqlite3").instance_id
     assert other != first
-    with serve_in_thread(make_app(Store(db_path))) as served, \
-            httpx.Client(verify=False, base_url=served.url, headers=KEY) as c:
+    with (
+        serve_in_thread(make_app(Store(db_path))) as served,
+        httpx.Client(verify=False, base_url=served.url, headers=KEY) as c,
+    ):
         assert c.get("/v1/accounts").headers[INSTANCE_HEADER] == first
         assert c.get("/nowhere").headers[INSTANCE_HEADER] == first
 
@@ -189,14 +225,24 @@ def test_a_database_of_the_previous_release_is_upgraded(tmp_path, clock: FakeClo
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path)
     conn.executescript(OLD_SCHEMA)
-    echo = {"displayName": "", "trainingConfig": {"baseModel": "m", "extraArgs": ["--x"]}, "nodeCount": 1,
-            "trainingShape": POLICY_SHAPE, "useReservation": True}
+    echo = {
+        "displayName": "",
+        "trainingConfig": {"baseModel": "m", "extraArgs": ["--x"]},
+        "nodeCount": 1,
+        "trainingShape": POLICY_SHAPE,
+        "useReservation": True,
+    }
     start = clock.now
-    conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time, due_at)"
-                 " VALUES ('old', 'JOB_STATE_RUNNING', ?, 8, 60, ?, ?, ?)",
-                 (json.dumps(echo), start, start, start + 60))
-    conn.execute("INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time)"
-                 " VALUES ('gone', 'JOB_STATE_DELETED', ?, 8, 60, ?, ?)", (json.dumps(echo), start, start))
+    conn.execute(
+        "INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time, due_at)"
+        " VALUES ('old', 'JOB_STATE_RUNNING', ?, 8, 60, ?, ?, ?)",
+        (json.dumps(echo), start, start, start + 60),
+    )
+    conn.execute(
+        "INSERT INTO jobs(job_id, state, echo, demand, inactivity_s, create_time, update_time)"
+        " VALUES ('gone', 'JOB_STATE_DELETED', ?, 8, 60, ?, ?)",
+        (json.dumps(echo), start, start),
+    )
     conn.commit()
     conn.close()
     clock.advance(10)

@@ -113,7 +113,7 @@ def build_script(steps: list[Step], out_dir: Path, prelude: str = "") -> str:
     parts = ["set +e", "trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT", prelude]
     for number, step in enumerate(steps):
         if isinstance(step, WriteFile):
-            parts.append(f"mkdir -p \"$(dirname {shlex.quote(step.path)})\"")
+            parts.append(f'mkdir -p "$(dirname {shlex.quote(step.path)})"')
             parts.append(f"cat > {shlex.quote(step.path)} <<'__DOCS_TEST_EOF__'\n{step.content}__DOCS_TEST_EOF__")
             parts.append("_docs_test_after_step")
             continue
@@ -130,5 +130,4 @@ def build_script(steps: list[Step], out_dir: Path, prelude: str = "") -> str:
 
 
 def _wait_for_port(port: str) -> str:
-    return (f"for _i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; "
-            "sleep 0.05; done")
+    return f"for _i in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.05; done"

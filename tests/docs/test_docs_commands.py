@@ -38,7 +38,8 @@ EXAMPLE_PORT = "8765"
 PRELUDE = rf"""
 _docs_test_after_step() {{
   for f in *.toml examples/*.toml; do
-    [ -f "$f" ] && grep -Eq '^provision_seconds *= *' "$f" && ! grep -Eq '^provision_seconds = {FAST_PROVISION}( |$)' "$f" \
+    [ -f "$f" ] && grep -Eq '^provision_seconds *= *' "$f" \
+      && ! grep -Eq '^provision_seconds = {FAST_PROVISION}( |$)' "$f" \
       && sed -i -E 's/^provision_seconds *= *[0-9.]+/provision_seconds = {FAST_PROVISION}/' "$f"
   done
   return 0
@@ -56,8 +57,11 @@ def _free_port() -> int:
 def _shims(folder: Path) -> Path:
     """``rlorinfra``, ``python3`` and ``python`` running this test's interpreter."""
     folder.mkdir()
-    scripts = {"rlorinfra": f'exec "{sys.executable}" -m rlorinfra "$@"',
-               "python3": f'exec "{sys.executable}" "$@"', "python": f'exec "{sys.executable}" "$@"'}
+    scripts = {
+        "rlorinfra": f'exec "{sys.executable}" -m rlorinfra "$@"',
+        "python3": f'exec "{sys.executable}" "$@"',
+        "python": f'exec "{sys.executable}" "$@"',
+    }
     for name, body in scripts.items():
         path = folder / name
         path.write_text(f"#!/bin/sh\n{body}\n")
@@ -66,10 +70,12 @@ def _shims(folder: Path) -> Path:
 
 
 def _environment(shims: Path, home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("FIREWORKS_", "RLORINFRA_", "_RLORINFRA_"))}
-    env.update(PATH=f"{shims}{os.pathsep}{env.get('PATH', '')}", NO_COLOR="1", HOME=str(home),
-               PYTHONPATH=str(REPO))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("FIREWORKS_", "RLORINFRA_", "_RLORINFRA_"))
+    }
+    env.update(PATH=f"{shims}{os.pathsep}{env.get('PATH', '')}", NO_COLOR="1", HOME=str(home), PYTHONPATH=str(REPO))
     return env
 
 
@@ -95,8 +101,10 @@ def _failure(doc: Path, steps, out_dir: Path) -> str | None:
         code = int(rc_file.read_text().strip())
         if code != step.expected_exit:
             output = (out_dir / f"{number}.out").read_text(errors="replace")
-            return (f"{doc.name}:{step.line}: `{step.text}` exited {code}, the doc expects "
-                    f"{step.expected_exit}.\n--- output ---\n{output}")
+            return (
+                f"{doc.name}:{step.line}: `{step.text}` exited {code}, the doc expects "
+                f"{step.expected_exit}.\n--- output ---\n{output}"
+            )
     return None
 
 
@@ -106,8 +114,14 @@ def _runnable_docs() -> list[Path]:
 
 def test_the_docs_have_commands_to_run():
     names = {doc.name for doc in _runnable_docs()}
-    assert {"README.md", "getting-started.md", "drift-detection.md", "control-plane.md",
-            "migrating.md", "commands.md"} <= names
+    assert {
+        "README.md",
+        "getting-started.md",
+        "drift-detection.md",
+        "control-plane.md",
+        "migrating.md",
+        "commands.md",
+    } <= names
 
 
 def _start(doc: Path, folder: Path) -> tuple[subprocess.Popen, list, Path]:
@@ -121,9 +135,15 @@ def _start(doc: Path, folder: Path) -> tuple[subprocess.Popen, list, Path]:
     steps = _with_port(extract_steps(doc.read_text()), _free_port())
     # Its own session: the docs start emulators in the background (`serve ... &`) and never
     # stop them, so the whole process group is ended once the doc has run.
-    process = subprocess.Popen(["bash", "-c", build_script(steps, out_dir, PRELUDE)], cwd=work,
-                               env=_environment(_shims(folder / "bin"), home), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-c", build_script(steps, out_dir, PRELUDE)],
+        cwd=work,
+        env=_environment(_shims(folder / "bin"), home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return process, steps, out_dir
 
 
@@ -165,16 +185,31 @@ def test_console_blocks_never_need_the_real_api():
         for step in extract_steps(doc.read_text()):
             if isinstance(step, Command):
                 assert "api.fireworks.ai" not in step.text, (
-                    f"{doc.name}:{step.line}: commands against the real API belong in ```bash blocks")
+                    f"{doc.name}:{step.line}: commands against the real API belong in ```bash blocks"
+                )
 
 
 def test_extract_steps_reads_commands_exit_codes_and_files():
-    markdown = "\n".join([
-        "<!-- docs-test: write a.toml -->", "```toml", "x = 1", "```",
-        "```console", "$ rlorinfra plan --detailed-exitcode   # exit 2", "output", "$ echo a \\", "  b", "```",
-        "```bash", "$ not run", "```",
-    ])
+    markdown = "\n".join(
+        [
+            "<!-- docs-test: write a.toml -->",
+            "```toml",
+            "x = 1",
+            "```",
+            "```console",
+            "$ rlorinfra plan --detailed-exitcode   # exit 2",
+            "output",
+            "$ echo a \\",
+            "  b",
+            "```",
+            "```bash",
+            "$ not run",
+            "```",
+        ]
+    )
     steps = extract_steps(markdown)
-    assert steps == [WriteFile("a.toml", "x = 1\n", 2),
-                     Command("rlorinfra plan --detailed-exitcode   # exit 2", 6, 2),
-                     Command("echo a \\\n  b", 8, 0)]
+    assert steps == [
+        WriteFile("a.toml", "x = 1\n", 2),
+        Command("rlorinfra plan --detailed-exitcode   # exit 2", 6, 2),
+        Command("echo a \\\n  b", 8, 0),
+    ]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rlorinfra.config.load import EMULATOR_KEYS, CONTROL_PLANE_KEYS, STATE_KEYS
 from rlorinfra.config.fields import JOB_RULES
+from rlorinfra.config.load import CONTROL_PLANE_KEYS, EMULATOR_KEYS, STATE_KEYS
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,8 +66,10 @@ def test_lora_sweep_shares_defaults_and_manual_infra_sets_hardware():
     assert len({job.base_model for job in sweep.values()}) == 1
     manual_config = load_config(EXAMPLES / "manual-infra.toml", env={})
     manual = manual_config.jobs
-    assert manual and all(job.path == "manual" and job.accelerator_type and job.node_count and job.skip_validations
-                          for job in manual.values())
+    assert manual and all(
+        job.path == "manual" and job.accelerator_type and job.node_count and job.skip_validations
+        for job in manual.values()
+    )
     # The manual path needs a superuser key, which the embedded emulator lacks: a served one.
     assert manual_config.control_plane.url.startswith("http://127.0.0.1:")
     assert "--superuser-key" in (EXAMPLES / "manual-infra.toml").read_text()
@@ -91,9 +93,17 @@ def test_workflow_is_structurally_sound():
     assert "\t" not in text, "YAML forbids tabs for indentation"
     top = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith((" ", "#"))]
     assert top == ["name", "on", "permissions", "concurrency", "jobs"]
-    for needle in ("schedule:", "cron:", "secrets.FIREWORKS_API_KEY", "--detailed-exitcode --json",
-                   "GITHUB_STEP_SUMMARY", "drift_summary.py", 'if [ "$code" -eq 1 ]', "exit 1",
-                   "steps.plan.outputs.exitcode == '2'"):
+    for needle in (
+        "schedule:",
+        "cron:",
+        "secrets.FIREWORKS_API_KEY",
+        "--detailed-exitcode --json",
+        "GITHUB_STEP_SUMMARY",
+        "drift_summary.py",
+        'if [ "$code" -eq 1 ]',
+        "exit 1",
+        "steps.plan.outputs.exitcode == '2'",
+    ):
         assert needle in text, needle
     assert "fw_" not in text, "no key in the workflow"
 
@@ -117,7 +127,7 @@ def _plan_step_script() -> str:
     run = next(i for i in range(start, len(lines)) if lines[i].strip() == "run: |")
     indent = len(lines[run + 1]) - len(lines[run + 1].lstrip())
     body = []
-    for line in lines[run + 1:]:
+    for line in lines[run + 1 :]:
         if line.strip() and len(line) - len(line.lstrip()) < indent:
             break
         body.append(line[indent:])
@@ -144,10 +154,18 @@ def _run_plan_step(folder: Path, config: Path) -> tuple[subprocess.CompletedProc
     (folder / ".github" / "rlorinfra").mkdir(parents=True, exist_ok=True)
     shutil.copy(SUMMARY_SCRIPT, folder / ".github" / "rlorinfra" / "drift_summary.py")
     summary, output = folder / "summary.md", folder / "github_output"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RLORINFRA_CONFIG": str(config), "GITHUB_STEP_SUMMARY": str(summary),
-           "GITHUB_OUTPUT": str(output), "NO_COLOR": "1", "PYTHONPATH": str(REPO), "HOME": str(folder)}
-    result = subprocess.run(["bash", "-e", "-c", _plan_step_script()], cwd=folder, env=env, capture_output=True,
-                            text=True, timeout=120)
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "RLORINFRA_CONFIG": str(config),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(output),
+        "NO_COLOR": "1",
+        "PYTHONPATH": str(REPO),
+        "HOME": str(folder),
+    }
+    result = subprocess.run(
+        ["bash", "-e", "-c", _plan_step_script()], cwd=folder, env=env, capture_output=True, text=True, timeout=120
+    )
     return result, summary, output
 
 
@@ -186,8 +204,9 @@ def test_summary_script_on_a_pending_create(tmp_path: Path):
     config = _fast_copy("quickstart.toml", tmp_path)
     plan = run_cli(["plan", "-f", str(config), "--json"])
     (tmp_path / "plan.json").write_text(plan.stdout)
-    result = subprocess.run([sys.executable, str(SUMMARY_SCRIPT), str(tmp_path / "plan.json")], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(SUMMARY_SCRIPT), str(tmp_path / "plan.json")], capture_output=True, text=True, check=True
+    )
     assert "changes pending" in result.stdout
     assert "| grpo-reference-trainer | create |" in result.stdout
 
@@ -198,8 +217,9 @@ def test_summary_script_on_a_pending_create(tmp_path: Path):
 def test_configuration_reference_documents_every_key():
     text = (REPO / "docs" / "configuration.md").read_text()
     for name, rule in JOB_RULES.items():
-        assert re.search(rf"^\| `{name}` \| [^|]+ \| [^|]+ \| {re.escape(rule.path)} \|", text, re.M), \
+        assert re.search(rf"^\| `{name}` \| [^|]+ \| [^|]+ \| {re.escape(rule.path)} \|", text, re.M), (
             f"docs/configuration.md: field {name} missing or its path is not {rule.path!r}"
+        )
     for key in (*CONTROL_PLANE_KEYS, *EMULATOR_KEYS, *STATE_KEYS):
         if key != "emulator":
             assert f"| `{key}` |" in text, f"docs/configuration.md does not document {key}"
@@ -207,6 +227,6 @@ def test_configuration_reference_documents_every_key():
 
 def test_configuration_reference_lists_no_unknown_job_fields():
     text = (REPO / "docs" / "configuration.md").read_text()
-    section = text[text.index("### Fields"):text.index("## Validation")]
+    section = text[text.index("### Fields") : text.index("## Validation")]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
     assert documented == set(JOB_RULES)

@@ -41,14 +41,20 @@ def test_commands_reference_help_blocks_match_the_cli():
 
 def test_help_text_is_what_the_cli_prints_at_80_columns():
     env = {**os.environ, "COLUMNS": "80"}
-    out = subprocess.run([sys.executable, "-m", "rlorinfra", "plan", "--help"], capture_output=True, text=True,
-                         env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "rlorinfra", "plan", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert out == help_text(("plan",))
 
 
-@pytest.mark.parametrize("shell,marker", [("bash", "complete -o nosort -F _rlorinfra_completion rlorinfra"),
-                                          ("zsh", "#compdef rlorinfra"),
-                                          ("fish", "complete --no-files --command rlorinfra")])
+@pytest.mark.parametrize(
+    "shell,marker",
+    [
+        ("bash", "complete -o nosort -F _rlorinfra_completion rlorinfra"),
+        ("zsh", "#compdef rlorinfra"),
+        ("fish", "complete --no-files --command rlorinfra"),
+    ],
+)
 def test_completion_script_for_each_shell(shell, marker):
     env = {**os.environ, "_RLORINFRA_COMPLETE": f"{shell}_source"}
     result = subprocess.run([sys.executable, "-m", "rlorinfra"], capture_output=True, text=True, env=env)
@@ -57,8 +63,12 @@ def test_completion_script_for_each_shell(shell, marker):
 
 
 def test_completion_completes_commands_and_options():
-    env = {**os.environ, "_RLORINFRA_COMPLETE": "bash_complete", "COMP_WORDS": "rlorinfra plan --det",
-           "COMP_CWORD": "2"}
+    env = {
+        **os.environ,
+        "_RLORINFRA_COMPLETE": "bash_complete",
+        "COMP_WORDS": "rlorinfra plan --det",
+        "COMP_CWORD": "2",
+    }
     result = subprocess.run([sys.executable, "-m", "rlorinfra"], capture_output=True, text=True, env=env)
     assert result.returncode == 0
     assert result.stdout.split() == ["plain,--detailed-exitcode"]

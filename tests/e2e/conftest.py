@@ -42,8 +42,11 @@ class World:
 
     def cli(self, *args: str, input: str | None = None):
         """Run rlorinfra with this world's config and key."""
-        return run_cli(["--no-color", *args[:1], "-f", str(self.config), *args[1:]],
-                       input=input, env={KEY_ENV: API_KEY, "NO_COLOR": "1"})
+        return run_cli(
+            ["--no-color", *args[:1], "-f", str(self.config), *args[1:]],
+            input=input,
+            env={KEY_ENV: API_KEY, "NO_COLOR": "1"},
+        )
 
     def state(self) -> dict:
         return json.loads(self.state_path.read_text())

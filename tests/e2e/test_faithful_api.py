@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import API_KEY, KEY_ENV, jobs_toml, serve_world
 from tests.conftest import run_cli
+from tests.e2e.conftest import API_KEY, KEY_ENV, jobs_toml, serve_world
 
 AUTO_JOB = """
 [jobs.auto-trainer]
@@ -83,8 +83,11 @@ def test_apply_then_plan_is_clean_in_both_emulator_modes(any_world):
     clean(any_world)
 
 
-@pytest.mark.parametrize("defaults", ["", '[defaults]\nlearning_rate = 3e-5\nregion = "US_IOWA_1"\n'
-                                          'training_shape = "ts-qwen3-8b-policy"\n'], ids=["no-defaults", "defaults"])
+@pytest.mark.parametrize(
+    "defaults",
+    ["", '[defaults]\nlearning_rate = 3e-5\nregion = "US_IOWA_1"\ntraining_shape = "ts-qwen3-8b-policy"\n'],
+    ids=["no-defaults", "defaults"],
+)
 def test_import_then_generate_config_plans_no_changes(any_world, defaults):
     job_id = _job_made_by_a_script(any_world)
     any_world.write_config(defaults)
@@ -106,11 +109,18 @@ def _job_made_by_a_script(world) -> str:
     """A job created outside rlorinfra on the shape path, as TrainerJobManager would."""
     import httpx
 
-    body = {"serviceMode": True, "keepAlive": False, "dataset": "", "displayName": "scripted",
-            "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "loraRank": 0,
-                               "learningRate": 1e-5}, "useReservation": True}
-    params = {"trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
-              "rlorTrainerJobId": "scripted-1234"}
+    body = {
+        "serviceMode": True,
+        "keepAlive": False,
+        "dataset": "",
+        "displayName": "scripted",
+        "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "loraRank": 0, "learningRate": 1e-5},
+        "useReservation": True,
+    }
+    params = {
+        "trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
+        "rlorTrainerJobId": "scripted-1234",
+    }
     with httpx.Client(base_url=world.url, headers={"X-Api-Key": API_KEY}) as http:
         response = http.post("/v1/accounts/local/rlorTrainerJobs", params=params, json=body)
         assert response.status_code == 200, response.text
@@ -133,10 +143,17 @@ def test_reimporting_an_already_managed_pair_says_so(world):
 # --- every fault leads to the planned action (DESIGN.md §5) ---------------------------------
 
 
-@pytest.mark.parametrize("fault,action", [
-    ("complete", "resume"), ("pause", "resume"), ("preempt", "resume"), ("fail", "resume"),
-    ("early_stop", "replace"), ("expire", "replace"),
-])
+@pytest.mark.parametrize(
+    "fault,action",
+    [
+        ("complete", "resume"),
+        ("pause", "resume"),
+        ("preempt", "resume"),
+        ("fail", "resume"),
+        ("early_stop", "replace"),
+        ("expire", "replace"),
+    ],
+)
 def test_each_fault_is_planned_as_designed_and_one_apply_heals_it(world, fault, action):
     world.write_config(jobs_toml("alpha"))
     apply(world)
@@ -332,18 +349,32 @@ def _creating_record_for(world, name: str, job_id: str) -> None:
     """State as a run killed right after choosing ``job_id`` for ``name`` leaves it."""
     doc = world.state()
     other = next(iter(doc["jobs"].values()))
-    doc["jobs"][name] = {**other, "job_id": job_id, "phase": "creating", "observed_state": None,
-                         "job_name": other["job_name"].replace(other["job_id"], job_id),
-                         "endpoint": other["endpoint"].replace(other["job_id"], job_id)}
+    doc["jobs"][name] = {
+        **other,
+        "job_id": job_id,
+        "phase": "creating",
+        "observed_state": None,
+        "job_name": other["job_name"].replace(other["job_id"], job_id),
+        "endpoint": other["endpoint"].replace(other["job_id"], job_id),
+    }
     world.state_path.write_text(json.dumps(doc))
 
 
 def _post_job(world, job_id: str, display_name: str, lora_rank: int = 0) -> None:
     import httpx
 
-    body = {"serviceMode": True, "keepAlive": False, "dataset": "", "displayName": display_name,
-            "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "loraRank": lora_rank,
-                               "learningRate": 1e-5}, "useReservation": True}
+    body = {
+        "serviceMode": True,
+        "keepAlive": False,
+        "dataset": "",
+        "displayName": display_name,
+        "trainingConfig": {
+            "baseModel": "accounts/fireworks/models/qwen3-8b",
+            "loraRank": lora_rank,
+            "learningRate": 1e-5,
+        },
+        "useReservation": True,
+    }
     params = {"trainingShape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy", "rlorTrainerJobId": job_id}
     with httpx.Client(base_url=world.url, headers={"X-Api-Key": API_KEY}) as http:
         assert http.post("/v1/accounts/local/rlorTrainerJobs", params=params, json=body).status_code == 200

@@ -70,6 +70,7 @@ def test_out_of_band_delete_is_recreated(world):
     import httpx
 
     from tests.e2e.conftest import API_KEY
+
     httpx.delete(f"{world.url}/v1/accounts/local/rlorTrainerJobs/{old_id}", headers={"X-Api-Key": API_KEY})
 
     plan = world.cli("plan", "--detailed-exitcode", "--json")

@@ -104,8 +104,9 @@ def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
     try:
         world.write_config(jobs_toml("alpha", "beta"))
         proc = rlorinfra(world, "apply", "--auto-approve")
-        assert _wait_for_state(world, lambda s: all(
-            r["phase"] == "provisioning" for r in s["jobs"].values()) and len(s["jobs"]) == 2)
+        assert _wait_for_state(
+            world, lambda s: all(r["phase"] == "provisioning" for r in s["jobs"].values()) and len(s["jobs"]) == 2
+        )
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         code, out, err = finish(proc, timeout=60)

@@ -15,12 +15,12 @@ import httpx
 import pytest
 
 from rlorinfra.api.client import ControlPlaneClient
-from rlorinfra.model.jobs import job_name, trainer_endpoint
 from rlorinfra.api.wire import create_request
 from rlorinfra.config.load import load_config_text
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import EmulatorServer, ServedEmulator
 from rlorinfra.controlplane.store import Store
+from rlorinfra.model.jobs import job_name, trainer_endpoint
 from rlorinfra.plan.planner import make_plan
 from rlorinfra.plan.refresh import refresh
 from rlorinfra.state.model import PHASE_READY, JobRecord, State
@@ -55,9 +55,11 @@ class Counting:
 def tracked_world(tmp_path: Path, n: int, *, untracked: int = 0):
     """N RUNNING jobs seeded straight into the store, a config declaring them, a state tracking them."""
     names = [f"job-{i:05d}" for i in range(n)]
-    text = "[control_plane]\nurl = \"http://127.0.0.1:9\"\naccount_id = \"local\"\n" \
-           "[defaults]\nbase_model = \"accounts/fireworks/models/qwen3-8b\"\ntraining_shape = \"ts-qwen3-8b-policy\"\n" \
-           + "".join(f"[jobs.{name}]\n" for name in names)
+    text = (
+        '[control_plane]\nurl = "http://127.0.0.1:9"\naccount_id = "local"\n'
+        '[defaults]\nbase_model = "accounts/fireworks/models/qwen3-8b"\ntraining_shape = "ts-qwen3-8b-policy"\n'
+        + "".join(f"[jobs.{name}]\n" for name in names)
+    )
     config = load_config_text(text, tmp_path / "rlorinfra.toml", {"FIREWORKS_API_KEY": KEY})
     store = Store(tmp_path / "cp.sqlite3", provision_seconds=0, capacity=10**6, settle_seconds=0)
     records = {}
@@ -65,9 +67,14 @@ def tracked_world(tmp_path: Path, n: int, *, untracked: int = 0):
         job_id = f"{name}-000000"
         params, body = create_request(name, spec.spec())
         store.create_job(body, dict(params) | {"rlorTrainerJobId": job_id})
-        records[name] = JobRecord(job_id=job_id, job_name=job_name("local", job_id), spec=spec.spec(),
-                                  endpoint=trainer_endpoint(URL, "local", job_id), phase=PHASE_READY,
-                                  observed_state="JOB_STATE_RUNNING")
+        records[name] = JobRecord(
+            job_id=job_id,
+            job_name=job_name("local", job_id),
+            spec=spec.spec(),
+            endpoint=trainer_endpoint(URL, "local", job_id),
+            phase=PHASE_READY,
+            observed_state="JOB_STATE_RUNNING",
+        )
     for i in range(untracked):  # someone else's jobs on the same account: listed, not fetched
         params, body = create_request(f"other-{i}", config.jobs[names[0]].spec())
         store.create_job(body, dict(params) | {"rlorTrainerJobId": f"other-{i:05d}"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlorinfra.config.model import JobSpec
+from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.model.states import (
     DEAD_STATES,
     RESUMABLE_STATES,
@@ -15,8 +17,6 @@ from rlorinfra.model.states import (
     TOMBSTONE_STATES,
     TRANSITIONAL_STATES,
 )
-from rlorinfra.model.jobs import LiveJob, ShapeVersion
-from rlorinfra.config.model import JobSpec
 from rlorinfra.plan.model import LiveWorld
 from rlorinfra.state.model import JobRecord, State
 
@@ -67,8 +67,9 @@ def record(
 
 def state(**records: JobRecord) -> State:
     """A state holding ``records`` by display name."""
-    return State(serial=1, lineage="lineage-1", control_plane={"url": "local", "account_id": ACCOUNT},
-                 jobs=dict(records))
+    return State(
+        serial=1, lineage="lineage-1", control_plane={"url": "local", "account_id": ACCOUNT}, jobs=dict(records)
+    )
 
 
 def live_job(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rlorinfra.model.jobs import LiveJob
 from rlorinfra.config.model import JobSpec
+from rlorinfra.model.jobs import LiveJob
 from rlorinfra.plan.model import Action, LiveWorld
 from rlorinfra.plan.planner import make_plan
 from rlorinfra.state.model import JobRecord, State
@@ -16,13 +16,29 @@ def world(*jobs):
 
 
 def live(job_id, state="JOB_STATE_RUNNING"):
-    return LiveJob(job_id=job_id, name=f"accounts/a/rlorTrainerJobs/{job_id}", display_name="t", state=state,
-                   spec=tuple(sorted(SPEC.spec().items())))
+    return LiveJob(
+        job_id=job_id,
+        name=f"accounts/a/rlorTrainerJobs/{job_id}",
+        display_name="t",
+        state=state,
+        spec=tuple(sorted(SPEC.spec().items())),
+    )
 
 
 def state(deposed):
-    return State(jobs={"t": JobRecord(job_id="new", job_name="n", endpoint="e", spec=SPEC.spec(), phase="ready",
-                                      observed_state="JOB_STATE_RUNNING", deposed_job_ids=(deposed,) if isinstance(deposed, str) else deposed)})
+    return State(
+        jobs={
+            "t": JobRecord(
+                job_id="new",
+                job_name="n",
+                endpoint="e",
+                spec=SPEC.spec(),
+                phase="ready",
+                observed_state="JOB_STATE_RUNNING",
+                deposed_job_ids=(deposed,) if isinstance(deposed, str) else deposed,
+            )
+        }
+    )
 
 
 def test_a_running_deposed_job_is_planned_for_deletion():

@@ -20,9 +20,11 @@ from rlorinfra.plan.diff import changed_fields
         ({"lr": 1}, {"lr": 1.0}, ()),  # int vs float from a JSON round trip
         ({"z": 1, "a": 1, "m": 1}, {"z": 2, "a": 2, "m": 1}, ("a", "z")),  # sorted
         # Specs with few shared keys (deepdiff would otherwise report the root).
-        ({"accelerator_type": "A", "accelerator_count": 8, "node_count": 1, "base_model": "m"},
-         {"base_model": "m", "training_shape": "s"},
-         ("accelerator_count", "accelerator_type", "node_count", "training_shape")),
+        (
+            {"accelerator_type": "A", "accelerator_count": 8, "node_count": 1, "base_model": "m"},
+            {"base_model": "m", "training_shape": "s"},
+            ("accelerator_count", "accelerator_type", "node_count", "training_shape"),
+        ),
         ({"a": 1}, {"b": 1}, ("a", "b")),
         ({}, {"b": 1}, ("b",)),
     ],

@@ -14,8 +14,11 @@ from rlorinfra.plan.planfile import SavedPlan, check_plan_fresh, read_plan_file,
 from rlorinfra.render.document import plan_document, plan_from_document
 
 CONTROL_PLANE = {"url": "local", "account_id": "acme"}
-PLAN = Plan(changes=(Change(name="trainer", action=Action.CREATE, after={"base_model": "m"},
-                            accelerators={"NVIDIA_H100_80GB": 8}),))
+PLAN = Plan(
+    changes=(
+        Change(name="trainer", action=Action.CREATE, after={"base_model": "m"}, accelerators={"NVIDIA_H100_80GB": 8}),
+    )
+)
 DOC = plan_document(PLAN, control_plane=CONTROL_PLANE)
 FACTS = dict(state_lineage="lin-1", state_serial=4, config_digest="sha256:abc", control_plane=CONTROL_PLANE)
 
@@ -38,8 +41,15 @@ def test_file_is_private_json_with_a_marker(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     payload = json.loads(path.read_text())
     assert payload["rlorinfra_plan"] == 1
-    assert set(payload) == {"rlorinfra_plan", "state_lineage", "state_serial", "config_digest", "control_plane", "request",
-                            "plan"}
+    assert set(payload) == {
+        "rlorinfra_plan",
+        "state_lineage",
+        "state_serial",
+        "config_digest",
+        "control_plane",
+        "request",
+        "plan",
+    }
 
 
 def test_overwrite_is_atomic_and_stays_private(tmp_path):

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlorinfra.model.jobs import LiveJob
-from rlorinfra.plan.model import LiveWorld, Plan
 from rlorinfra.model.states import RELEASED_STATES
+from rlorinfra.plan.model import LiveWorld, Plan
 from rlorinfra.plan.planner import accelerators_for, make_plan
 from rlorinfra.render.document import total_accelerators
 from rlorinfra.state.model import PHASES, State
@@ -50,14 +50,19 @@ def worlds(draw):
     """Random (desired, state, live) with no untracked jobs under declared names."""
     desired = {}
     for name in draw(st.sets(st.sampled_from(NAMES))):
-        desired[name] = declared(name, **VARIANTS[draw(variant)], desired_state=draw(st.sampled_from(["running", "stopped"])),
-                                 create_before_destroy=draw(st.booleans()))
+        desired[name] = declared(
+            name,
+            **VARIANTS[draw(variant)],
+            desired_state=draw(st.sampled_from(["running", "stopped"])),
+            create_before_destroy=draw(st.booleans()),
+        )
     records, jobs, missing = {}, [], []
     for i, name in enumerate(sorted(draw(st.sets(st.sampled_from(NAMES))))):
         job_id = f"{name}-{i}"
         spec = declared(name, **VARIANTS[draw(variant)])
-        records[name] = record(spec, job_id, phase=draw(st.sampled_from(PHASES)),
-                               observed=draw(st.sampled_from([None, *ALL_STATES])))
+        records[name] = record(
+            spec, job_id, phase=draw(st.sampled_from(PHASES)), observed=draw(st.sampled_from([None, *ALL_STATES]))
+        )
         if draw(st.booleans()):
             live_spec = spec.spec() if draw(st.booleans()) else declared(name, **VARIANTS[draw(variant)]).spec()
             jobs.append(live_job(job_id, name, draw(st.sampled_from(ALL_STATES)), spec=live_spec))
@@ -80,8 +85,12 @@ class Simulator:
         for change in plan.changes:
             getattr(self, f"_{change.action.value}")(change)
         self._refresh_records()
-        live = LiveWorld(self.live.account_id, jobs=self.jobs, shapes=self.live.shapes,
-                         missing=frozenset(r.job_id for r in self.records.values() if r.job_id not in self.jobs))
+        live = LiveWorld(
+            self.live.account_id,
+            jobs=self.jobs,
+            shapes=self.live.shapes,
+            missing=frozenset(r.job_id for r in self.records.values() if r.job_id not in self.jobs),
+        )
         return dataclasses.replace(self.state, jobs=self.records), live
 
     def _set_state(self, job_id: str, new_state: str) -> None:

@@ -61,8 +61,11 @@ def test_untracked_jobs_with_undeclared_names_are_ignored():
 
 def test_a_job_tracked_under_another_name_is_not_untracked():
     # `state mv` renamed it: the live display name is still the old one.
-    plan = make_plan(desired(declared("trainer"), declared("renamed")), state(renamed=record(JOB, "t-1")),
-                     world(live_job("t-1", "trainer")))
+    plan = make_plan(
+        desired(declared("trainer"), declared("renamed")),
+        state(renamed=record(JOB, "t-1")),
+        world(live_job("t-1", "trainer")),
+    )
     assert _actions(plan)["trainer"] is Action.CREATE
 
 
@@ -94,8 +97,9 @@ def test_prevent_destroy_blocks_replacing_a_dead_job(dead):
 
 def test_prevent_destroy_blocks_replace_option():
     with pytest.raises(PlanError, match="would replace it"):
-        make_plan(desired(GUARDED), state(trainer=record(JOB, "t-1")), world(live_job("t-1", "trainer")),
-                  replace=["trainer"])
+        make_plan(
+            desired(GUARDED), state(trainer=record(JOB, "t-1")), world(live_job("t-1", "trainer")), replace=["trainer"]
+        )
 
 
 def test_prevent_destroy_blocks_destroy_but_not_forgetting_a_gone_job():
@@ -109,7 +113,8 @@ def test_prevent_destroy_blocks_destroy_but_not_forgetting_a_gone_job():
 def test_prevent_destroy_does_not_block_resume_or_recreate():
     tracked = state(trainer=record(JOB, "t-1"))
     assert _actions(make_plan(desired(GUARDED), tracked, world(live_job("t-1", "trainer", "JOB_STATE_FAILED")))) == {
-        "trainer": Action.RESUME}
+        "trainer": Action.RESUME
+    }
     assert _actions(make_plan(desired(GUARDED), tracked, world(missing=("t-1",)))) == {"trainer": Action.CREATE}
 
 
@@ -153,8 +158,13 @@ def test_unknown_replace_is_an_error():
 @pytest.mark.parametrize("mode", ["destroy", "refresh_only"])
 def test_replace_cannot_be_combined_with_destroy_or_refresh_only(mode):
     with pytest.raises(PlanError, match="--replace cannot be combined"):
-        make_plan(desired(JOB), state(trainer=record(JOB, "t-1")), world(live_job("t-1", "trainer")),
-                  replace=["trainer"], **{mode: True})
+        make_plan(
+            desired(JOB),
+            state(trainer=record(JOB, "t-1")),
+            world(live_job("t-1", "trainer")),
+            replace=["trainer"],
+            **{mode: True},
+        )
 
 
 def test_replace_outside_targets_is_an_error():
@@ -171,8 +181,9 @@ def test_replace_of_an_undeclared_job_is_an_error():
 def test_replace_of_a_declared_stopped_job_is_an_error():
     spec = declared("trainer", desired_state="stopped")
     with pytest.raises(PlanError, match="declared stopped"):
-        make_plan(desired(spec), state(trainer=record(JOB, "t-1")), world(live_job("t-1", "trainer")),
-                  replace=["trainer"])
+        make_plan(
+            desired(spec), state(trainer=record(JOB, "t-1")), world(live_job("t-1", "trainer")), replace=["trainer"]
+        )
 
 
 def test_replace_of_a_job_not_yet_created_just_creates_it():
@@ -242,7 +253,12 @@ def _drift(recorded: str | None, live_state: str, *, phase: str = "ready", code:
 def test_drift_kinds(recorded, live_state, kwargs, kind):
     [drift] = _drift(recorded, live_state, **kwargs)
     assert drift.kind == kind
-    assert (drift.name, drift.job_id, drift.recorded_state, drift.live_state) == ("trainer", "t-1", recorded, live_state)
+    assert (drift.name, drift.job_id, drift.recorded_state, drift.live_state) == (
+        "trainer",
+        "t-1",
+        recorded,
+        live_state,
+    )
 
 
 @pytest.mark.parametrize(
@@ -283,7 +299,9 @@ def test_changed_spec_field_is_drift_not_a_replacement():
 def test_spec_drift_ignores_shape_owned_and_unechoed_fields():
     spec = declared("trainer", max_context_length=8192)
     live_spec = {"max_context_length": 65536, "training_shape": f"{SHAPE}/versions/7"}  # no base_model echoed
-    plan = make_plan(desired(spec), state(trainer=record(spec, "t-1")), world(live_job("t-1", "trainer", spec=live_spec)))
+    plan = make_plan(
+        desired(spec), state(trainer=record(spec, "t-1")), world(live_job("t-1", "trainer", spec=live_spec))
+    )
     assert plan.drift == ()
 
 

@@ -51,30 +51,99 @@ class Case:
 
 
 DESIGN_ROWS = [
-    Case("declared-not-in-state-creates", desired(JOB), state(), world(), Action.CREATE, job_id=None,
-         accelerators={H100: 8}),
-    Case("stopped-job-resumes-same-id", desired(JOB), TRACKED,
-         world(live_job("trainer-1", "trainer", "JOB_STATE_FAILED", code="UNAVAILABLE", message="pod preempted")),
-         Action.RESUME, reason="JOB_STATE_FAILED: pod preempted", accelerators={H100: 8}, drift=("preempted",)),
-    Case("gone-404-creates-new-job", desired(JOB), TRACKED, world(missing=("trainer-1",)), Action.CREATE,
-         job_id=None, reason="deleted outside rlorinfra", accelerators={H100: 8}, drift=("deleted",)),
-    Case("tombstoned-creates-new-job", desired(JOB), TRACKED,
-         world(live_job("trainer-1", "trainer", "JOB_STATE_DELETED")), Action.CREATE, job_id=None,
-         reason="deleted outside rlorinfra", accelerators={H100: 8}, drift=("tombstoned",)),
-    Case("transitional-waits", desired(JOB), state(trainer=record(JOB, "trainer-1", phase="provisioning",
-                                                                   observed="JOB_STATE_CREATING")),
-         world(live_job("trainer-1", "trainer", "JOB_STATE_PENDING")), Action.WAIT, reason="JOB_STATE_PENDING"),
-    Case("spec-differs-replaces", desired(declared("trainer", lora_rank=16, learning_rate=2e-5)), TRACKED,
-         world(live_job("trainer-1", "trainer")), Action.REPLACE, fields=("learning_rate", "lora_rank")),
-    Case("shape-change-replaces-with-accelerator-delta", desired(declared("trainer", training_shape=SHAPE_BIG)),
-         TRACKED, world(live_job("trainer-1", "trainer")), Action.REPLACE, fields=("training_shape",),
-         accelerators={H100: 8}),
-    Case("declared-stopped-running-stops", desired(JOB_STOPPED), TRACKED, world(live_job("trainer-1", "trainer")),
-         Action.STOP, reason="declared stopped", accelerators={H100: -8}),
-    Case("not-declared-deletes", {}, TRACKED, world(live_job("trainer-1", "trainer")), Action.DELETE,
-         reason="not in configuration", accelerators={H100: -8}),
-    Case("replace-option-replaces", desired(JOB), TRACKED, world(live_job("trainer-1", "trainer")),
-         Action.REPLACE, reason="requested with --replace", replace=("trainer",)),
+    Case(
+        "declared-not-in-state-creates",
+        desired(JOB),
+        state(),
+        world(),
+        Action.CREATE,
+        job_id=None,
+        accelerators={H100: 8},
+    ),
+    Case(
+        "stopped-job-resumes-same-id",
+        desired(JOB),
+        TRACKED,
+        world(live_job("trainer-1", "trainer", "JOB_STATE_FAILED", code="UNAVAILABLE", message="pod preempted")),
+        Action.RESUME,
+        reason="JOB_STATE_FAILED: pod preempted",
+        accelerators={H100: 8},
+        drift=("preempted",),
+    ),
+    Case(
+        "gone-404-creates-new-job",
+        desired(JOB),
+        TRACKED,
+        world(missing=("trainer-1",)),
+        Action.CREATE,
+        job_id=None,
+        reason="deleted outside rlorinfra",
+        accelerators={H100: 8},
+        drift=("deleted",),
+    ),
+    Case(
+        "tombstoned-creates-new-job",
+        desired(JOB),
+        TRACKED,
+        world(live_job("trainer-1", "trainer", "JOB_STATE_DELETED")),
+        Action.CREATE,
+        job_id=None,
+        reason="deleted outside rlorinfra",
+        accelerators={H100: 8},
+        drift=("tombstoned",),
+    ),
+    Case(
+        "transitional-waits",
+        desired(JOB),
+        state(trainer=record(JOB, "trainer-1", phase="provisioning", observed="JOB_STATE_CREATING")),
+        world(live_job("trainer-1", "trainer", "JOB_STATE_PENDING")),
+        Action.WAIT,
+        reason="JOB_STATE_PENDING",
+    ),
+    Case(
+        "spec-differs-replaces",
+        desired(declared("trainer", lora_rank=16, learning_rate=2e-5)),
+        TRACKED,
+        world(live_job("trainer-1", "trainer")),
+        Action.REPLACE,
+        fields=("learning_rate", "lora_rank"),
+    ),
+    Case(
+        "shape-change-replaces-with-accelerator-delta",
+        desired(declared("trainer", training_shape=SHAPE_BIG)),
+        TRACKED,
+        world(live_job("trainer-1", "trainer")),
+        Action.REPLACE,
+        fields=("training_shape",),
+        accelerators={H100: 8},
+    ),
+    Case(
+        "declared-stopped-running-stops",
+        desired(JOB_STOPPED),
+        TRACKED,
+        world(live_job("trainer-1", "trainer")),
+        Action.STOP,
+        reason="declared stopped",
+        accelerators={H100: -8},
+    ),
+    Case(
+        "not-declared-deletes",
+        {},
+        TRACKED,
+        world(live_job("trainer-1", "trainer")),
+        Action.DELETE,
+        reason="not in configuration",
+        accelerators={H100: -8},
+    ),
+    Case(
+        "replace-option-replaces",
+        desired(JOB),
+        TRACKED,
+        world(live_job("trainer-1", "trainer")),
+        Action.REPLACE,
+        reason="requested with --replace",
+        replace=("trainer",),
+    ),
     Case("in-sync-noop", desired(JOB), TRACKED, world(live_job("trainer-1", "trainer")), Action.NOOP),
 ]
 
@@ -104,34 +173,80 @@ RUNNING_BY_STATE: dict[str, tuple[Action, str | None, dict[str, int], tuple[str,
 
 # Desired stopped (record ready, last seen RUNNING).
 STOPPED_BY_STATE: dict[str, tuple[Action, dict[str, int]]] = {
-    **{s: (Action.STOP, {H100: -8}) for s in (
-        "JOB_STATE_UNSPECIFIED", "JOB_STATE_PENDING", "JOB_STATE_CREATING", "JOB_STATE_RUNNING", "JOB_STATE_IDLE",
-        "JOB_STATE_WRITING_RESULTS", "JOB_STATE_VALIDATING", "JOB_STATE_RE_QUEUEING",
-        "JOB_STATE_CREATING_INPUT_DATASET")},
-    **{s: (Action.NOOP, {}) for s in (
-        "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_COMPLETED", "JOB_STATE_PAUSED",
-        "JOB_STATE_CANCELLING", "JOB_STATE_EARLY_STOPPED", "JOB_STATE_EXPIRED")},
+    **{
+        s: (Action.STOP, {H100: -8})
+        for s in (
+            "JOB_STATE_UNSPECIFIED",
+            "JOB_STATE_PENDING",
+            "JOB_STATE_CREATING",
+            "JOB_STATE_RUNNING",
+            "JOB_STATE_IDLE",
+            "JOB_STATE_WRITING_RESULTS",
+            "JOB_STATE_VALIDATING",
+            "JOB_STATE_RE_QUEUEING",
+            "JOB_STATE_CREATING_INPUT_DATASET",
+        )
+    },
+    **{
+        s: (Action.NOOP, {})
+        for s in (
+            "JOB_STATE_FAILED",
+            "JOB_STATE_CANCELLED",
+            "JOB_STATE_COMPLETED",
+            "JOB_STATE_PAUSED",
+            "JOB_STATE_CANCELLING",
+            "JOB_STATE_EARLY_STOPPED",
+            "JOB_STATE_EXPIRED",
+        )
+    },
     # Gone: nothing to stop; the record is forgotten (a stopped job is never re-created).
-    **{s: (Action.DELETE, {}) for s in (
-        "JOB_STATE_DELETING", "JOB_STATE_DELETING_CLEANING_UP", "JOB_STATE_DELETED", "JOB_STATE_ARCHIVED")},
+    **{
+        s: (Action.DELETE, {})
+        for s in ("JOB_STATE_DELETING", "JOB_STATE_DELETING_CLEANING_UP", "JOB_STATE_DELETED", "JOB_STATE_ARCHIVED")
+    },
 }
 
 
 def _state_cases() -> list[Case]:
     cases = []
     for live_state, (action, job_id, accelerators, drift) in RUNNING_BY_STATE.items():
-        cases.append(Case(f"running-{live_state}", desired(JOB), TRACKED,
-                          world(live_job("trainer-1", "trainer", live_state)), action, job_id=job_id,
-                          accelerators=accelerators, drift=drift))
+        cases.append(
+            Case(
+                f"running-{live_state}",
+                desired(JOB),
+                TRACKED,
+                world(live_job("trainer-1", "trainer", live_state)),
+                action,
+                job_id=job_id,
+                accelerators=accelerators,
+                drift=drift,
+            )
+        )
     for live_state, (action, accelerators) in STOPPED_BY_STATE.items():
-        cases.append(Case(f"stopped-{live_state}", desired(JOB_STOPPED), TRACKED,
-                          world(live_job("trainer-1", "trainer", live_state)), action,
-                          accelerators=accelerators, drift=RUNNING_BY_STATE[live_state][3]))
+        cases.append(
+            Case(
+                f"stopped-{live_state}",
+                desired(JOB_STOPPED),
+                TRACKED,
+                world(live_job("trainer-1", "trainer", live_state)),
+                action,
+                accelerators=accelerators,
+                drift=RUNNING_BY_STATE[live_state][3],
+            )
+        )
     for live_state in ALL_STATES:
         released = live_state in STOPPED_BY_STATE and STOPPED_BY_STATE[live_state][0] is not Action.STOP
-        cases.append(Case(f"undeclared-{live_state}", {}, TRACKED,
-                          world(live_job("trainer-1", "trainer", live_state)), Action.DELETE,
-                          accelerators={} if released else {H100: -8}, drift=RUNNING_BY_STATE[live_state][3]))
+        cases.append(
+            Case(
+                f"undeclared-{live_state}",
+                {},
+                TRACKED,
+                world(live_job("trainer-1", "trainer", live_state)),
+                Action.DELETE,
+                accelerators={} if released else {H100: -8},
+                drift=RUNNING_BY_STATE[live_state][3],
+            )
+        )
     return cases
 
 
@@ -276,7 +391,9 @@ def test_interrupted_create_that_landed_is_reconciled_not_created_again(live_sta
 
 
 def test_interrupted_create_whose_job_was_deleted_gets_a_new_id():
-    change = _only_change(make_plan(desired(JOB), CREATING, world(live_job("trainer-1", "trainer", "JOB_STATE_DELETED"))))
+    change = _only_change(
+        make_plan(desired(JOB), CREATING, world(live_job("trainer-1", "trainer", "JOB_STATE_DELETED")))
+    )
     assert change.action is Action.CREATE
     assert change.job_id is None  # tombstoned IDs cannot be reused
 
@@ -314,8 +431,9 @@ def test_create_accelerators(fields, expected):
 def test_replace_accelerators_are_after_minus_before():
     old = declared("trainer", accelerator_type=A100, accelerator_count=8)
     new = declared("trainer", training_shape=SHAPE_BIG)
-    change = _only_change(make_plan(desired(new), state(trainer=record(old, "trainer-1")),
-                                    world(live_job("trainer-1", "trainer"))))
+    change = _only_change(
+        make_plan(desired(new), state(trainer=record(old, "trainer-1")), world(live_job("trainer-1", "trainer")))
+    )
     assert change.accelerators == {A100: -8, H100: 16}
 
 

@@ -33,12 +33,14 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1", "PYTHONPATH": path, **extra}
 
 
-def spawn(args: list[str], *, mode: str = "none", n: int = 0, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen:
+def spawn(
+    args: list[str], *, mode: str = "none", n: int = 0, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start ``rlorinfra ARGS`` in a child process, armed to SIGKILL itself per ``mode``/``n``."""
     cmd = [sys.executable, str(KILLER), mode, str(n), *args]
-    return subprocess.Popen(cmd, env=env or subprocess_env(), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, env=env or subprocess_env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str, str]:
@@ -103,15 +105,25 @@ def assert_converged(world, names: list[str]) -> dict:
 
 def run_rlorinfra(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
     """``python -m rlorinfra ARGS`` as a real subprocess; returns (code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "rlorinfra", "--no-color", *args], env=env or subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlorinfra", "--no-color", *args],
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def popen_rlorinfra(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m rlorinfra ARGS`` started in the background (to be killed from outside)."""
-    return subprocess.Popen([sys.executable, "-m", "rlorinfra", "--no-color", *args], env=env or subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rlorinfra", "--no-color", *args],
+        env=env or subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 class RequestLog:
@@ -151,8 +163,12 @@ class RequestLog:
         from urllib.parse import parse_qs
 
         with self._lock:
-            return {i for m, p, q in self.requests if m == "POST" and p.endswith("/rlorTrainerJobs")
-                    for i in parse_qs(q).get("rlorTrainerJobId", [])}
+            return {
+                i
+                for m, p, q in self.requests
+                if m == "POST" and p.endswith("/rlorTrainerJobs")
+                for i in parse_qs(q).get("rlorTrainerJobId", [])
+            }
 
     def count(self, method: str, suffix: str = "") -> int:
         with self._lock:
@@ -274,5 +290,7 @@ def check_invariants(world, known_ids: set[str], *, foreign: set[str] = frozense
         read_state_strictly(world.state_path)
     if settled:
         result = world.cli("plan", "--detailed-exitcode")
-        assert result.exit_code == 0, f"(c) plan after recovery is not clean (exit {result.exit_code}):\n{result.output}"
+        assert result.exit_code == 0, (
+            f"(c) plan after recovery is not clean (exit {result.exit_code}):\n{result.output}"
+        )
     return {"duplicates": sum(c - 1 for c in duplicates.values()), "orphans": len(orphans)}

@@ -16,9 +16,9 @@ start with one: the snapshot then proves nothing at all is written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -48,7 +48,7 @@ class Case:
 
 def cp() -> str:
     """[control_plane] pointing at the served emulator ({url} is filled in when written)."""
-    return '[control_plane]\nurl = "{url}"\napi_key_env = "%s"\n' % KEY_ENV
+    return '[control_plane]\nurl = "{url}"\napi_key_env = "' + KEY_ENV + '"\n'
 
 
 def job_toml(body: str = "", name: str = "alpha", model: bool = True, shape: bool = True) -> str:
@@ -60,14 +60,25 @@ GOOD = cp() + job_toml()
 
 def state_doc(**over) -> dict:
     """A valid state document for account `local` with one job, fields overridable."""
-    job = {"job_id": "alpha-123abc", "job_name": "accounts/local/rlorTrainerJobs/alpha-123abc",
-           "endpoint": "http://127.0.0.1/training/v1/rlorTrainerJobs/local/alpha-123abc",
-           "spec": {"base_model": "accounts/fireworks/models/qwen3-8b",
-                    "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
-           "phase": "ready", "observed_state": "JOB_STATE_RUNNING"}
+    job = {
+        "job_id": "alpha-123abc",
+        "job_name": "accounts/local/rlorTrainerJobs/alpha-123abc",
+        "endpoint": "http://127.0.0.1/training/v1/rlorTrainerJobs/local/alpha-123abc",
+        "spec": {
+            "base_model": "accounts/fireworks/models/qwen3-8b",
+            "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
+        },
+        "phase": "ready",
+        "observed_state": "JOB_STATE_RUNNING",
+    }
     job.update(over.pop("job", {}))
-    doc = {"format_version": 1, "serial": 3, "lineage": "7d9f3c1e-0000-4000-8000-000000000000",
-           "control_plane": {"url": "{url}", "account_id": "local"}, "jobs": {"alpha": job}}
+    doc = {
+        "format_version": 1,
+        "serial": 3,
+        "lineage": "7d9f3c1e-0000-4000-8000-000000000000",
+        "control_plane": {"url": "{url}", "account_id": "local"},
+        "jobs": {"alpha": job},
+    }
     doc.update(over)
     return doc
 
@@ -78,12 +89,20 @@ def state_bytes(doc) -> str:
 
 # -- the corpus ---------------------------------------------------------------------------
 
-CONFIG_CMDS = [["validate"], ["plan"], ["apply", "--auto-approve"], ["plan", "--detailed-exitcode"],
-               ["show"], ["state", "list"], ["destroy", "--auto-approve"], ["output"]]
+CONFIG_CMDS = [
+    ["validate"],
+    ["plan"],
+    ["apply", "--auto-approve"],
+    ["plan", "--detailed-exitcode"],
+    ["show"],
+    ["state", "list"],
+    ["destroy", "--auto-approve"],
+    ["output"],
+]
 
 BAD_CONFIGS = [
     ("binary-garbage", b"\x00\xff\xfe\x89PNG\r\n\x1a\n" + bytes(range(256)), ["utf-8"]),
-    ("invalid-utf8", (GOOD + '# caf\xe9\n').encode("latin-1"), ["utf-8"]),
+    ("invalid-utf8", (GOOD + "# caf\xe9\n").encode("latin-1"), ["utf-8"]),
     ("nul-byte", GOOD + "\x00\n", ["rlorinfra.toml"]),
     ("unclosed-table", cp() + "[jobs.alpha\n" + MODEL, ["line"]),
     ("missing-value", cp() + "[jobs.alpha]\nbase_model =\n", ["line"]),
@@ -122,7 +141,7 @@ BAD_CONFIGS = [
     ("deep-nesting", cp() + job_toml("extra_args = " + "[" * 5000 + "]" * 5000 + "\n"), ["rlorinfra.toml"]),
     ("defaults-wrong-type", "[defaults]\nlora_rank = 'x'\n" + GOOD, ["lora_rank"]),
 ]
-BAD_CONFIGS[10] = ("unknown-cp-key", GOOD.replace("api_key_env", 'nope = 1\napi_key_env'), ["nope"])
+BAD_CONFIGS[10] = ("unknown-cp-key", GOOD.replace("api_key_env", "nope = 1\napi_key_env"), ["nope"])
 # Non-finite and absurd numbers (TOML has nan and inf literals).
 EMULATOR = "[control_plane.emulator]\nprovision_seconds = "
 BAD_CONFIGS += [
@@ -136,8 +155,11 @@ BAD_CONFIGS += [
     ("inactivity-inf", cp() + job_toml("inactivity_timeout = inf\n"), ["inactivity_timeout"]),
     ("inactivity-negative", cp() + job_toml("inactivity_timeout = -5\n"), ["inactivity_timeout"]),
     ("inactivity-int64", cp() + job_toml("inactivity_timeout = 9223372036854775807\n"), ["inactivity_timeout"]),
-    ("inactivity-foreign-digits", cp() + job_toml("inactivity_timeout = '\u0661\u0662\u0663'\n"),
-     ["inactivity_timeout"]),
+    (
+        "inactivity-foreign-digits",
+        cp() + job_toml("inactivity_timeout = '\u0661\u0662\u0663'\n"),
+        ["inactivity_timeout"],
+    ),
     ("inactivity-nan-string", cp() + job_toml("inactivity_timeout = 'nan'\n"), ["inactivity_timeout"]),
 ]
 
@@ -159,28 +181,65 @@ BAD_STATES = [
     ("state-lineage-int", state_bytes(state_doc(lineage=7)), ["lineage"]),
     # Hostile: a job given twice must not silently shadow the other; absurd numbers and
     # nesting are the corrupt-state error, never an internal error.
-    ("state-duplicate-job", state_bytes(state_doc()).replace('"jobs": {', '"jobs": {"alpha": {}, ', 1),
-     ["corrupt", '"alpha"', "twice", ".backup"]),
-    ("state-duplicate-serial", state_bytes(state_doc()).replace('"serial": 3,', '"serial": 3, "serial": 9,'),
-     ["corrupt", '"serial"', "twice"]),
-    ("state-duplicate-spec-key", state_bytes(state_doc()).replace('"spec": {', '"spec": {"lora_rank": 8, "lora_rank": 16, '),
-     ["corrupt", '"lora_rank"', "twice"]),
-    ("state-serial-5000-digits", state_bytes(state_doc()).replace('"serial": 3', '"serial": ' + "9" * 5000),
-     ["corrupt", "5000 digits", ".backup"]),
+    (
+        "state-duplicate-job",
+        state_bytes(state_doc()).replace('"jobs": {', '"jobs": {"alpha": {}, ', 1),
+        ["corrupt", '"alpha"', "twice", ".backup"],
+    ),
+    (
+        "state-duplicate-serial",
+        state_bytes(state_doc()).replace('"serial": 3,', '"serial": 3, "serial": 9,'),
+        ["corrupt", '"serial"', "twice"],
+    ),
+    (
+        "state-duplicate-spec-key",
+        state_bytes(state_doc()).replace('"spec": {', '"spec": {"lora_rank": 8, "lora_rank": 16, '),
+        ["corrupt", '"lora_rank"', "twice"],
+    ),
+    (
+        "state-serial-5000-digits",
+        state_bytes(state_doc()).replace('"serial": 3', '"serial": ' + "9" * 5000),
+        ["corrupt", "5000 digits", ".backup"],
+    ),
     ("state-serial-nan", state_bytes(state_doc()).replace('"serial": 3', '"serial": NaN'), ["corrupt", "NaN"]),
-    ("state-spec-infinity", state_bytes(state_doc(job={"spec": {"learning_rate": float("inf")}})),
-     ["corrupt", "Infinity"]),
-    ("state-deep-nesting", state_bytes(state_doc()).replace('"spec": {', '"deep": ' + "[" * 50_000 + "]" * 50_000
-                                                            + ', "spec": {'), ["corrupt", "deeper than 64"]),
-    ("state-nesting-65", state_bytes(state_doc(job={"spec": {"x": json.loads("[" * 62 + "]" * 62)}})),
-     ["corrupt", "deeper than 64"]),
-    ("state-lone-surrogate", state_bytes(state_doc()).replace('"alpha": {', '"alpha\\ud800": {', 1),
-     ["corrupt", "surrogate"]),
+    (
+        "state-spec-infinity",
+        state_bytes(state_doc(job={"spec": {"learning_rate": float("inf")}})),
+        ["corrupt", "Infinity"],
+    ),
+    (
+        "state-deep-nesting",
+        state_bytes(state_doc()).replace('"spec": {', '"deep": ' + "[" * 50_000 + "]" * 50_000 + ', "spec": {'),
+        ["corrupt", "deeper than 64"],
+    ),
+    (
+        "state-nesting-65",
+        state_bytes(state_doc(job={"spec": {"x": json.loads("[" * 62 + "]" * 62)}})),
+        ["corrupt", "deeper than 64"],
+    ),
+    (
+        "state-lone-surrogate",
+        state_bytes(state_doc()).replace('"alpha": {', '"alpha\\ud800": {', 1),
+        ["corrupt", "surrogate"],
+    ),
 ]
-STATE_CMDS = [["plan"], ["apply", "--auto-approve"], ["show"], ["state", "list"], ["state", "show", "alpha"],
-              ["output"], ["destroy", "--auto-approve"], ["state", "rm", "alpha"], ["state", "mv", "alpha", "beta"],
-              ["import", "beta", "beta-123abc"], ["plan", "--json"], ["show", "--json"], ["output", "--json"],
-              ["plan", "--refresh-only"], ["apply", "--auto-approve", "--no-wait"]]
+STATE_CMDS = [
+    ["plan"],
+    ["apply", "--auto-approve"],
+    ["show"],
+    ["state", "list"],
+    ["state", "show", "alpha"],
+    ["output"],
+    ["destroy", "--auto-approve"],
+    ["state", "rm", "alpha"],
+    ["state", "mv", "alpha", "beta"],
+    ["import", "beta", "beta-123abc"],
+    ["plan", "--json"],
+    ["show", "--json"],
+    ["output", "--json"],
+    ["plan", "--refresh-only"],
+    ["apply", "--auto-approve", "--no-wait"],
+]
 
 FOREIGN = state_bytes(state_doc(control_plane={"url": "https://api.fireworks.ai", "account_id": "someone-else"}))
 
@@ -226,15 +285,33 @@ def _edit_plan(old: str, new: str) -> Callable[[Path, str], None]:
 
 
 PLANFILE_CASES += [
-    Case("plan-duplicate-key", ["apply", "p.plan"], ["p.plan", "twice"],
-         setup=_edit_plan('"state_serial": 0', '"state_serial": 0, "state_serial": 0')),
-    Case("plan-deep-nesting", ["apply", "p.plan"], ["p.plan", "deeper than 64"],
-         setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 50_000 + "]" * 50_000 + ', "state_serial": 0')),
-    Case("plan-nesting-65-show", ["show", "p.plan"], ["p.plan", "deeper than 64"],
-         setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 64 + "]" * 64 + ', "state_serial": 0')),
-    Case("plan-nan", ["apply", "p.plan"], ["p.plan", "NaN"], setup=_edit_plan('"state_serial": 0', '"state_serial": NaN')),
-    Case("plan-huge-int", ["show", "p.plan"], ["p.plan", "digits"],
-         setup=_edit_plan('"state_serial": 0', '"state_serial": ' + "1" * 5000)),
+    Case(
+        "plan-duplicate-key",
+        ["apply", "p.plan"],
+        ["p.plan", "twice"],
+        setup=_edit_plan('"state_serial": 0', '"state_serial": 0, "state_serial": 0'),
+    ),
+    Case(
+        "plan-deep-nesting",
+        ["apply", "p.plan"],
+        ["p.plan", "deeper than 64"],
+        setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 50_000 + "]" * 50_000 + ', "state_serial": 0'),
+    ),
+    Case(
+        "plan-nesting-65-show",
+        ["show", "p.plan"],
+        ["p.plan", "deeper than 64"],
+        setup=_edit_plan('"state_serial": 0', '"deep": ' + "[" * 64 + "]" * 64 + ', "state_serial": 0'),
+    ),
+    Case(
+        "plan-nan", ["apply", "p.plan"], ["p.plan", "NaN"], setup=_edit_plan('"state_serial": 0', '"state_serial": NaN')
+    ),
+    Case(
+        "plan-huge-int",
+        ["show", "p.plan"],
+        ["p.plan", "digits"],
+        setup=_edit_plan('"state_serial": 0', '"state_serial": ' + "1" * 5000),
+    ),
 ]
 
 
@@ -255,7 +332,9 @@ ARG_CASES = [
     Case("arg-config-is-folder", ["validate", "-f", "."], ["."], {CONFIG: GOOD}),
     Case("arg-json-needs-approve", ["apply", "--json"], ["--auto-approve"], {CONFIG: GOOD}),
     Case("arg-state-show-missing", ["state", "show"], ["name"], {CONFIG: GOOD}),
-    Case("arg-state-show-unknown", ["state", "show", "ghost"], ["ghost"], {CONFIG: GOOD, STATE: state_bytes(state_doc())}),
+    Case(
+        "arg-state-show-unknown", ["state", "show", "ghost"], ["ghost"], {CONFIG: GOOD, STATE: state_bytes(state_doc())}
+    ),
     Case("arg-state-rm-unknown", ["state", "rm", "ghost"], ["ghost"], {CONFIG: GOOD, STATE: state_bytes(state_doc())}),
     Case("arg-output-unknown", ["output", "ghost"], ["ghost"], {CONFIG: GOOD, STATE: state_bytes(state_doc())}),
     Case("arg-import-bad-id", ["import", "beta", "Not An ID!"], ["Not An ID!"], {CONFIG: GOOD}),
@@ -276,16 +355,28 @@ def _number_case(argv: list[str]) -> Case:
     return Case(f"arg-number-{slug}", argv, expect, {CONFIG: GOOD, STATE: state_bytes(state_doc())})
 
 
-ARG_CASES += [_number_case(argv) for argv in (
-    ["apply", "--auto-approve", "--timeout", "nan"], ["apply", "--auto-approve", "--timeout", "inf"],
-    ["apply", "--auto-approve", "--timeout", "-1"], ["apply", "--auto-approve", "--timeout", "1e12"],
-    ["apply", "--auto-approve", "--pending-timeout", "nan"], ["apply", "--auto-approve", "--pending-timeout", "Infinity"],
-    ["apply", "--auto-approve", "--lock-timeout", "nan"], ["destroy", "--auto-approve", "--timeout", "inf"],
-    ["destroy", "--auto-approve", "--pending-timeout", "-5"], ["destroy", "--auto-approve", "--lock-timeout", "1e400"],
-    ["plan", "--lock-timeout", "inf"], ["plan", "--lock-timeout", "nan"], ["plan", "--lock-timeout", "NaN"],
-    ["plan", "--lock-timeout", "-inf"], ["import", "beta", "beta-123abc", "--lock-timeout", "inf"],
-    ["state", "rm", "alpha", "--lock-timeout", "nan"], ["state", "mv", "alpha", "beta", "--lock-timeout", "inf"],
-)]
+ARG_CASES += [
+    _number_case(argv)
+    for argv in (
+        ["apply", "--auto-approve", "--timeout", "nan"],
+        ["apply", "--auto-approve", "--timeout", "inf"],
+        ["apply", "--auto-approve", "--timeout", "-1"],
+        ["apply", "--auto-approve", "--timeout", "1e12"],
+        ["apply", "--auto-approve", "--pending-timeout", "nan"],
+        ["apply", "--auto-approve", "--pending-timeout", "Infinity"],
+        ["apply", "--auto-approve", "--lock-timeout", "nan"],
+        ["destroy", "--auto-approve", "--timeout", "inf"],
+        ["destroy", "--auto-approve", "--pending-timeout", "-5"],
+        ["destroy", "--auto-approve", "--lock-timeout", "1e400"],
+        ["plan", "--lock-timeout", "inf"],
+        ["plan", "--lock-timeout", "nan"],
+        ["plan", "--lock-timeout", "NaN"],
+        ["plan", "--lock-timeout", "-inf"],
+        ["import", "beta", "beta-123abc", "--lock-timeout", "inf"],
+        ["state", "rm", "alpha", "--lock-timeout", "nan"],
+        ["state", "mv", "alpha", "beta", "--lock-timeout", "inf"],
+    )
+]
 
 
 def build_cases() -> list[Case]:
@@ -295,8 +386,9 @@ def build_cases() -> list[Case]:
     for i, (cid, text, expect) in enumerate(BAD_STATES):
         cases.append(Case(cid, STATE_CMDS[i % len(STATE_CMDS)], expect, {CONFIG: GOOD, STATE: text}))
     for argv in (["plan"], ["apply", "--auto-approve"], ["destroy", "--auto-approve"], ["import", "beta", "beta-1"]):
-        cases.append(Case(f"state-foreign-{argv[0]}", argv, ["someone-else", "another account"],
-                          {CONFIG: GOOD, STATE: FOREIGN}))
+        cases.append(
+            Case(f"state-foreign-{argv[0]}", argv, ["someone-else", "another account"], {CONFIG: GOOD, STATE: FOREIGN})
+        )
     return cases + PLANFILE_CASES + ARG_CASES
 
 
@@ -304,6 +396,7 @@ CASES = build_cases()
 
 
 # -- running ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -322,8 +415,11 @@ def _write(folder: Path, files: dict[str, bytes | str], url: str = "") -> None:
 def _cli(folder: Path, *args: str):
     argv = list(args)
     if "-f" not in argv and argv and argv[0] not in ("plon",):
-        argv = [*argv[:2], "-f", str(folder / CONFIG), *argv[2:]] if argv[0] == "state" else \
-            [argv[0], "-f", str(folder / CONFIG), *argv[1:]]
+        argv = (
+            [*argv[:2], "-f", str(folder / CONFIG), *argv[2:]]
+            if argv[0] == "state"
+            else [argv[0], "-f", str(folder / CONFIG), *argv[1:]]
+        )
     return run_cli(["--no-color", *argv], env={KEY_ENV: API_KEY, "NO_COLOR": "1"}, cwd=folder)
 
 
@@ -351,8 +447,10 @@ def test_bad_input_fails_cleanly_and_changes_nothing(case: Case, tmp_path: Path,
     assert snapshot(folder) == before, "the failed command changed a file"
     assert API_KEY not in result.output
     SEEN[case.id] = 1
-    record_figures("bad_input_corpus", {"cases": len(CASES), "passed_so_far": len(SEEN),
-                                        "commands": sorted({c.argv[0] for c in CASES})})
+    record_figures(
+        "bad_input_corpus",
+        {"cases": len(CASES), "passed_so_far": len(SEEN), "commands": sorted({c.argv[0] for c in CASES})},
+    )
 
 
 def test_the_corpus_is_big_enough():
@@ -360,8 +458,24 @@ def test_the_corpus_is_big_enough():
     assert {"plan", "apply", "validate", "show", "state"} <= {c.argv[0] for c in CASES}
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 2**63, "-5", "nan", "inf", "1e3",
-                                   "\u0661\u0662\u0663", "999999999h", "1.5h", True, 1.0])
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        -1,
+        2**63,
+        "-5",
+        "nan",
+        "inf",
+        "1e3",
+        "\u0661\u0662\u0663",
+        "999999999h",
+        "1.5h",
+        True,
+        1.0,
+    ],
+)
 def test_parse_duration_refuses_non_finite_and_absurd_values(value):
     from rlorinfra.config.durations import parse_duration
 
@@ -407,8 +521,10 @@ def test_finite_float_takes_ordinary_seconds():
 
 def test_import_refuses_a_state_of_another_account_even_for_a_live_job(tmp_path, served):
     """Regression: import used to write a job of this account into a foreign state."""
-    served.store.create_job({"displayName": "beta", "trainingConfig": {"baseModel": MODEL.split('"')[1]}},
-                            {"rlorTrainerJobId": "beta-live01"})
+    served.store.create_job(
+        {"displayName": "beta", "trainingConfig": {"baseModel": MODEL.split('"')[1]}},
+        {"rlorTrainerJobId": "beta-live01"},
+    )
     folder = tmp_path / "ws"
     folder.mkdir()
     _write(folder, {CONFIG: GOOD, STATE: FOREIGN}, served.url)
@@ -422,23 +538,61 @@ def test_import_refuses_a_state_of_another_account_even_for_a_live_job(tmp_path,
 
 # -- property: random TOML through `rlorinfra validate` ------------------------------------
 
-FIELD_NAMES = ["base_model", "lora_rank", "max_context_length", "learning_rate", "training_shape", "node_count",
-               "desired_state", "prevent_destroy", "inactivity_timeout", "accelerator_type", "accelerator_count",
-               "region", "extra_args", "gradient_accumulation_steps", "skip_validations", "forward_only",
-               "trainer_replica_count", "use_reservation", "hot_load_deployment_id", "bogus", "Base-Model"]
+FIELD_NAMES = [
+    "base_model",
+    "lora_rank",
+    "max_context_length",
+    "learning_rate",
+    "training_shape",
+    "node_count",
+    "desired_state",
+    "prevent_destroy",
+    "inactivity_timeout",
+    "accelerator_type",
+    "accelerator_count",
+    "region",
+    "extra_args",
+    "gradient_accumulation_steps",
+    "skip_validations",
+    "forward_only",
+    "trainer_replica_count",
+    "use_reservation",
+    "hot_load_deployment_id",
+    "bogus",
+    "Base-Model",
+]
 TOML_SCALARS = st.one_of(
-    st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),
-    st.text(max_size=30), st.sampled_from(["running", "stopped", "ts-qwen3-8b-policy", "30m", "4h", "local",
-                                           "accounts/fireworks/models/qwen3-8b", "NVIDIA_H100_80GB", ""]),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "running",
+            "stopped",
+            "ts-qwen3-8b-policy",
+            "30m",
+            "4h",
+            "local",
+            "accounts/fireworks/models/qwen3-8b",
+            "NVIDIA_H100_80GB",
+            "",
+        ]
+    ),
 )
 TOML_VALUES = st.one_of(TOML_SCALARS, st.lists(TOML_SCALARS, max_size=3))
 JOB_TABLES = st.dictionaries(st.sampled_from(FIELD_NAMES), TOML_VALUES, max_size=6)
 DOCUMENTS = st.fixed_dictionaries(
     {"jobs": st.dictionaries(st.text(min_size=1, max_size=70), JOB_TABLES, max_size=3)},
-    optional={"defaults": JOB_TABLES,
-              "control_plane": st.dictionaries(st.sampled_from(["url", "api_key_env", "account_id", "allow_insecure",
-                                                                "api_key", "timeout"]), TOML_SCALARS, max_size=3),
-              "state": st.dictionaries(st.sampled_from(["path", "backend"]), TOML_SCALARS, max_size=2)},
+    optional={
+        "defaults": JOB_TABLES,
+        "control_plane": st.dictionaries(
+            st.sampled_from(["url", "api_key_env", "account_id", "allow_insecure", "api_key", "timeout"]),
+            TOML_SCALARS,
+            max_size=3,
+        ),
+        "state": st.dictionaries(st.sampled_from(["path", "backend"]), TOML_SCALARS, max_size=2),
+    },
 )
 
 
@@ -452,7 +606,7 @@ def _mutate(text: str, data) -> bytes:
     if kind == "truncate":
         return raw[:at]
     if kind == "flip":
-        return raw[:at] + bytes([data.draw(st.integers(0, 255))]) + raw[at + 1:]
+        return raw[:at] + bytes([data.draw(st.integers(0, 255))]) + raw[at + 1 :]
     lines = text.splitlines(keepends=True)
     i = at % len(lines)
     return "".join(lines[: i + 1] + lines[i:]).encode("utf-8")
@@ -484,5 +638,12 @@ def test_validate_on_random_toml_exits_0_or_1_cleanly(tmp_path, doc, data):
     else:
         assert result.exit_code == 0 and config.jobs is not None, result.output
         PROPERTY["valid"] += 1
-    record_figures("config_property", {"random_documents": PROPERTY["examples"], "valid": PROPERTY["valid"],
-                                       "rejected_cleanly": PROPERTY["invalid"], "crashes": 0})
+    record_figures(
+        "config_property",
+        {
+            "random_documents": PROPERTY["examples"],
+            "valid": PROPERTY["valid"],
+            "rejected_cleanly": PROPERTY["invalid"],
+            "crashes": 0,
+        },
+    )

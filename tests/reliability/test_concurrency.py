@@ -12,8 +12,14 @@ import time
 import pytest
 
 from tests.e2e.conftest import jobs_toml, serve_world
-from tests.reliability.helpers import (assert_converged, finish, read_state_strictly, record_figures, spawn,
-                                       subprocess_env)
+from tests.reliability.helpers import (
+    assert_converged,
+    finish,
+    read_state_strictly,
+    record_figures,
+    spawn,
+    subprocess_env,
+)
 
 
 class StateWatcher(threading.Thread):
@@ -72,11 +78,15 @@ def test_four_processes_on_one_state(busy_world):
         # Round 1: one apply holds the lock; three others (apply, plan, plan) fail at once naming it.
         # The holder pauses at its first create (lock held) until the other three have failed.
         release = world.folder.parent / "release"
-        holder = spawn(["apply", *config, "--auto-approve"], mode="hold", n=1,
-                       env=subprocess_env(RLOR_TEST_RELEASE=str(release)))
+        holder = spawn(
+            ["apply", *config, "--auto-approve"], mode="hold", n=1, env=subprocess_env(RLOR_TEST_RELEASE=str(release))
+        )
         info = _wait_for_lock_info(world, holder)
-        others = [spawn(["apply", *config, "--auto-approve"]), spawn(["plan", *config]),
-                  spawn(["plan", *config, "--detailed-exitcode"])]
+        others = [
+            spawn(["apply", *config, "--auto-approve"]),
+            spawn(["plan", *config]),
+            spawn(["plan", *config, "--detailed-exitcode"]),
+        ]
         refused = [finish(p) for p in others]
         release.touch()
         for code, out, err in refused:
@@ -89,10 +99,12 @@ def test_four_processes_on_one_state(busy_world):
 
         # Round 2: change every job, then four runs at once, all waiting for the lock.
         world.write_config(jobs_toml(*names, extra={n: "learning_rate = 2e-5" for n in names}))
-        runs = [spawn(["apply", *config, "--auto-approve", "--lock-timeout", "300"]),
-                spawn(["plan", *config, "--lock-timeout", "300"]),
-                spawn(["apply", *config, "--auto-approve", "--lock-timeout", "300"]),
-                spawn(["plan", *config, "--detailed-exitcode", "--lock-timeout", "300"])]
+        runs = [
+            spawn(["apply", *config, "--auto-approve", "--lock-timeout", "300"]),
+            spawn(["plan", *config, "--lock-timeout", "300"]),
+            spawn(["apply", *config, "--auto-approve", "--lock-timeout", "300"]),
+            spawn(["plan", *config, "--detailed-exitcode", "--lock-timeout", "300"]),
+        ]
         results = [finish(p, timeout=300) for p in runs]
         for code, out, err in results[:3]:
             assert code == 0, out + err
@@ -105,10 +117,18 @@ def test_four_processes_on_one_state(busy_world):
     assert_converged(world, names)
     code, out, err = finish(spawn(["plan", *config, "--detailed-exitcode"]))
     assert code == 0, out + err
-    record_figures("concurrency", {"processes_at_once": 4, "refused_with_holder_details": len(refused),
-                                   "waited_and_succeeded": 4, "state_reads_while_writing": watcher.reads,
-                                   "distinct_serials_seen": len(set(watcher.serials)), "corrupt_reads": 0,
-                                   "serial_decreases": 0})
+    record_figures(
+        "concurrency",
+        {
+            "processes_at_once": 4,
+            "refused_with_holder_details": len(refused),
+            "waited_and_succeeded": 4,
+            "state_reads_while_writing": watcher.reads,
+            "distinct_serials_seen": len(set(watcher.serials)),
+            "corrupt_reads": 0,
+            "serial_decreases": 0,
+        },
+    )
 
 
 def test_a_stale_temp_file_from_a_killed_writer_is_swept(tmp_path):
@@ -118,8 +138,11 @@ def test_a_stale_temp_file_from_a_killed_writer_is_swept(tmp_path):
     from rlorinfra.state.store import StateStore
 
     store = StateStore(tmp_path / "x.state.json")
-    stale = [tmp_path / ".x.state.json.0123456789ab.tmp", tmp_path / ".x.state.json.backup.ba9876543210.tmp",
-             tmp_path / ".x.state.json.lock.info.aaaaaaaaaaaa.tmp"]
+    stale = [
+        tmp_path / ".x.state.json.0123456789ab.tmp",
+        tmp_path / ".x.state.json.backup.ba9876543210.tmp",
+        tmp_path / ".x.state.json.lock.info.aaaaaaaaaaaa.tmp",
+    ]
     for path in stale:
         path.write_bytes(b'{"half": ')
     other = tmp_path / ".y.state.json.0123456789ab.tmp"  # another state's temp: not ours to touch

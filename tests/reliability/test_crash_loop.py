@@ -33,26 +33,34 @@ JOBS = 20
 # so a round makes as few as ~8 (fresh) or ~20 (replace) renames: the Nth-rename
 # moments stay well below that, so every run really dies at its moment.
 LANES = [
-    [("replace", 1),       # writing the lock info: before anything
-     ("delete", 3),        # third delete answered, state not yet updated
-     ("post", 10),         # tenth POST answered, state not yet updated
-     ("fsync", 20),        # temp file of a state write fsynced, not yet renamed
-     ("state:jobs>=10", 0)],  # external kill once ten new jobs are recorded
-    [("replace", 2),       # the first state write of the run
-     ("pre-post", 10),     # tenth create recorded as "creating", POST never sent
-     ("fsync", 3),
-     ("delete", 20),       # every delete answered, the last one unrecorded
-     ("poll", 1)],         # the first wait round: every job provisioning
-    [("pre-post", 1),
-     ("replace", 12),
-     ("post", 20),         # every create answered, the last one unrecorded
-     ("state:jobs>=1", 0),  # external kill as soon as state records a new job
-     ("fsync", 12)],
-    [("post", 1),
-     ("replace", 7),
-     ("healthy", 8),        # eighth health check answered: some jobs ready
-     ("replace", 16),
-     ("delay", 0)],             # external kill right after the process started
+    [
+        ("replace", 1),  # writing the lock info: before anything
+        ("delete", 3),  # third delete answered, state not yet updated
+        ("post", 10),  # tenth POST answered, state not yet updated
+        ("fsync", 20),  # temp file of a state write fsynced, not yet renamed
+        ("state:jobs>=10", 0),
+    ],  # external kill once ten new jobs are recorded
+    [
+        ("replace", 2),  # the first state write of the run
+        ("pre-post", 10),  # tenth create recorded as "creating", POST never sent
+        ("fsync", 3),
+        ("delete", 20),  # every delete answered, the last one unrecorded
+        ("poll", 1),
+    ],  # the first wait round: every job provisioning
+    [
+        ("pre-post", 1),
+        ("replace", 12),
+        ("post", 20),  # every create answered, the last one unrecorded
+        ("state:jobs>=1", 0),  # external kill as soon as state records a new job
+        ("fsync", 12),
+    ],
+    [
+        ("post", 1),
+        ("replace", 7),
+        ("healthy", 8),  # eighth health check answered: some jobs ready
+        ("replace", 16),
+        ("delay", 0),
+    ],  # external kill right after the process started
 ]
 MOMENTS = [m for lane in LANES for m in lane]
 
@@ -147,6 +155,16 @@ def test_twenty_kills_lose_nothing_and_duplicate_nothing(tmp_path, monkeypatch):
     kills = sum(lane["kills"] for lane in lanes)
     assert kills == len(MOMENTS) == 20
     assert sum(lane["leftover_temp_files"] for lane in lanes) == 0
-    record_figures("crash_loop", {"kill_moments": len(MOMENTS), "kills_survived": kills, "jobs_per_apply": JOBS,
-                                  "recovery_applies": len(MOMENTS), "duplicates_found": 0, "orphans_found": 0,
-                                  "lost_jobs": 0, "stale_temp_files": 0})
+    record_figures(
+        "crash_loop",
+        {
+            "kill_moments": len(MOMENTS),
+            "kills_survived": kills,
+            "jobs_per_apply": JOBS,
+            "recovery_applies": len(MOMENTS),
+            "duplicates_found": 0,
+            "orphans_found": 0,
+            "lost_jobs": 0,
+            "stale_temp_files": 0,
+        },
+    )

@@ -45,19 +45,24 @@ def _config(world, round_no: int) -> None:
 
 def _arm(target: str, world, log, watcher, box: dict, old_ids: set[str]) -> None:
     """Make the running apply (``box["proc"]``) die at ``target``."""
+
     def kill() -> None:
         if not box.get("killed") and box["proc"].poll() is None:
             box["killed"] = True
             box["proc"].send_signal(signal.SIGKILL)
 
     if target == "state-deposed":
-        box["fired"] = watcher.kill_when(box["proc"], lambda doc: any(
-            r.get("deposed_job_ids") for r in doc.get("jobs", {}).values()))
+        box["fired"] = watcher.kill_when(
+            box["proc"], lambda doc: any(r.get("deposed_job_ids") for r in doc.get("jobs", {}).values())
+        )
         return
     if target == "pre-delete":
         return  # killer.py dies inside the process
-    method, when = {"create-answered": ("POST", "after"), "delete-sent": ("DELETE", "before"),
-                    "delete-answered": ("DELETE", "after")}[target]
+    method, when = {
+        "create-answered": ("POST", "after"),
+        "delete-sent": ("DELETE", "before"),
+        "delete-answered": ("DELETE", "after"),
+    }[target]
 
     def hook(m, path, query, moment):
         if m != method or moment != when:
@@ -115,5 +120,7 @@ def test_kills_during_create_before_destroy_replaces_lose_and_duplicate_nothing(
         world.server.stop()
     summary = {"kills": kills, "duplicates": duplicates, "orphans": orphans}
     print(f"crash_targets: {json.dumps(summary)}")
-    record_figures("crash_targets", {**summary, "targets": len(TARGETS), "rounds": ROUNDS, "jobs_per_apply": len(NAMES)})
+    record_figures(
+        "crash_targets", {**summary, "targets": len(TARGETS), "rounds": ROUNDS, "jobs_per_apply": len(NAMES)}
+    )
     assert kills == len(TARGETS) * ROUNDS and duplicates == 0 and orphans == 0

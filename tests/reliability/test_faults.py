@@ -99,9 +99,18 @@ def test_apply_converges_through_503s_429s_latency_and_preemptions(tmp_path):
         assert counter.counts[503] > 0 and counter.counts[429] > 0
     finally:
         world.server.stop()
-    record_figures("faults", {"jobs": JOBS, "responses_503": counter.counts[503], "responses_429": counter.counts[429],
-                              "responses_total": sum(counter.counts.values()), "preemptions": len(preempted),
-                              "latency_ms": 100, "duplicates_found": figures["duplicates"]})
+    record_figures(
+        "faults",
+        {
+            "jobs": JOBS,
+            "responses_503": counter.counts[503],
+            "responses_429": counter.counts[429],
+            "responses_total": sum(counter.counts.values()),
+            "preemptions": len(preempted),
+            "latency_ms": 100,
+            "duplicates_found": figures["duplicates"],
+        },
+    )
 
 
 def test_a_second_apply_converges_after_the_server_restarts_mid_apply(tmp_path):
@@ -132,6 +141,14 @@ def test_a_second_apply_converges_after_the_server_restarts_mid_apply(tmp_path):
         assert code == 0, out + err
     finally:
         world2.server.stop()
-    record_figures("server_restart", {"jobs": JOBS, "first_apply_exit": first, "second_apply_exit": 0,
-                                      "outage_s": 1.0, "jobs_recorded_at_outage": recorded,
-                                      "duplicates_found": figures["duplicates"]})
+    record_figures(
+        "server_restart",
+        {
+            "jobs": JOBS,
+            "first_apply_exit": first,
+            "second_apply_exit": 0,
+            "outage_s": 1.0,
+            "jobs_recorded_at_outage": recorded,
+            "duplicates_found": figures["duplicates"],
+        },
+    )

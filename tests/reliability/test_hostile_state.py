@@ -33,15 +33,23 @@ def config_text(url: str, extra: str = "", names: tuple[str, ...] = ("alpha",)) 
 
 
 def job(job_id: str) -> str:
-    return json.dumps({"job_id": job_id, "job_name": f"accounts/local/rlorTrainerJobs/{job_id}",
-                       "endpoint": f"http://127.0.0.1/training/v1/rlorTrainerJobs/local/{job_id}",
-                       "spec": {"base_model": MODEL}, "phase": "ready"})
+    return json.dumps(
+        {
+            "job_id": job_id,
+            "job_name": f"accounts/local/rlorTrainerJobs/{job_id}",
+            "endpoint": f"http://127.0.0.1/training/v1/rlorTrainerJobs/local/{job_id}",
+            "spec": {"base_model": MODEL},
+            "phase": "ready",
+        }
+    )
 
 
 def state_text(url: str, *, serial: str = "3", jobs: str | None = None, head: str = "") -> str:
     jobs = jobs if jobs is not None else f'"alpha": {job("alpha-123abc")}'
-    return (f'{{{head}"format_version": 1, "serial": {serial}, "lineage": "7d9f3c1e-0000-4000-8000-000000000000", '
-            f'"control_plane": {{"url": "{url}", "account_id": "local"}}, "jobs": {{{jobs}}}}}')
+    return (
+        f'{{{head}"format_version": 1, "serial": {serial}, "lineage": "7d9f3c1e-0000-4000-8000-000000000000", '
+        f'"control_plane": {{"url": "{url}", "account_id": "local"}}, "jobs": {{{jobs}}}}}'
+    )
 
 
 def deep_spec(url: str, depth: int) -> str:
@@ -51,12 +59,15 @@ def deep_spec(url: str, depth: int) -> str:
 
 HOSTILE = {
     # name: (state text from the served URL, words the error must contain)
-    "duplicate-job": (lambda u: state_text(u, jobs=f'"alpha": {job("alpha-111aaa")}, "alpha": {job("alpha-222bbb")}'),
-                      ['"alpha"', "twice"]),
+    "duplicate-job": (
+        lambda u: state_text(u, jobs=f'"alpha": {job("alpha-111aaa")}, "alpha": {job("alpha-222bbb")}'),
+        ['"alpha"', "twice"],
+    ),
     "duplicate-serial": (lambda u: state_text(u, head='"serial": 99, '), ['"serial"', "twice"]),
-    "duplicate-spec-key": (lambda u: state_text(u).replace(f'"base_model": "{MODEL}"',
-                                                           f'"base_model": "{MODEL}", "base_model": "other"'),
-                           ['"base_model"']),
+    "duplicate-spec-key": (
+        lambda u: state_text(u).replace(f'"base_model": "{MODEL}"', f'"base_model": "{MODEL}", "base_model": "other"'),
+        ['"base_model"'],
+    ),
     "serial-5000-digits": (lambda u: state_text(u, serial="7" * 5000), ["5000 digits"]),
     "serial-nan": (lambda u: state_text(u, serial="NaN"), ["NaN"]),
     "serial-infinity": (lambda u: state_text(u, serial="-Infinity"), ["Infinity"]),
@@ -65,11 +76,23 @@ HOSTILE = {
     "nesting-100000": (lambda u: deep_spec(u, 100_000), ["deeper than 64"]),
     "lone-surrogate": (lambda u: state_text(u, jobs=f'"alpha\\udc80": {job("alpha-123abc")}'), ["surrogate"]),
 }
-COMMANDS = [["plan"], ["apply", "--auto-approve"], ["show"], ["state", "list"], ["state", "rm", "alpha"],
-            ["import", "beta", "beta-123abc"], ["output", "--json"], ["destroy", "--auto-approve"],
-            ["plan", "--refresh-only"], ["state", "mv", "alpha", "beta"]]
-CASES = [(name, cmd) for i, name in enumerate(HOSTILE) for cmd in (COMMANDS[i % len(COMMANDS)],
-                                                                 COMMANDS[(i + 3) % len(COMMANDS)])]
+COMMANDS = [
+    ["plan"],
+    ["apply", "--auto-approve"],
+    ["show"],
+    ["state", "list"],
+    ["state", "rm", "alpha"],
+    ["import", "beta", "beta-123abc"],
+    ["output", "--json"],
+    ["destroy", "--auto-approve"],
+    ["plan", "--refresh-only"],
+    ["state", "mv", "alpha", "beta"],
+]
+CASES = [
+    (name, cmd)
+    for i, name in enumerate(HOSTILE)
+    for cmd in (COMMANDS[i % len(COMMANDS)], COMMANDS[(i + 3) % len(COMMANDS)])
+]
 CASES += [("duplicate-job", cmd) for cmd in COMMANDS if cmd not in [c for n, c in CASES if n == "duplicate-job"]]
 
 
@@ -143,6 +166,7 @@ def test_a_saved_plan_with_a_duplicate_key_is_refused(tmp_path, served):
 
 # -- symlinked state paths ----------------------------------------------------------------------
 
+
 def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".rlorinfra"))
 
@@ -155,8 +179,11 @@ def test_a_symlinked_state_path_is_written_through_and_stays_a_link(tmp_path, se
     target = vault / "team.state.json"
     link = folder / (STATE if how == "default-path" else "linked.json")
     link.symlink_to(target)  # dangling: the first apply creates the target
-    extra = {"default-path": "", "state-path-absolute": f'[state]\npath = "{link}"\n',
-             "state-path-relative": '[state]\npath = "linked.json"\n'}[how]
+    extra = {
+        "default-path": "",
+        "state-path-absolute": f'[state]\npath = "{link}"\n',
+        "state-path-relative": '[state]\npath = "linked.json"\n',
+    }[how]
     (folder / CONFIG).write_text(config_text(served.url, extra, names=(f"sym-{how}",)))
     first = cli(folder, "apply", "--auto-approve")
     assert first.exit_code == 0, first.output
@@ -190,11 +217,20 @@ def test_a_run_holding_the_lock_through_the_target_blocks_one_through_the_link(t
 
 # -- configs read from pipes ----------------------------------------------------------------------
 
+
 def rlorinfra(args: list[str], *, cwd: Path, umask: int | None = None, **kw) -> subprocess.CompletedProcess:
     """``python -m rlorinfra ARGS`` in a child process (a real stdin, a real umask)."""
     preexec = (lambda: os.umask(umask)) if umask is not None else None
-    return subprocess.run([sys.executable, "-m", "rlorinfra", "--no-color", *args], cwd=cwd, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120, preexec_fn=preexec, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "rlorinfra", "--no-color", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=preexec,
+        **kw,
+    )
 
 
 def assert_refused_for_pipe(proc: subprocess.CompletedProcess) -> None:
@@ -213,8 +249,9 @@ def test_a_config_piped_to_dev_stdin_is_refused_clearly(tmp_path, served):
 def test_a_config_from_process_substitution_is_refused_clearly(tmp_path, served):
     (tmp_path / "src.toml").write_text(config_text(served.url, '[state]\npath = "rel.state.json"\n'))
     script = f'exec "{sys.executable}" -m rlorinfra --no-color plan -f <(cat src.toml)'
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
     assert_refused_for_pipe(proc)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.toml"]
 
@@ -262,6 +299,7 @@ def test_a_piped_config_for_the_embedded_emulator_says_it_needs_a_file(tmp_path)
 
 # -- modes under any umask ------------------------------------------------------------------------
 
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -271,22 +309,35 @@ def test_every_file_and_folder_rlorinfra_creates_for_state_is_private(tmp_path, 
     state = tmp_path / "private" / "nested" / "prod.state.json"
     (tmp_path / CONFIG).write_text(config_text(served.url, f'[state]\npath = "{state}"\n', names=(f"m{umask:o}",)))
     assert rlorinfra(["apply", "--auto-approve"], cwd=tmp_path, umask=umask).returncode == 0
-    (tmp_path / CONFIG).write_text(config_text(served.url, f'[state]\npath = "{state}"\n',
-                                               names=(f"m{umask:o}", f"n{umask:o}")))
+    (tmp_path / CONFIG).write_text(
+        config_text(served.url, f'[state]\npath = "{state}"\n', names=(f"m{umask:o}", f"n{umask:o}"))
+    )
     proc = rlorinfra(["plan", "--out", "release.plan"], cwd=tmp_path, umask=umask)
     assert proc.returncode == 0, proc.stderr
     assert rlorinfra(["apply", "release.plan"], cwd=tmp_path, umask=umask).returncode == 0
     assert mode(tmp_path / "private") == 0o700 and mode(tmp_path / "private" / "nested") == 0o700
-    for path in (state, state.with_name(state.name + ".backup"), state.with_name(state.name + ".lock"),
-                 tmp_path / "release.plan"):
+    for path in (
+        state,
+        state.with_name(state.name + ".backup"),
+        state.with_name(state.name + ".lock"),
+        tmp_path / "release.plan",
+    ):
         assert mode(path) == 0o600, path
 
 
 def test_lock_info_is_0600_while_held_under_umask_000(tmp_path):
-    code = ("import os, stat, sys; os.umask(0); from pathlib import Path; "
-            "from rlorinfra.state.lock import StateLock, lock_info_path; p = Path(sys.argv[1]); "
-            "l = StateLock(p, 'apply'); l.acquire(); "
-            "print(oct(stat.S_IMODE(lock_info_path(p).stat().st_mode)), oct(stat.S_IMODE(p.parent.stat().st_mode)))")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "new" / "s.json")], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env=subprocess_env())
+    code = (
+        "import os, stat, sys; os.umask(0); from pathlib import Path; "
+        "from rlorinfra.state.lock import StateLock, lock_info_path; p = Path(sys.argv[1]); "
+        "l = StateLock(p, 'apply'); l.acquire(); "
+        "print(oct(stat.S_IMODE(lock_info_path(p).stat().st_mode)), oct(stat.S_IMODE(p.parent.stat().st_mode)))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "new" / "s.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
     assert proc.stdout.split() == ["0o600", "0o700"], proc.stderr

@@ -93,8 +93,12 @@ def test_kill_when_deposed_ids_change_then_recovery_deletes_every_deposed_job(lo
         cbd_config(world, "3e-5")
         proc = popen_rlorinfra("apply", "-f", str(world.config), "--auto-approve", "--parallelism", "1")
         at_kill: list = []
-        fired = watcher.kill_when(proc, lambda doc: (doc["jobs"]["alpha"].get("deposed_job_ids") != [first]
-                                                     and not at_kill.append(doc["jobs"]["alpha"])))
+        fired = watcher.kill_when(
+            proc,
+            lambda doc: (
+                doc["jobs"]["alpha"].get("deposed_job_ids") != [first] and not at_kill.append(doc["jobs"]["alpha"])
+            ),
+        )
         proc.communicate(timeout=60)
         assert fired.is_set() and proc.returncode == -signal.SIGKILL, "the apply was not killed at its moment"
         # The moment of the reported bug: the second replace's record; both old jobs still tracked.
@@ -140,8 +144,11 @@ def test_a_second_replace_before_the_first_finished_keeps_every_old_job_tracked(
     try:
         first, second = leave_deposed(world)
         # The delete of the first deposed job fails too: both old jobs must stay tracked.
-        log.hooks.append(lambda m, p, q, when: ("503 Service Unavailable", [])
-                         if when == "before" and m == "DELETE" and p.endswith(first) else None)
+        log.hooks.append(
+            lambda m, p, q, when: (
+                ("503 Service Unavailable", []) if when == "before" and m == "DELETE" and p.endswith(first) else None
+            )
+        )
         cbd_config(world, "3e-5", header=SHORT_BUDGET)
         again = world.cli("apply", "--auto-approve", "--timeout", "1")
         assert again.exit_code == 1, again.output
@@ -162,8 +169,9 @@ def test_a_second_replace_before_the_first_finished_keeps_every_old_job_tracked(
 def test_state_rm_is_refused_while_deposed_jobs_remain(logged):
     world, _ = logged
     first, _second = leave_deposed(world)
-    refused = run_cli(["--no-color", "state", "rm", "-f", str(world.config), "alpha"],
-                      env={KEY_ENV: API_KEY, "NO_COLOR": "1"})
+    refused = run_cli(
+        ["--no-color", "state", "rm", "-f", str(world.config), "alpha"], env={KEY_ENV: API_KEY, "NO_COLOR": "1"}
+    )
     assert refused.exit_code == 1, refused.output
     assert first in refused.output, refused.output
     assert record(world)["deposed_job_ids"] == [first]
@@ -234,8 +242,11 @@ def test_sigkill_during_a_deposed_delete(logged, when):
 
 # --- 3. a 409 never adopts the wrong job ---------------------------------------------------
 
-INTRUDER = {"displayName": "intruder", "serviceMode": True,
-            "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "learningRate": 1e-5}}
+INTRUDER = {
+    "displayName": "intruder",
+    "serviceMode": True,
+    "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b", "learningRate": 1e-5},
+}
 SHAPE = "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"
 
 
@@ -247,12 +258,17 @@ def test_a_creating_record_whose_id_another_job_holds_is_not_adopted(logged):
     doc = world.state()
     taken = "alpha-0a1b2c"
     beta = doc["jobs"]["beta"]
-    doc["jobs"]["alpha"] = {**beta, "job_id": taken, "phase": "creating", "observed_state": None,
-                            "job_name": beta["job_name"].replace(beta["job_id"], taken),
-                            "endpoint": beta["endpoint"].replace(beta["job_id"], taken)}
+    doc["jobs"]["alpha"] = {
+        **beta,
+        "job_id": taken,
+        "phase": "creating",
+        "observed_state": None,
+        "job_name": beta["job_name"].replace(beta["job_id"], taken),
+        "endpoint": beta["endpoint"].replace(beta["job_id"], taken),
+    }
     world.state_path.write_text(json.dumps(doc))  # as an apply killed before its POST leaves it
     world.store.create_job(INTRUDER, {"rlorTrainerJobId": taken, "trainingShape": SHAPE})
-    before = world.store.get_job(taken)
+    world.store.get_job(taken)  # exists before the plan
     world.write_config(jobs_toml("alpha", "beta"))
     plan = world.cli("plan")
     assert "is not ours" in plan.stdout and "creating under a new ID" in plan.stdout, plan.output
@@ -371,9 +387,16 @@ def _redirect(log, trap, status: str, match):
 JOBS = "/v1/accounts/local/rlorTrainerJobs"
 
 
-@pytest.mark.parametrize("op,status", [("list", "302 Found"), ("get", "307 Temporary Redirect"),
-                                       ("delete", "302 Found"), ("create", "307 Temporary Redirect"),
-                                       ("resume", "302 Found")])
+@pytest.mark.parametrize(
+    "op,status",
+    [
+        ("list", "302 Found"),
+        ("get", "307 Temporary Redirect"),
+        ("delete", "302 Found"),
+        ("create", "307 Temporary Redirect"),
+        ("resume", "302 Found"),
+    ],
+)
 def test_a_redirect_is_an_error_and_the_key_never_goes_to_its_host(logged, op, status):
     world, log = logged
     trap = Trap()
@@ -508,8 +531,11 @@ class LossyProxy:
         self.listener.close()
 
 
-DROPPED_CONNECTIONS = {"resume": (b"POST", b":resume"), "create": (b"POST", b"rlorTrainerJobId="),
-                       "delete": (b"DELETE", b"/rlorTrainerJobs/")}
+DROPPED_CONNECTIONS = {
+    "resume": (b"POST", b":resume"),
+    "create": (b"POST", b"rlorTrainerJobId="),
+    "delete": (b"DELETE", b"/rlorTrainerJobs/"),
+}
 
 
 def _behind_lossy_proxy(world, operation: str) -> tuple[LossyProxy, str | None]:
@@ -554,7 +580,8 @@ def test_an_answer_lost_with_its_connection_converges_within_two_applies_without
 
 @pytest.mark.parametrize("operation", ["create", "delete"])
 def test_an_idempotent_call_whose_connection_drops_after_the_server_acted_is_retried_in_the_same_apply(
-        logged, operation):
+    logged, operation
+):
     """Create and DELETE are idempotent (docs/reliability.md, Lost answers): a lost answer is retried,
     so one apply converges, as with a dropped 503 answer."""
     world, log = logged
@@ -576,8 +603,12 @@ def test_a_malformed_key_is_refused_and_never_printed(logged, suffix):
     world, _ = logged
     world.write_config(jobs_toml("alpha"))
     env = subprocess_env(**{KEY_ENV: API_KEY + suffix})
-    for args in (["plan"], ["apply", "--auto-approve"], ["destroy", "--auto-approve"],
-                 ["import", "alpha", "alpha-123456"]):
+    for args in (
+        ["plan"],
+        ["apply", "--auto-approve"],
+        ["destroy", "--auto-approve"],
+        ["import", "alpha", "alpha-123456"],
+    ):
         code, out, err = run_rlorinfra(args[0], "-f", str(world.config), *args[1:], env=env)
         assert code == 1, (args, out, err)
         assert API_KEY not in out + err and "secret-key" not in out + err, (args, out, err)

@@ -60,8 +60,13 @@ class Session:
 
     def run(self, *args: str, key: str = KEY, expect: int | tuple = 0, debug: bool = False):
         split = 2 if args[0] == "state" else 1  # `state` subcommands take -f after the subcommand
-        argv = (["--debug"] if debug else []) + ["--no-color", *args[:split], "-f", str(self.ws / "rlorinfra.toml"),
-                                                   *args[split:]]
+        argv = (["--debug"] if debug else []) + [
+            "--no-color",
+            *args[:split],
+            "-f",
+            str(self.ws / "rlorinfra.toml"),
+            *args[split:],
+        ]
         result = run_cli(argv, env={KEY_ENV: key, "NO_COLOR": "1"}, cwd=self.ws)
         self.outputs.append((" ".join(args), result.output))
         codes = expect if isinstance(expect, tuple) else (expect,)
@@ -73,8 +78,10 @@ def test_a_full_session_never_leaks_the_key(secure_world):
     server, store, ws = secure_world
     s = Session(ws)
     s.run("init")
-    (ws / "rlorinfra.toml").write_text(f'[control_plane]\nurl = "{server.url}"\napi_key_env = "{KEY_ENV}"\n'
-                                       + textwrap.dedent(jobs_toml("sec-a", "sec-b")))
+    (ws / "rlorinfra.toml").write_text(
+        f'[control_plane]\nurl = "{server.url}"\napi_key_env = "{KEY_ENV}"\n'
+        + textwrap.dedent(jobs_toml("sec-a", "sec-b"))
+    )
     s.run("validate")
     s.run("plan", "--out", "release.plan")
     s.run("show", "release.plan", "--json")
@@ -86,8 +93,10 @@ def test_a_full_session_never_leaks_the_key(secure_world):
     s.run("show", "--json")
     s.run("state", "show", "sec-a", "--json")
     s.run("state", "list")
-    store.create_job({"displayName": "adopted", "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b"}},
-                     {"rlorTrainerJobId": "adopted-0001"})
+    store.create_job(
+        {"displayName": "adopted", "trainingConfig": {"baseModel": "accounts/fireworks/models/qwen3-8b"}},
+        {"rlorTrainerJobId": "adopted-0001"},
+    )
     s.run("import", "adopted", "adopted-0001", "--generate-config")
     s.run("plan", "--detailed-exitcode", debug=True, expect=2)  # "adopted" is not declared: a deletion is planned
     s.run("apply", "--auto-approve", debug=True)
@@ -108,11 +117,22 @@ def test_a_full_session_never_leaks_the_key(secure_world):
     assert not leaked and not _leaks(lock_info)
     assert any("[http]" in out for _, out in s.outputs), "--debug traced no request"
     assert any("401" in out or "rejected" in out for _, out in s.outputs)
-    for path in (ws / "rlorinfra.state.json", ws / "rlorinfra.state.json.backup", ws / "release.plan",
-                 ws / "destroy-stale.plan"):
+    for path in (
+        ws / "rlorinfra.state.json",
+        ws / "rlorinfra.state.json.backup",
+        ws / "release.plan",
+        ws / "destroy-stale.plan",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    record_figures("security_session", {"commands_run": len(s.outputs) + 1, "files_grepped": len(files) + 1,
-                                        "outputs_grepped": len(s.outputs) + 1, "key_found": 0})
+    record_figures(
+        "security_session",
+        {
+            "commands_run": len(s.outputs) + 1,
+            "files_grepped": len(files) + 1,
+            "outputs_grepped": len(s.outputs) + 1,
+            "key_found": 0,
+        },
+    )
 
 
 def store_job_id(ws: Path, store, name: str) -> str:
@@ -126,8 +146,12 @@ def capture_lock_info(ws: Path) -> bytes:
     release = ws.parent / "release-lock"
     cfg = ws / "rlorinfra.toml"
     cfg.write_text(cfg.read_text() + textwrap.dedent(jobs_toml("sec-c")))
-    proc = spawn(["apply", "-f", str(cfg), "--auto-approve"], mode="hold", n=1,
-                 env=subprocess_env(**{KEY_ENV: KEY, "RLOR_TEST_RELEASE": str(release)}))
+    proc = spawn(
+        ["apply", "-f", str(cfg), "--auto-approve"],
+        mode="hold",
+        n=1,
+        env=subprocess_env(**{KEY_ENV: KEY, "RLOR_TEST_RELEASE": str(release)}),
+    )
     info = ws / "rlorinfra.state.json.lock.info"
     deadline = time.monotonic() + 60
     while not info.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -141,6 +165,7 @@ def capture_lock_info(ws: Path) -> bytes:
 
 
 # -- transport security --------------------------------------------------------------
+
 
 class NoNetwork:
     """Fails the test on any attempt to resolve or connect; answers httpx requests in-process."""
@@ -167,8 +192,9 @@ class NoNetwork:
 
 def _config(tmp_path: Path, url: str, extra: str = "") -> Path:
     cfg = tmp_path / "rlorinfra.toml"
-    cfg.write_text(f'[control_plane]\nurl = "{url}"\napi_key_env = "{KEY_ENV}"\n{extra}'
-                   + textwrap.dedent(jobs_toml("remote")))
+    cfg.write_text(
+        f'[control_plane]\nurl = "{url}"\napi_key_env = "{KEY_ENV}"\n{extra}' + textwrap.dedent(jobs_toml("remote"))
+    )
     return cfg
 
 
@@ -222,6 +248,7 @@ def test_https_keeps_tls_verification_on(tmp_path, monkeypatch):
 
 # -- the emulator ------------------------------------------------------------------------
 
+
 def test_the_emulator_binds_loopback_by_default(tmp_path):
     from rlorinfra.cli.controlplane_cmds import serve_cmd
     from rlorinfra.controlplane.app import make_app
@@ -241,9 +268,25 @@ def test_the_emulator_binds_loopback_by_default(tmp_path):
 
 
 def test_control_plane_serve_binds_loopback_by_default(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "rlorinfra", "control-plane", "serve", "--port", "0",
-                             "--db", str(tmp_path / "cp.sqlite3"), "--api-key", KEY],
-                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlorinfra",
+            "control-plane",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "cp.sqlite3"),
+            "--api-key",
+            KEY,
+        ],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = ""
         deadline = time.monotonic() + 60
@@ -294,16 +337,29 @@ def socket_emulator(tmp_path_factory):
 
 
 FUZZ = {"requests": 0, "statuses": set()}
-HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)  # legal header values
+HEADER_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40
+)  # legal header values
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]),
-       path=st.sampled_from(["/v1/accounts", "/v1/accounts/local/rlorTrainerJobs", "/v1/accounts/local/rlorTrainerJobs/x1",
-                             "/v1/accounts/local/rlorTrainerJobs/x1:resume", "/_emulator/faults",
-                             "/training/v1/rlorTrainerJobs/local/x1/api/v1/healthz", "/nope"]),
-       key=st.one_of(st.just(KEY), st.just(KEY + "x"), HEADER_TEXT, st.just(KEY.upper())),
-       bearer=st.booleans(), body=st.one_of(st.binary(max_size=400), st.just(b"{}" * 200), st.just(b"{\"trainingConfig\": {}}")))
+@given(
+    method=st.sampled_from(["GET", "POST", "DELETE", "PUT"]),
+    path=st.sampled_from(
+        [
+            "/v1/accounts",
+            "/v1/accounts/local/rlorTrainerJobs",
+            "/v1/accounts/local/rlorTrainerJobs/x1",
+            "/v1/accounts/local/rlorTrainerJobs/x1:resume",
+            "/_emulator/faults",
+            "/training/v1/rlorTrainerJobs/local/x1/api/v1/healthz",
+            "/nope",
+        ]
+    ),
+    key=st.one_of(st.just(KEY), st.just(KEY + "x"), HEADER_TEXT, st.just(KEY.upper())),
+    bearer=st.booleans(),
+    body=st.one_of(st.binary(max_size=400), st.just(b"{}" * 200), st.just(b'{"trainingConfig": {}}')),
+)
 def test_socket_fuzz_never_gets_a_500_and_only_the_key_opens_the_door(socket_emulator, method, path, key, bearer, body):
     headers = {"Authorization": f"Bearer {key}"} if bearer else {"X-Api-Key": key}
     response = socket_emulator.request(method, path, headers=headers, content=body)
@@ -315,5 +371,6 @@ def test_socket_fuzz_never_gets_a_500_and_only_the_key_opens_the_door(socket_emu
     assert not _leaks(response.content)  # no error message ever echoes a key
     FUZZ["requests"] += 1
     FUZZ["statuses"].add(response.status_code)
-    record_figures("emulator_socket_fuzz", {"requests": FUZZ["requests"], "statuses": sorted(FUZZ["statuses"]),
-                                            "responses_5xx": 0})
+    record_figures(
+        "emulator_socket_fuzz", {"requests": FUZZ["requests"], "statuses": sorted(FUZZ["statuses"]), "responses_5xx": 0}
+    )

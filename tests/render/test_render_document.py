@@ -13,11 +13,32 @@ from rlorinfra.render.document import plan_document, plan_from_document
 from tests.render.renderplans import CONTROL_PLANE, MIXED, SAMPLES, planned
 
 TOP_KEYS = {"format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary"}
-CHANGE_KEYS = {"name", "action", "reason", "job_id", "live_state", "before", "after", "changed_fields",
-               "accelerators", "create_before_destroy", "max_resumes"}
+CHANGE_KEYS = {
+    "name",
+    "action",
+    "reason",
+    "job_id",
+    "live_state",
+    "before",
+    "after",
+    "changed_fields",
+    "accelerators",
+    "create_before_destroy",
+    "max_resumes",
+}
 DRIFT_KEYS = {"name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields"}
-SUMMARY_KEYS = {"create", "resume", "wait", "replace", "stop", "delete", "noop", "accelerators", "has_changes",
-                "has_drift"}
+SUMMARY_KEYS = {
+    "create",
+    "resume",
+    "wait",
+    "replace",
+    "stop",
+    "delete",
+    "noop",
+    "accelerators",
+    "has_changes",
+    "has_drift",
+}
 
 
 def _doc(plan: Plan) -> dict:
@@ -36,9 +57,16 @@ def test_schema_is_pinned():
 def test_summary_values():
     summary = _doc(MIXED)["summary"]
     assert summary == {
-        "create": 1, "resume": 1, "wait": 1, "replace": 1, "stop": 1, "delete": 1, "noop": 1,
+        "create": 1,
+        "resume": 1,
+        "wait": 1,
+        "replace": 1,
+        "stop": 1,
+        "delete": 1,
+        "noop": 1,
         "accelerators": {"NVIDIA_A100_80GB": -8, "NVIDIA_H100_80GB": 8},
-        "has_changes": True, "has_drift": True,
+        "has_changes": True,
+        "has_drift": True,
     }
     empty = _doc(Plan())["summary"]
     assert empty["has_changes"] is False and empty["has_drift"] is False and empty["accelerators"] == {}
@@ -48,13 +76,24 @@ def test_change_entry_values():
     doc = _doc(MIXED)
     replace = next(c for c in doc["changes"] if c["action"] == "replace")
     assert replace == {
-        "name": "lora-trainer", "action": "replace", "reason": "", "job_id": "lora-trainer-5c5c",
+        "name": "lora-trainer",
+        "action": "replace",
+        "reason": "",
+        "job_id": "lora-trainer-5c5c",
         "live_state": "JOB_STATE_RUNNING",
-        "before": {"base_model": "accounts/fireworks/models/qwen3-8b",
-                   "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
-        "after": {"base_model": "accounts/fireworks/models/qwen3-8b", "lora_rank": 16,
-                  "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy"},
-        "changed_fields": ["lora_rank"], "accelerators": {}, "create_before_destroy": False, "max_resumes": 3,
+        "before": {
+            "base_model": "accounts/fireworks/models/qwen3-8b",
+            "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
+        },
+        "after": {
+            "base_model": "accounts/fireworks/models/qwen3-8b",
+            "lora_rank": 16,
+            "training_shape": "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy",
+        },
+        "changed_fields": ["lora_rank"],
+        "accelerators": {},
+        "create_before_destroy": False,
+        "max_resumes": 3,
     }
 
 
@@ -75,8 +114,9 @@ def test_round_trip_of_a_real_plan_with_tuples():
 
 
 def test_control_plane_never_carries_a_key():
-    doc = plan_document(Plan(), control_plane={"url": "local", "api_key": "fw-1", "API_KEY_ENV": "X",
-                                               "bearer_token": "t"})
+    doc = plan_document(
+        Plan(), control_plane={"url": "local", "api_key": "fw-1", "API_KEY_ENV": "X", "bearer_token": "t"}
+    )
     assert doc["control_plane"] == {"API_KEY_ENV": "X", "url": "local"}
 
 
@@ -101,8 +141,19 @@ def _broken(mutate):
         _broken(lambda d: d["changes"].append(7)),
         _broken(lambda d: d["drift"][0].update(job_id=None)),
     ],
-    ids=["not-object", "future-version", "no-changes", "changes-not-list", "bad-action", "no-name", "empty-name",
-         "bad-before", "bad-int", "change-not-object", "drift-no-id"],
+    ids=[
+        "not-object",
+        "future-version",
+        "no-changes",
+        "changes-not-list",
+        "bad-action",
+        "no-name",
+        "empty-name",
+        "bad-before",
+        "bad-int",
+        "change-not-object",
+        "drift-no-id",
+    ],
 )
 def test_garbage_documents_are_refused(doc):
     with pytest.raises(PlanFileError) as err:

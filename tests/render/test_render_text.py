@@ -74,7 +74,7 @@ def test_drift_is_printed_before_the_actions():
 
 def test_forces_replacement_marks_each_changed_field():
     text = render_plan_text(_doc(SAMPLES["replaces"]))
-    assert '      ~ lora_rank = 8 -> 16 # forces replacement' in text
+    assert "      ~ lora_rank = 8 -> 16 # forces replacement" in text
     assert '      - region    = "US_IOWA_1" -> null # forces replacement' in text
 
 

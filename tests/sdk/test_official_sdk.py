@@ -10,19 +10,19 @@ shape and auto-shape paths work with it, the manual path (which always sends
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-
-from rlorinfra.controlplane.app import make_app
-from rlorinfra.controlplane.server import ServedEmulator, serve_in_thread
-from rlorinfra.controlplane.store import Store
 
 # The official SDK is a test dependency (pyproject's `test` extra): a missing SDK
 # must fail the suite, not skip the compatibility check.
 from fireworks.training.sdk import TrainerJobConfig, TrainerJobManager  # noqa: E402
 from fireworks.training.sdk.errors import TrainingAPIError  # noqa: E402
+
+from rlorinfra.controlplane.app import make_app
+from rlorinfra.controlplane.server import ServedEmulator, serve_in_thread
+from rlorinfra.controlplane.store import Store
 
 KEY = "sdk-test-key"
 SUPERUSER_KEY = "sdk-superuser-key"
@@ -58,8 +58,9 @@ def superuser_manager(served: ServedEmulator):
 
 
 def shape_config(job_id: str, **kwargs) -> TrainerJobConfig:
-    return TrainerJobConfig(base_model=QWEN8B, training_shape_ref=POLICY_SHAPE, requested_job_id=job_id,
-                            display_name=job_id, **kwargs)
+    return TrainerJobConfig(
+        base_model=QWEN8B, training_shape_ref=POLICY_SHAPE, requested_job_id=job_id, display_name=job_id, **kwargs
+    )
 
 
 def wait_for_state(manager, job_id: str, wanted: str) -> dict:
@@ -78,7 +79,7 @@ def test_account_is_resolved_from_the_key(manager):
 def test_wrong_key_fails_at_account_resolution(served):
     bad = TrainerJobManager(api_key="wrong", base_url=served.url)
     with pytest.raises(httpx.HTTPStatusError) as info:
-        bad.account_id
+        _ = bad.account_id
     assert info.value.response.status_code == 401
 
 
@@ -96,9 +97,15 @@ def test_create_and_wait_on_the_shape_path(manager, served):
 
 
 def manual_config(job_id: str) -> TrainerJobConfig:
-    return TrainerJobConfig(base_model=QWEN8B, accelerator_type="NVIDIA_H100_80GB", accelerator_count=4,
-                            node_count=2, max_context_length=8192, requested_job_id=job_id,
-                            extra_args=["--flag value"])
+    return TrainerJobConfig(
+        base_model=QWEN8B,
+        accelerator_type="NVIDIA_H100_80GB",
+        accelerator_count=4,
+        node_count=2,
+        max_context_length=8192,
+        requested_job_id=job_id,
+        extra_args=["--flag value"],
+    )
 
 
 def test_create_and_wait_on_the_manual_path_with_a_superuser_key(superuser_manager, store: Store):
@@ -121,8 +128,9 @@ def test_the_manual_path_with_a_customer_key_is_a_400(manager):
 
 
 def test_create_and_wait_on_the_auto_shape_path(manager):
-    config = TrainerJobConfig(base_model=QWEN8B, auto_select_training_shape=True, max_context_length=4096,
-                              requested_job_id="sdk-auto")
+    config = TrainerJobConfig(
+        base_model=QWEN8B, auto_select_training_shape=True, max_context_length=4096, requested_job_id="sdk-auto"
+    )
     endpoint = manager.create_and_wait(config, poll_interval_s=POLL)
     assert endpoint.job_id == "sdk-auto"
     assert endpoint.max_context_length == 32768  # filled by the server from the selected shape version

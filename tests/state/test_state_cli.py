@@ -50,13 +50,13 @@ def test_state_show_prints_the_record_readably(cli, project):
     result = cli(["state", "show", "trainer-b", "-f", config])
     assert result.exit_code == 0
     for text in (
-        '# trainer-b:',
+        "# trainer-b:",
         'job_id                 = "job-b"',
         'endpoint               = "https://gw.example/training/v1/rlorTrainerJobs/acct/job-b"',
         'phase                  = "ready"',
         'observed_state         = "JOB_STATE_RUNNING"',
         'training_shape_version = "accounts/fireworks/trainingShapes/ts-qwen3-8b-policy/versions/v3"',
-        '        lora_rank  = 16',
+        "        lora_rank  = 16",
     ):
         assert text in result.stdout
 
@@ -214,8 +214,12 @@ def test_show_of_a_saved_plan(cli, project, tmp_path):
 
     document = plan_document(Plan(), control_plane={"url": "local", "account_id": "local"})
     planfile_module.write_plan_file(
-        tmp_path / "saved.plan", document, state_lineage=None, state_serial=0,
-        config_digest="d", control_plane={"url": "local"},
+        tmp_path / "saved.plan",
+        document,
+        state_lineage=None,
+        state_serial=0,
+        config_digest="d",
+        control_plane={"url": "local"},
     )
     text = cli(["show", tmp_path / "saved.plan", "-f", config])
     assert text.exit_code == 0, text.output
@@ -223,8 +227,14 @@ def test_show_of_a_saved_plan(cli, project, tmp_path):
     as_json = cli(["show", tmp_path / "saved.plan", "--json", "-f", config])
     assert json.loads(as_json.stdout) == document
     garbled = tmp_path / "garbled.plan"
-    planfile_module.write_plan_file(garbled, {"format_version": 1}, state_lineage=None, state_serial=0,
-                                    config_digest="d", control_plane={"url": "local"})
+    planfile_module.write_plan_file(
+        garbled,
+        {"format_version": 1},
+        state_lineage=None,
+        state_serial=0,
+        config_digest="d",
+        control_plane={"url": "local"},
+    )
     damaged = cli(["show", garbled, "-f", config])
     assert damaged.exit_code == 1 and "not a valid rlorinfra plan" in damaged.stderr
     assert "Traceback" not in damaged.output

@@ -43,8 +43,15 @@ def test_top_level_and_job_fields_are_exactly_the_documented_ones():
     document = encoded()
     assert set(document) == {"format_version", "serial", "lineage", "control_plane", "jobs"}
     assert set(document["jobs"]["trainer-b"]) == {
-        "job_id", "job_name", "endpoint", "spec", "phase", "observed_state",
-        "training_shape_version", "created_at", "updated_at",
+        "job_id",
+        "job_name",
+        "endpoint",
+        "spec",
+        "phase",
+        "observed_state",
+        "training_shape_version",
+        "created_at",
+        "updated_at",
     }
     assert "api_key" not in json.dumps(document).lower()
 
@@ -180,19 +187,23 @@ def test_only_url_and_account_of_the_control_plane_are_ever_written():
     assert decode_state(data, PATH).control_plane == {"url": "local", "account_id": "acct"}
 
 
-@pytest.mark.parametrize("edit,problem", [
-    (lambda d: d["jobs"]["b"].update(job_id=d["jobs"]["a"]["job_id"]), "tracks job"),
-    (lambda d: d["jobs"]["a"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
-    (lambda d: d["jobs"]["b"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
-    (lambda d: d["jobs"]["a"].update(job_id="../../etc"), "invalid job ID"),
-])
+@pytest.mark.parametrize(
+    "edit,problem",
+    [
+        (lambda d: d["jobs"]["b"].update(job_id=d["jobs"]["a"]["job_id"]), "tracks job"),
+        (lambda d: d["jobs"]["a"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
+        (lambda d: d["jobs"]["b"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
+        (lambda d: d["jobs"]["a"].update(job_id="../../etc"), "invalid job ID"),
+    ],
+)
 def test_a_state_that_names_one_job_twice_or_a_bad_id_is_corrupt(edit, problem):
     import json
 
     from rlorinfra.errors import StateError
 
-    records = {name: JobRecord(job_id=f"{name}-1", job_name="n", endpoint="e", spec={}, phase="ready")
-               for name in ("a", "b")}
+    records = {
+        name: JobRecord(job_id=f"{name}-1", job_name="n", endpoint="e", spec={}, phase="ready") for name in ("a", "b")
+    }
     document = json.loads(encode_state(State(serial=1, lineage="l", jobs=records)))
     edit(document)
     with pytest.raises(StateError, match="corrupt") as info:

@@ -52,8 +52,9 @@ def test_a_folder_made_by_the_lock_first_is_0700_too(tmp_path, umask):
 
 def test_plan_files_are_0600(tmp_path, umask):
     plan = tmp_path / "release.plan"
-    write_plan_file(plan, {"changes": []}, state_lineage=None, state_serial=0, config_digest="d",
-                    control_plane={"url": "local"})
+    write_plan_file(
+        plan, {"changes": []}, state_lineage=None, state_serial=0, config_digest="d", control_plane={"url": "local"}
+    )
     assert mode(plan) == 0o600
 
 

@@ -25,8 +25,13 @@ def good_text() -> str:
 
 
 def job_text(name: str, job_id: str) -> str:
-    job = {"job_id": job_id, "job_name": f"accounts/a/rlorTrainerJobs/{job_id}", "endpoint": "https://gw/x",
-           "spec": {"base_model": "m"}, "phase": "ready"}
+    job = {
+        "job_id": job_id,
+        "job_name": f"accounts/a/rlorTrainerJobs/{job_id}",
+        "endpoint": "https://gw/x",
+        "spec": {"base_model": "m"},
+        "phase": "ready",
+    }
     return f'"{name}": {json.dumps(job)}'
 
 
@@ -45,9 +50,15 @@ def assert_corrupt(data: bytes | str, *words: str) -> StateError:
 
 # -- duplicate keys --------------------------------------------------------------------------
 
+
 def test_a_job_given_twice_is_corrupt_not_shadowed():
-    text = ('{"format_version": 1, "serial": 2, "lineage": "L", "control_plane": {}, "jobs": {'
-            + job_text("alpha", "alpha-1") + ", " + job_text("alpha", "alpha-2") + "}}")
+    text = (
+        '{"format_version": 1, "serial": 2, "lineage": "L", "control_plane": {}, "jobs": {'
+        + job_text("alpha", "alpha-1")
+        + ", "
+        + job_text("alpha", "alpha-2")
+        + "}}"
+    )
     assert_corrupt(text, '"alpha"', "twice")
 
 
@@ -69,6 +80,7 @@ def test_a_duplicate_control_plane_key_is_corrupt():
 
 
 # -- absurd numbers --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("digits", [21, 4301, 5000, 100_000])
 def test_an_integer_with_thousands_of_digits_is_corrupt(digits):
@@ -94,6 +106,7 @@ def test_a_non_finite_serial_is_corrupt():
 
 
 # -- nesting, strings ------------------------------------------------------------------------
+
 
 def nested_spec(depth: int) -> str:
     """The sample state with a spec value nested so the whole document is ``depth`` deep."""
@@ -131,6 +144,7 @@ def test_load_strict_json_accepts_what_rlorinfra_writes():
 
 
 # -- size and file type ----------------------------------------------------------------------
+
 
 def test_a_state_file_over_the_size_limit_is_refused_before_reading(tmp_path):
     path = tmp_path / "prod.state.json"
@@ -180,11 +194,18 @@ def test_a_folder_as_state_path_is_refused(tmp_path):
 
 # -- plan files ------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def plan_text(tmp_path) -> str:
     path = tmp_path / "saved.plan"
-    write_plan_file(path, {"changes": [{"name": "a", "action": "create"}]}, state_lineage="L", state_serial=3,
-                    config_digest="d" * 64, control_plane={"url": "local", "account_id": "acct"})
+    write_plan_file(
+        path,
+        {"changes": [{"name": "a", "action": "create"}]},
+        state_lineage="L",
+        state_serial=3,
+        config_digest="d" * 64,
+        control_plane={"url": "local", "account_id": "acct"},
+    )
     return path.read_text()
 
 

@@ -106,6 +106,7 @@ def test_a_symlink_loop_is_a_clear_state_error(tmp_path):
 
 # -- through the config ----------------------------------------------------------------------
 
+
 def test_the_default_state_path_is_resolved_when_it_is_a_link(tmp_path, linked):
     link, target = linked
     config = link.parent / "prod.toml"
