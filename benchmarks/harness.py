@@ -260,6 +260,7 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int 
     from rlorinfra.api.wire import create_request
     from rlorinfra.config.load import load_config
     from rlorinfra.controlplane.store import Store
+    from rlorinfra.model.address import Kind
     from rlorinfra.model.jobs import job_name, trainer_endpoint
     from rlorinfra.state.model import PHASE_READY, JobRecord, State
     from rlorinfra.state.store import StateStore
@@ -288,7 +289,7 @@ def seed_tracked_world(folder: Path, db: Path, n: int, url: str, *, others: int 
             store.create_job(body, dict(params) | {"rlorTrainerJobId": f"{name}-bbbbbb"})
     store.list_jobs(page_size=1)  # advance the world: every job is RUNNING from now on
     store.close()
-    state = State(control_plane={"url": url, "account_id": ACCOUNT}, jobs=records)
+    state = State(control_plane={"url": url, "account_id": ACCOUNT}, resources={Kind.JOB: records})
     StateStore(config.state_path).write(state)
     return ids
 

@@ -331,7 +331,7 @@ class Executor:
             spec = dict(task.change.after or self.desired[task.name].spec())
             records[task.name] = self._record(task.name, task.job_id, spec, phase=sm.PHASE_CREATING)
         if records:
-            self.writer.update(lambda s: replace(s, jobs={**s.jobs, **records}))
+            self.writer.update(lambda s: s.with_jobs({**s.jobs, **records}))
 
     def _new_id(self, name: str) -> str:
         """A fresh job ID, unique within this run and against every ID state tracks."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
 
 
@@ -84,6 +85,14 @@ class Change:
     accelerators: dict[str, int] = field(default_factory=dict)
     create_before_destroy: bool = False
     max_resumes: int = 3
+    kind: Kind = Kind.JOB
+    # Resources this change runs after (their creates, resumes and waits finish first).
+    depends_on: tuple[Address, ...] = ()
+
+    @property
+    def address(self) -> Address:
+        """``kind.name``: the resource this change acts on."""
+        return Address(self.kind, self.name)
 
 
 @dataclass(frozen=True)

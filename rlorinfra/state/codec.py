@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StateError
+from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import is_valid_job_id
 from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
 
@@ -178,7 +179,7 @@ def decode_state(data: bytes, path: Path) -> State:
         serial=_serial(document, path),
         lineage=_optional_str(document, "lineage", "lineage", path),
         control_plane=_control_plane(document, path),
-        jobs=_jobs(document, path),
+        resources={Kind.JOB: _jobs(document, path)},
         listed_jobs=_listed_jobs(document, path),
     )
 

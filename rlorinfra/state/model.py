@@ -7,8 +7,11 @@ State is a plain value. The planner reads it; ``apply`` produces new values with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from rlorinfra.model.address import Address, Kind
 
 FORMAT_VERSION = 1
 
@@ -91,33 +94,61 @@ def _deposed_ids(data: dict[str, Any]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class State:
-    """The whole state file as a value."""
+    """The whole state as a value: managed resources by kind, then by name (DESIGN.md §4)."""
 
     format_version: int = FORMAT_VERSION
     serial: int = 0
     lineage: str | None = None
     control_plane: dict[str, Any] = field(default_factory=dict)  # {"url", "account_id", "instance"}
-    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    resources: Mapping[Kind, Mapping[str, JobRecord]] = field(default_factory=dict)
     # Jobs the last full LIST of the account returned: lets refresh and apply's
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
 
+    @property
+    def jobs(self) -> Mapping[str, JobRecord]:
+        """The trainer-job records, by display name."""
+        return self.resources.get(Kind.JOB, {})
+
+    def addresses(self) -> list[Address]:
+        """Every managed resource's address, sorted (by kind, then name)."""
+        return sorted(Address(kind, name) for kind, records in self.resources.items() for name in records)
+
+    def record(self, address: Address) -> JobRecord | None:
+        """The record at ``address``, or None when state does not manage it."""
+        return self.resources.get(address.kind, {}).get(address.name)
+
+    def with_record(self, address: Address, record: JobRecord) -> State:
+        """A copy with ``address`` set to ``record``."""
+        section = {**self.resources.get(address.kind, {}), address.name: record}
+        return replace(self, resources={**self.resources, address.kind: section})
+
+    def without_record(self, address: Address) -> State:
+        """A copy without ``address`` (no error if absent)."""
+        section = {k: v for k, v in self.resources.get(address.kind, {}).items() if k != address.name}
+        return replace(self, resources={**self.resources, address.kind: section})
+
     def with_job(self, name: str, record: JobRecord) -> State:
-        """A copy with ``name`` set to ``record``."""
-        jobs = dict(self.jobs)
-        jobs[name] = record
-        return replace(self, jobs=jobs)
+        """A copy with job ``name`` set to ``record``."""
+        return self.with_record(Address.job(name), record)
 
     def without_job(self, name: str) -> State:
-        """A copy without ``name`` (no error if absent)."""
-        jobs = {k: v for k, v in self.jobs.items() if k != name}
-        return replace(self, jobs=jobs)
+        """A copy without job ``name`` (no error if absent)."""
+        return self.without_record(Address.job(name))
+
+    def with_jobs(self, records: Mapping[str, JobRecord]) -> State:
+        """A copy whose job records are exactly ``records``."""
+        return replace(self, resources={**self.resources, Kind.JOB: dict(records)})
 
     def content(self) -> dict[str, Any]:
         """Everything that counts as content (serial and lineage excluded)."""
         return {
             "format_version": self.format_version,
             "control_plane": dict(self.control_plane),
-            "jobs": {name: rec.to_dict() for name, rec in sorted(self.jobs.items())},
+            "resources": {
+                kind.value: {name: rec.to_dict() for name, rec in sorted(records.items())}
+                for kind, records in sorted(self.resources.items())
+                if records
+            },
             "listed_jobs": self.listed_jobs,
         }

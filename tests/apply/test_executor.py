@@ -11,6 +11,7 @@ import pytest
 
 from rlorinfra.apply import ApplyOptions, Executor, StateWriter, new_job_id
 from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import LiveJob
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, JobRecord, State
@@ -154,7 +155,9 @@ def test_409_for_our_id_adopts_the_existing_job():
     plane = FakePlane()
     plane.jobs["recorded-id"], plane.names["recorded-id"] = "JOB_STATE_RUNNING", "t"
     change = Change(name="t", action=Action.CREATE, after=SPEC, job_id="recorded-id")
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("recorded-id", phase=PHASE_CREATING)}))
+    result, state, _, _ = run(
+        plane, [change], State(resources={Kind.JOB: {"t": record("recorded-id", phase=PHASE_CREATING)}})
+    )
     assert result.outcomes[0].ok
     assert state.jobs["t"].job_id == "recorded-id"
     assert list(plane.jobs) == ["recorded-id"]  # no duplicate
@@ -164,7 +167,9 @@ def test_409_for_an_id_held_by_another_job_is_never_adopted():
     plane = FakePlane()
     plane.jobs["recorded-id"], plane.names["recorded-id"] = "JOB_STATE_RUNNING", "someone-else"
     change = Change(name="t", action=Action.CREATE, after=SPEC, job_id="recorded-id")
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("recorded-id", phase=PHASE_CREATING)}))
+    result, state, _, _ = run(
+        plane, [change], State(resources={Kind.JOB: {"t": record("recorded-id", phase=PHASE_CREATING)}})
+    )
     assert not result.outcomes[0].ok and "already belongs to another job" in result.outcomes[0].message
     assert "t" not in state.jobs  # nothing recorded under the wrong name
     assert list(plane.jobs) == ["recorded-id"]
@@ -176,7 +181,9 @@ def test_preempted_while_waiting_is_resumed_then_ready():
     plane.script["j"] = ["JOB_STATE_RUNNING", "JOB_STATE_FAILED"]
     plane.healthy = lambda job_id: plane.calls.append("health") or False if plane.script["j"] else True
     change = Change(name="t", action=Action.WAIT, job_id="j", live_state="JOB_STATE_CREATING")
-    result, state, _, events = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}))
+    result, state, _, events = run(
+        plane, [change], State(resources={Kind.JOB: {"t": record("j", observed="JOB_STATE_CREATING")}})
+    )
     assert result.outcomes[0].ok, result.outcomes
     assert plane.calls.count("resume") == 1
     assert any(e.kind == "retry" for e in events)
@@ -187,7 +194,9 @@ def test_resumes_are_bounded_by_max_resumes():
     plane.jobs["j"] = "JOB_STATE_FAILED"
     plane.script["j"] = ["JOB_STATE_FAILED"] * 50
     change = Change(name="t", action=Action.RESUME, job_id="j", live_state="JOB_STATE_FAILED", max_resumes=2)
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_FAILED")}))
+    result, state, _, _ = run(
+        plane, [change], State(resources={Kind.JOB: {"t": record("j", observed="JOB_STATE_FAILED")}})
+    )
     outcome = result.outcomes[0]
     assert not outcome.ok and "max_resumes = 2" in outcome.message
     assert plane.calls.count("resume") == 2
@@ -207,7 +216,7 @@ def test_delete_forgets_the_job_and_waits_until_gone():
     plane = FakePlane()
     plane.jobs["j"] = "JOB_STATE_RUNNING"
     change = Change(name="t", action=Action.DELETE, job_id="j", before=SPEC)
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("j")}))
+    result, state, _, _ = run(plane, [change], State(resources={Kind.JOB: {"t": record("j")}}))
     assert result.outcomes[0].ok and "t" not in state.jobs
     assert plane.jobs["j"] == "JOB_STATE_DELETED"
 
@@ -216,7 +225,7 @@ def test_stop_cancels_and_records_phase_stopped():
     plane = FakePlane()
     plane.jobs["j"] = "JOB_STATE_RUNNING"
     change = Change(name="t", action=Action.STOP, job_id="j")
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("j")}))
+    result, state, _, _ = run(plane, [change], State(resources={Kind.JOB: {"t": record("j")}}))
     assert result.outcomes[0].ok
     assert state.jobs["t"].phase == "stopped" and state.jobs["t"].observed_state == "JOB_STATE_CANCELLED"
 
@@ -226,7 +235,7 @@ def test_replace_orders_delete_and_create(cbd):
     plane = FakePlane()
     plane.jobs["old"] = "JOB_STATE_RUNNING"
     change = Change(name="t", action=Action.REPLACE, job_id="old", before=SPEC, after=SPEC, create_before_destroy=cbd)
-    result, state, _, _ = run(plane, [change], State(jobs={"t": record("old")}))
+    result, state, _, _ = run(plane, [change], State(resources={Kind.JOB: {"t": record("old")}}))
     assert result.outcomes[0].ok, result.outcomes
     assert state.jobs["t"].job_id != "old"
     assert plane.jobs["old"] == "JOB_STATE_DELETED"
@@ -247,7 +256,7 @@ def test_readiness_timeout_fails_the_job():
     plane.jobs["j"] = "JOB_STATE_CREATING"
     plane.script["j"] = ["JOB_STATE_CREATING"] * 1000
     ticks = iter(range(0, 100000, 10))
-    writer = StateWriter(State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}), lambda s: s)
+    writer = StateWriter(State(resources={Kind.JOB: {"t": record("j", observed="JOB_STATE_CREATING")}}), lambda s: s)
     executor = Executor(
         plane,
         writer,
@@ -272,7 +281,9 @@ def test_no_wait_does_not_wait_for_a_wait_action():
     plane = FakePlane()
     plane.jobs["j"] = "JOB_STATE_CREATING"
     change = Change(name="t", action=Action.WAIT, job_id="j", live_state="JOB_STATE_CREATING")
-    result, _, _, _ = run(plane, [change], State(jobs={"t": record("j", observed="JOB_STATE_CREATING")}), wait=False)
+    result, _, _, _ = run(
+        plane, [change], State(resources={Kind.JOB: {"t": record("j", observed="JOB_STATE_CREATING")}}), wait=False
+    )
     assert result.outcomes[0].pending and not result.failed
     assert "list" not in plane.calls
 

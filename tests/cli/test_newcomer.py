@@ -62,14 +62,17 @@ def test_the_note_uses_the_default_config_without_f_and_not_in_json(checkout):
 
 def test_no_note_for_another_control_plane_or_when_nothing_runs():
     from rlorinfra.cli.runtime import emulator_note
+    from rlorinfra.model.address import Kind
     from rlorinfra.state.model import JobRecord, State
 
     record = JobRecord(
         job_id="a-1", job_name="accounts/x/rlorTrainerJobs/a-1", endpoint="http://e", spec={}, phase="ready"
     )
-    local = State(jobs={"a": record}, control_plane={"url": "local", "account_id": "local"})
+    local = State(resources={Kind.JOB: {"a": record}}, control_plane={"url": "local", "account_id": "local"})
     assert "rlorinfra destroy -f 'my dir/x.toml'" in emulator_note(local, Path("my dir/x.toml"))
-    real = State(jobs={"a": record}, control_plane={"url": "https://api.fireworks.ai", "account_id": "acme"})
+    real = State(
+        resources={Kind.JOB: {"a": record}}, control_plane={"url": "https://api.fireworks.ai", "account_id": "acme"}
+    )
     assert emulator_note(real, Path("x.toml")) == ""
     assert emulator_note(State(control_plane={"url": "local"}), Path("x.toml")) == ""
     assert emulator_note(None, Path("x.toml")) == ""

@@ -20,6 +20,7 @@ from rlorinfra.config.load import load_config_text
 from rlorinfra.controlplane.app import make_app
 from rlorinfra.controlplane.server import EmulatorServer, ServedEmulator
 from rlorinfra.controlplane.store import Store
+from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import job_name, trainer_endpoint
 from rlorinfra.plan.planner import make_plan
 from rlorinfra.plan.refresh import refresh
@@ -78,7 +79,7 @@ def tracked_world(tmp_path: Path, n: int, *, untracked: int = 0):
     for i in range(untracked):  # someone else's jobs on the same account: listed, not fetched
         params, body = create_request(f"other-{i}", config.jobs[names[0]].spec())
         store.create_job(body, dict(params) | {"rlorTrainerJobId": f"other-{i:05d}"})
-    return config, store, State(control_plane={"url": URL, "account_id": "local"}, jobs=records)
+    return config, store, State(control_plane={"url": URL, "account_id": "local"}, resources={Kind.JOB: records})
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_a_declared_job_not_in_state_is_found_by_a_display_name_list_in_a_big_ac
     from dataclasses import replace
 
     config, store, state = three_in_5000
-    lost = replace(state, jobs={k: v for k, v in state.jobs.items() if k != "job-00001"}, listed_jobs=5003)
+    lost = replace(state.without_job("job-00001"), listed_jobs=5003)
     counting = Counting(make_app(store, api_key=KEY))
     with ControlPlaneClient(URL, KEY, account_id="local", transport=httpx.WSGITransport(app=counting)) as client:
         live = refresh(client, config.jobs, lost, health_check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlorinfra.config.model import JobSpec
+from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.model.states import (
     DEAD_STATES,
@@ -68,7 +69,10 @@ def record(
 def state(**records: JobRecord) -> State:
     """A state holding ``records`` by display name."""
     return State(
-        serial=1, lineage="lineage-1", control_plane={"url": "local", "account_id": ACCOUNT}, jobs=dict(records)
+        serial=1,
+        lineage="lineage-1",
+        control_plane={"url": "local", "account_id": ACCOUNT},
+        resources={Kind.JOB: dict(records)},
     )
 
 

@@ -26,8 +26,8 @@ def live(job_id, state="JOB_STATE_RUNNING"):
 
 
 def state(deposed):
-    return State(
-        jobs={
+    return State().with_jobs(
+        {
             "t": JobRecord(
                 job_id="new",
                 job_name="n",

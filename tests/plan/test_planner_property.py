@@ -91,7 +91,7 @@ class Simulator:
             shapes=self.live.shapes,
             missing=frozenset(r.job_id for r in self.records.values() if r.job_id not in self.jobs),
         )
-        return dataclasses.replace(self.state, jobs=self.records), live
+        return self.state.with_jobs(self.records), live
 
     def _set_state(self, job_id: str, new_state: str) -> None:
         self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], state=new_state)

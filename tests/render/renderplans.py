@@ -7,6 +7,7 @@ the golden files; one sample goes through the real planner end to end.
 from __future__ import annotations
 
 from rlorinfra.config.model import JobSpec
+from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, Plan
 from rlorinfra.plan.planner import make_plan
@@ -256,7 +257,9 @@ def planned() -> Plan:
             observed_state="JOB_STATE_RUNNING",
         )
 
-    state = State(serial=3, lineage="l", jobs={"rollout": rec("rollout-1", POLICY), "old": rec("old-1", MANUAL)})
+    state = State(
+        serial=3, lineage="l", resources={Kind.JOB: {"rollout": rec("rollout-1", POLICY), "old": rec("old-1", MANUAL)}}
+    )
     live = LiveWorld(
         "acme",
         jobs={

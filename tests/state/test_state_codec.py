@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlorinfra.errors import StateError
+from rlorinfra.model.address import Kind
 from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.model import PHASES, JobRecord, State
 from tests.state.state_samples import sample_state
@@ -35,7 +36,9 @@ def test_encoding_is_pretty_sorted_and_ends_with_newline():
     assert text.startswith('{\n  "format_version": 1,\n')
     assert list(json.loads(data)["jobs"]) == ["trainer-a", "trainer-b"]
     # The same state built in another order gives the same bytes.
-    other = State(control_plane={"account_id": "acct", "url": "local"}, jobs=dict(reversed(state.jobs.items())))
+    other = State(
+        control_plane={"account_id": "acct", "url": "local"}, resources={Kind.JOB: dict(reversed(state.jobs.items()))}
+    )
     assert encode_state(other) == data
 
 
@@ -168,7 +171,7 @@ _states = st.builds(
     serial=st.integers(0, 10**6),
     lineage=st.none() | _text,
     control_plane=st.fixed_dictionaries({}, optional={"url": _text, "account_id": _text}),
-    jobs=st.dictionaries(_text, _records, max_size=4),
+    resources=st.dictionaries(_text, _records, max_size=4).map(lambda jobs: {Kind.JOB: jobs}),
 ).filter(lambda s: len({r.job_id for r in s.jobs.values()}) == len(s.jobs))  # one record per job ID
 
 
@@ -204,7 +207,7 @@ def test_a_state_that_names_one_job_twice_or_a_bad_id_is_corrupt(edit, problem):
     records = {
         name: JobRecord(job_id=f"{name}-1", job_name="n", endpoint="e", spec={}, phase="ready") for name in ("a", "b")
     }
-    document = json.loads(encode_state(State(serial=1, lineage="l", jobs=records)))
+    document = json.loads(encode_state(State(serial=1, lineage="l", resources={Kind.JOB: records})))
     edit(document)
     with pytest.raises(StateError, match="corrupt") as info:
         decode_state(json.dumps(document).encode(), PATH)
