@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import PlanFileError, StalePlanError
-from rlorinfra.render.document import public_control_plane
+from rlorinfra.plan.document import public_control_plane
 from rlorinfra.state.codec import MAX_STATE_BYTES, StrictJsonError, load_strict_json
 
 PLAN_FILE_MARKER = "rlorinfra_plan"
