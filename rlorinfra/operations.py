@@ -179,9 +179,9 @@ def _world(instance: str) -> str:
 
 def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
     """Refresh (unless asked not to) and run the pure planner."""
+    from rlorinfra.plan.document import plan_document
     from rlorinfra.plan.planner import make_plan
     from rlorinfra.plan.refresh import offline_world, refresh
-    from rlorinfra.render.document import plan_document
 
     if not request.refresh:
         # --no-refresh trusts the state: take its account rather than asking for it.
@@ -237,8 +237,8 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> tuple[Plan, dict
     edited file (a delete of an unmanaged job, a create pointed at another
     job's ID) or one made against another state is refused, never run.
     """
+    from rlorinfra.plan.document import plan_from_document
     from rlorinfra.plan.planfile import check_plan_fresh, read_plan_file
-    from rlorinfra.render.document import plan_from_document
 
     saved = read_plan_file(path)
     saved_plan = plan_from_document(saved.document)

@@ -349,8 +349,8 @@ def render_state(state, path: Path) -> str:
 
 
 def _show_plan(planfile: Path, as_json: bool) -> int:
+    from rlorinfra.plan.document import plan_from_document
     from rlorinfra.plan.planfile import read_plan_file
-    from rlorinfra.render.document import plan_from_document
     from rlorinfra.render.text import render_plan_text
 
     document = read_plan_file(planfile).document

@@ -94,14 +94,21 @@ class Change:
         """``kind.name``: the resource this change acts on."""
         return Address(self.kind, self.name)
 
+    @property
+    def resource_id(self) -> str | None:
+        """The control-plane ID acted on, whatever the kind (``job_id`` for a job)."""
+        return self.job_id
+
 
 @dataclass(frozen=True)
 class Drift:
     """Something that changed outside rlorinfra since state was written.
 
-    ``kind`` is one of ``deleted``, ``tombstoned``, ``failed``, ``preempted``,
-    ``cancelled``, ``stopped``, ``idle``, ``state``, ``changed`` (a spec field
-    differs) or ``creating`` (a create whose outcome state did not know).
+    ``kind`` is what happened: one of ``deleted``, ``tombstoned``, ``failed``,
+    ``preempted``, ``cancelled``, ``stopped``, ``idle``, ``state``, ``changed``
+    (a spec field differs), ``unhealthy``, ``foreign`` or ``creating`` (a create
+    whose outcome state did not know). ``resource_kind`` is the kind of the
+    resource it happened to (``kind`` was taken first, by the drift's kind).
     """
 
     name: str
@@ -111,6 +118,12 @@ class Drift:
     live_state: str | None = None
     detail: str = ""
     changed_fields: tuple[str, ...] = ()
+    resource_kind: Kind = Kind.JOB
+
+    @property
+    def address(self) -> Address:
+        """``kind.name``: the resource that drifted."""
+        return Address(self.resource_kind, self.name)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ with mode 0600 whatever the umask. It is read as strictly as the state file
 nesting deeper than ``MAX_JSON_DEPTH`` or a file over ``MAX_STATE_BYTES`` make it
 a damaged plan file, never a plan that means something else. There is no
 field for the API key, and the control-plane entry
-is stripped of anything that looks like a credential before it is written.
+keeps only whitelisted keys (``plan.document.public_control_plane``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import PlanFileError, StalePlanError
-from rlorinfra.render.document import public_control_plane
+from rlorinfra.plan.document import public_control_plane
 from rlorinfra.state.codec import MAX_STATE_BYTES, StrictJsonError, load_strict_json
 
 PLAN_FILE_MARKER = "rlorinfra_plan"
@@ -154,7 +154,7 @@ def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:
     digest, control_plane = payload.get("config_digest"), payload.get("control_plane")
     document = payload.get("plan")
     request = payload.get("request", {})
-    ok = (
+    if (
         isinstance(request, dict)
         and (lineage is None or isinstance(lineage, str))
         and isinstance(serial, int)
@@ -162,14 +162,13 @@ def _saved_plan(path: Path, payload: dict[str, Any]) -> SavedPlan:
         and isinstance(digest, str)
         and isinstance(control_plane, dict)
         and isinstance(document, dict)
+    ):
+        return SavedPlan(document, lineage, serial, digest, control_plane, request)
+    raise PlanFileError(
+        f"Plan file {path} is damaged",
+        "It lacks the state lineage, state serial, config digest, control plane or plan "
+        f"document, or one of them has the wrong type. {_REPLAN}",
     )
-    if not ok:
-        raise PlanFileError(
-            f"Plan file {path} is damaged",
-            "It lacks the state lineage, state serial, config digest, control plane or plan "
-            f"document, or one of them has the wrong type. {_REPLAN}",
-        )
-    return SavedPlan(document, lineage, serial, digest, control_plane, request)
 
 
 def check_plan_fresh(

@@ -1,6 +1,5 @@
-"""Plan rendering: ``document`` turns a Plan into the versioned JSON document,
-``text`` turns that document into Terraform-style human text.
+"""Plan rendering: ``text`` turns a plan document (``plan.document``) into Terraform-style human text.
 
-Both are pure (no printing, no environment); the CLI decides colour and where
-the text goes.
+Pure (no printing, no environment); the CLI decides colour and where the text
+goes. Render reads documents only: it never imports the planner or the codec.
 """

@@ -1,4 +1,4 @@
-"""Human text for a plan, rendered from the plan document (``render.document``).
+"""Human text for a plan, rendered from the plan document (``plan.document``).
 
 Terraform's layout: drift first ("Objects have changed outside of rlorinfra"),
 then a legend of the symbols used, one block per change, and the summary line
@@ -10,6 +10,7 @@ the CLI decides (TTY, ``NO_COLOR``, ``--no-color``). Pure: returns strings.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rlorinfra.model.jobs import SPEC_DEFAULTS
@@ -19,7 +20,7 @@ NO_DRIFT = "No changes. Your trainer jobs still match what the state file record
 
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
 
-# What each action's header says: '# job "NAME" will be ...'.
+# What each action's header says: '# job.NAME will be ...'.
 _HEADLINES = {
     "create": "will be created",
     "resume": "will be resumed",
@@ -35,6 +36,7 @@ _LEGEND = {
     "+/-": "create replacement and then destroy",
     "-": "destroy",
 }
+_JOB = "job"  # the kind of entries in documents from before addresses
 _SUMMARY_ORDER = ("create", "resume", "replace", "stop", "delete")
 
 
@@ -101,7 +103,7 @@ def _drift_section(drift: list[dict[str, Any]], paint: _Paint) -> str:
 
 def _drift_line(drift: dict[str, Any], paint: _Paint) -> str:
     symbol = "-" if drift["kind"] in ("deleted", "tombstoned") else "~"
-    return f'  {paint.symbol(symbol)} job "{drift["name"]}" (id {drift["job_id"]}) {drift["detail"]}'
+    return f"  {paint.symbol(symbol)} {address(drift)} (id {drift['job_id']}) {drift['detail']}"
 
 
 # --- changes -------------------------------------------------------------------------
@@ -128,15 +130,24 @@ def _gutter(symbol: str, paint: _Paint) -> str:
 
 
 def _change_block(change: dict[str, Any], paint: _Paint) -> str:
-    """Header comment, the job line, and for create/replace/delete the attributes."""
-    header = paint(f'  # job "{change["name"]}" {_headline(change)}', _BOLD)
+    """Header comment (by address), the resource line, and for create/replace/delete the attributes."""
+    header = paint(f"  # {address(change)} {_headline(change)}", _BOLD)
     symbol = _symbol(change)
     ident = f" (id {change['job_id']})" if change["job_id"] else ""
-    line = f'{_gutter(symbol, paint)} job "{change["name"]}"{ident}'
+    line = f'{_gutter(symbol, paint)} {change.get("kind", _JOB)} "{change["name"]}"{ident}'
     if change["action"] not in ("create", "replace", "delete"):
         return f"{header}\n{line}"
     body = _attribute_lines(change, paint)
     return "\n".join([header, line + " {", *body, "    }"])
+
+
+def address(entry: Mapping[str, Any]) -> str:
+    """A change's or drift's address, ``job.NAME``.
+
+    Documents saved before addresses were added name only jobs, so an entry
+    without one is the job of that name.
+    """
+    return str(entry.get("address") or f"{_JOB}.{entry['name']}")
 
 
 def _headline(change: dict[str, Any]) -> str:

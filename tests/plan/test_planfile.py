@@ -9,9 +9,9 @@ import stat
 import pytest
 
 from rlorinfra.errors import PlanFileError, StalePlanError
+from rlorinfra.plan.document import plan_document, plan_from_document
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.plan.planfile import SavedPlan, check_plan_fresh, read_plan_file, write_plan_file
-from rlorinfra.render.document import plan_document, plan_from_document
 
 CONTROL_PLANE = {"url": "local", "account_id": "acme"}
 PLAN = Plan(

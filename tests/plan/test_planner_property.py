@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from rlorinfra.model.jobs import LiveJob
 from rlorinfra.model.states import RELEASED_STATES
+from rlorinfra.plan.document import total_accelerators
 from rlorinfra.plan.model import LiveWorld, Plan
 from rlorinfra.plan.planner import accelerators_for, make_plan
-from rlorinfra.render.document import total_accelerators
 from rlorinfra.state.model import PHASES, State
 from tests.plan.planworld import (
     A100,

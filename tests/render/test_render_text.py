@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rlorinfra.render.document import plan_document
+from rlorinfra.plan.document import plan_document
 from rlorinfra.render.text import NO_CHANGES, accelerator_text, render_drift_text, render_plan_text
 from tests.render.renderplans import CONTROL_PLANE, MIXED, SAMPLES, planned
 
@@ -69,7 +69,7 @@ def test_summary_line_and_accelerators():
 def test_drift_is_printed_before_the_actions():
     text = render_plan_text(_doc(MIXED))
     assert text.index("Objects have changed outside of rlorinfra") < text.index("will perform the following actions")
-    assert '  ~ job "rollout-trainer" (id rollout-trainer-1a2b3c) was preempted' in text
+    assert "  ~ job.rollout-trainer (id rollout-trainer-1a2b3c) was preempted" in text
 
 
 def test_forces_replacement_marks_each_changed_field():

@@ -209,8 +209,8 @@ def test_show_of_a_saved_plan(cli, project, tmp_path):
     import rlorinfra.plan.planfile as planfile_module
 
     config, _ = project
+    from rlorinfra.plan.document import plan_document
     from rlorinfra.plan.model import Plan
-    from rlorinfra.render.document import plan_document
 
     document = plan_document(Plan(), control_plane={"url": "local", "account_id": "local"})
     planfile_module.write_plan_file(

@@ -2,21 +2,29 @@
 
 ``plan --json`` prints it, saved plan files embed it, and the human text view
 is rendered from it (``render.text``), so the three can never disagree. The
-schema is pinned by ``tests/render/test_render_document.py``; any change to
-its keys must bump ``FORMAT_VERSION``. No-op changes are listed too (as
-Terraform's JSON plan lists them), with ``action = "noop"``.
+schema is pinned by ``tests/plan/test_document.py``; a change that old readers
+cannot follow must bump ``FORMAT_VERSION``. Keys added compatibly stay at
+format 1: ``address``, ``kind`` and ``depends_on`` on changes, ``address`` and
+``resource_kind`` on drift (a drift's ``kind`` was already what happened);
+documents saved without them still load, as jobs without dependencies. No-op
+changes are listed too (as Terraform's JSON plan lists them), with
+``action = "noop"``. Only whitelisted control-plane keys are ever written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlorinfra.errors import PlanFileError
+from rlorinfra.model.address import Address, Kind
 from rlorinfra.plan.model import Action, Change, Drift, Plan
+from rlorinfra.state.codec import CONTROL_PLANE_KEYS
 
 FORMAT_VERSION = 1
 
 DOCUMENT_KEYS = ("format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary")
+# Keys every format-1 document has; documents from before addresses lack the rest.
 CHANGE_KEYS = (
     "name",
     "action",
@@ -30,16 +38,20 @@ CHANGE_KEYS = (
     "create_before_destroy",
     "max_resumes",
 )
+CHANGE_ADDRESS_KEYS = ("address", "kind", "depends_on")
 DRIFT_KEYS = ("name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields")
+DRIFT_ADDRESS_KEYS = ("address", "resource_kind")
 # Counts first, in the order the summary line prints them.
 COUNTED_ACTIONS = ("create", "resume", "wait", "replace", "stop", "delete", "noop")
 SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift")
 
-# Keys that could carry a credential; never written to a document or plan file.
-_SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password", "authorization")
+# The only control-plane keys a document or plan file carries: what state records,
+# plus the *name* of the variable holding the API key. Anything else (a key, a
+# token, a connection string) is dropped, whatever it is called.
+PUBLIC_CONTROL_PLANE_KEYS = (*CONTROL_PLANE_KEYS, "api_key_env")
 
 
-def plan_document(plan: Plan, *, control_plane: dict[str, Any]) -> dict[str, Any]:
+def plan_document(plan: Plan, *, control_plane: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON-ready document for ``plan`` (see the module doc and docs/planning.md)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -52,21 +64,15 @@ def plan_document(plan: Plan, *, control_plane: dict[str, Any]) -> dict[str, Any
     }
 
 
-def public_control_plane(control_plane: dict[str, Any]) -> dict[str, Any]:
-    """The control-plane description without anything that looks like a credential.
-
-    ``api_key_env`` (the *name* of the variable holding the key) is kept.
-    """
-    return {k: v for k, v in sorted(control_plane.items()) if not _is_secret_key(str(k))}
-
-
-def _is_secret_key(key: str) -> bool:
-    low = key.lower()
-    return low != "api_key_env" and any(marker in low for marker in _SECRET_MARKERS)
+def public_control_plane(control_plane: Mapping[str, Any]) -> dict[str, Any]:
+    """The control-plane description reduced to ``PUBLIC_CONTROL_PLANE_KEYS``, sorted by key."""
+    return {k: v for k, v in sorted(control_plane.items()) if k in PUBLIC_CONTROL_PLANE_KEYS}
 
 
 def _change_entry(change: Change) -> dict[str, Any]:
     return {
+        "address": str(change.address),
+        "kind": change.kind.value,
         "name": change.name,
         "action": change.action.value,
         "reason": change.reason,
@@ -78,11 +84,14 @@ def _change_entry(change: Change) -> dict[str, Any]:
         "accelerators": dict(sorted(change.accelerators.items())),
         "create_before_destroy": change.create_before_destroy,
         "max_resumes": change.max_resumes,
+        "depends_on": [str(a) for a in change.depends_on],
     }
 
 
 def _drift_entry(drift: Drift) -> dict[str, Any]:
     return {
+        "address": str(drift.address),
+        "resource_kind": drift.resource_kind.value,
         "name": drift.name,
         "job_id": drift.job_id,
         "kind": drift.kind,
@@ -108,7 +117,7 @@ def _summary(plan: Plan) -> dict[str, Any]:
     return counts
 
 
-def total_accelerators(changes: tuple[Change, ...]) -> dict[str, int]:
+def total_accelerators(changes: Sequence[Change]) -> dict[str, int]:
     """Sum of the signed accelerator changes, non-zero types only, sorted by type."""
     total: dict[str, int] = {}
     for change in changes:
@@ -153,9 +162,14 @@ def _change_from(entry: Any, index: int) -> Change:
         action = Action(entry["action"])
     except ValueError:
         raise _garbled(f"changes[{index}] has unknown action {entry['action']!r}") from None
+    kind = _kind(entry.get("kind", Kind.JOB.value), f"changes[{index}].kind")
+    name = _text(entry["name"], f"changes[{index}].name")
+    _check_address(entry, kind, name, f"changes[{index}]")
     try:
         return Change(
-            name=_text(entry["name"], f"changes[{index}].name"),
+            kind=kind,
+            depends_on=_addresses(entry.get("depends_on", []), f"changes[{index}].depends_on"),
+            name=name,
             action=action,
             reason=str(entry["reason"] or ""),
             job_id=_optional_text(entry["job_id"], f"changes[{index}].job_id"),
@@ -173,9 +187,13 @@ def _change_from(entry: Any, index: int) -> Change:
 
 def _drift_from(entry: Any, index: int) -> Drift:
     _require_entry(entry, DRIFT_KEYS, f"drift[{index}]")
+    kind = _kind(entry.get("resource_kind", Kind.JOB.value), f"drift[{index}].resource_kind")
+    name = _text(entry["name"], f"drift[{index}].name")
+    _check_address(entry, kind, name, f"drift[{index}]")
     try:
         return Drift(
-            name=_text(entry["name"], f"drift[{index}].name"),
+            resource_kind=kind,
+            name=name,
             job_id=_text(entry["job_id"], f"drift[{index}].job_id"),
             kind=_text(entry["kind"], f"drift[{index}].kind"),
             recorded_state=_optional_text(entry["recorded_state"], f"drift[{index}].recorded_state"),
@@ -185,6 +203,33 @@ def _drift_from(entry: Any, index: int) -> Drift:
         )
     except TypeError as exc:
         raise _garbled(f"drift[{index}] is malformed ({exc})") from None
+
+
+def _kind(value: Any, where: str) -> Kind:
+    """A resource kind written as its value (``job``)."""
+    try:
+        return Kind(value)
+    except (TypeError, ValueError):
+        raise _garbled(f"{where} is not a resource kind ({value!r})") from None
+
+
+def _check_address(entry: Mapping[str, Any], kind: Kind, name: str, where: str) -> None:
+    """An entry's ``address`` (when present) must agree with its kind and name."""
+    if "address" in entry and entry["address"] != str(Address(kind, name)):
+        raise _garbled(f"{where}.address {entry['address']!r} does not match its kind and name")
+
+
+def _addresses(value: Any, where: str) -> tuple[Address, ...]:
+    """``depends_on``: a list of ``kind.NAME`` strings."""
+    if not isinstance(value, list):
+        raise _garbled(f"{where} must be a list of addresses")
+    out = []
+    for text in value:
+        kind_text, dot, name = text.partition(".") if isinstance(text, str) else ("", "", "")
+        if not dot or not name or kind_text not in {k.value for k in Kind}:
+            raise _garbled(f"{where} holds {text!r}, which is not an address such as job.NAME")
+        out.append(Address(Kind(kind_text), name))
+    return tuple(out)
 
 
 def _require_entry(entry: Any, keys: tuple[str, ...], where: str) -> None:

@@ -8,12 +8,16 @@ import json
 import pytest
 
 from rlorinfra.errors import PlanFileError
-from rlorinfra.plan.model import Plan
-from rlorinfra.render.document import plan_document, plan_from_document
+from rlorinfra.model.address import Address, Kind
+from rlorinfra.plan.document import plan_document, plan_from_document
+from rlorinfra.plan.model import Action, Change, Plan
 from tests.render.renderplans import CONTROL_PLANE, MIXED, SAMPLES, planned
 
 TOP_KEYS = {"format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary"}
 CHANGE_KEYS = {
+    "address",
+    "kind",
+    "depends_on",
     "name",
     "action",
     "reason",
@@ -26,7 +30,17 @@ CHANGE_KEYS = {
     "create_before_destroy",
     "max_resumes",
 }
-DRIFT_KEYS = {"name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields"}
+DRIFT_KEYS = {
+    "address",
+    "resource_kind",
+    "name",
+    "job_id",
+    "kind",
+    "recorded_state",
+    "live_state",
+    "detail",
+    "changed_fields",
+}
 SUMMARY_KEYS = {
     "create",
     "resume",
@@ -76,6 +90,9 @@ def test_change_entry_values():
     doc = _doc(MIXED)
     replace = next(c for c in doc["changes"] if c["action"] == "replace")
     assert replace == {
+        "address": "job.lora-trainer",
+        "kind": "job",
+        "depends_on": [],
         "name": "lora-trainer",
         "action": "replace",
         "reason": "",
@@ -117,7 +134,26 @@ def test_control_plane_never_carries_a_key():
     doc = plan_document(
         Plan(), control_plane={"url": "local", "api_key": "fw-1", "API_KEY_ENV": "X", "bearer_token": "t"}
     )
-    assert doc["control_plane"] == {"API_KEY_ENV": "X", "url": "local"}
+    assert doc["control_plane"] == {"url": "local"}
+
+
+def test_control_plane_keeps_only_whitelisted_keys():
+    # A whitelist, not a blacklist: a credential under a name nobody thought of is dropped too.
+    control_plane = {
+        "url": "https://api.fireworks.ai",
+        "account_id": "acme",
+        "instance": "emu-1",
+        "api_key_env": "FIREWORKS_API_KEY",
+        "conn_str": "postgresql://u:pw@db/x",
+        "aws_session": "IQoJb3JpZ2lu",
+    }
+    doc = plan_document(Plan(), control_plane=control_plane)
+    assert doc["control_plane"] == {
+        "account_id": "acme",
+        "api_key_env": "FIREWORKS_API_KEY",
+        "instance": "emu-1",
+        "url": "https://api.fireworks.ai",
+    }
 
 
 def _broken(mutate):
@@ -140,6 +176,13 @@ def _broken(mutate):
         _broken(lambda d: d["changes"][0].update(max_resumes="many")),
         _broken(lambda d: d["changes"].append(7)),
         _broken(lambda d: d["drift"][0].update(job_id=None)),
+        _broken(lambda d: d["changes"][0].update(kind="volcano")),
+        _broken(lambda d: d["changes"][0].update(address="job.someone-else")),
+        _broken(lambda d: d["changes"][0].update(depends_on="job.a")),
+        _broken(lambda d: d["changes"][0].update(depends_on=["a-bare-name"])),
+        _broken(lambda d: d["changes"][0].update(depends_on=[7])),
+        _broken(lambda d: d["drift"][0].update(resource_kind="volcano")),
+        _broken(lambda d: d["drift"][0].update(address="deployment.x")),
     ],
     ids=[
         "not-object",
@@ -153,6 +196,13 @@ def _broken(mutate):
         "bad-int",
         "change-not-object",
         "drift-no-id",
+        "bad-kind",
+        "address-disagrees",
+        "depends-on-not-list",
+        "depends-on-bare-name",
+        "depends-on-not-text",
+        "drift-bad-kind",
+        "drift-address-disagrees",
     ],
 )
 def test_garbage_documents_are_refused(doc):
@@ -160,3 +210,36 @@ def test_garbage_documents_are_refused(doc):
         plan_from_document(doc)
     assert "plan" in err.value.summary.lower()
     assert "rlorinfra plan --out" in err.value.detail
+
+
+def test_addresses_and_dependencies_are_written_and_read_back():
+    plan = Plan(
+        changes=(
+            Change("policy", Action.CREATE, after={"base_model": "m"}),
+            Change("serving", Action.CREATE, kind=Kind.DEPLOYMENT, depends_on=(Address.job("policy"),)),
+        ),
+        drift=MIXED.drift,
+    )
+    doc = _doc(plan)
+    assert [(c["address"], c["kind"], c["depends_on"]) for c in doc["changes"]] == [
+        ("job.policy", "job", []),
+        ("deployment.serving", "deployment", ["job.policy"]),
+    ]
+    assert {(d["address"], d["resource_kind"]) for d in doc["drift"]} == {
+        ("job.rollout-trainer", "job"),
+        ("job.eval-trainer", "job"),
+    }
+    assert plan_from_document(json.loads(json.dumps(doc))) == plan
+
+
+def test_documents_saved_before_addresses_still_load():
+    # A format-1 document from before addresses: no address, kind or depends_on keys.
+    doc = _doc(MIXED)
+    for entry in doc["changes"]:
+        for key in ("address", "kind", "depends_on"):
+            del entry[key]
+    for entry in doc["drift"]:
+        del entry["address"], entry["resource_kind"]
+    plan = plan_from_document(doc)
+    assert plan == MIXED
+    assert all(c.address == Address.job(c.name) and c.depends_on == () for c in plan.changes)
