@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from rlorinfra.api.wire import create_request, live_job, shape_version
-from rlorinfra.config.durations import format_duration
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
+from rlorinfra.model.durations import format_duration
 from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
 from rlorinfra.model.urls import is_loopback
 
@@ -61,7 +61,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        backoff = min(self.cap_s, self.base_s * (2 ** (attempt - 1)))
+        backoff = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
         jittered = backoff / 2 + rng.uniform(0, backoff / 2)
         return max(jittered, retry_after or 0.0)
 
@@ -550,7 +550,7 @@ class ControlPlaneClient:
         are held at once.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="list-pages") as prefetch:
-            pending = prefetch.submit(self._list_page, filter, page_size, "")
+            pending: Future[dict[str, Any]] | None = prefetch.submit(self._list_page, filter, page_size, "")
             while pending is not None:
                 body = pending.result()
                 token = body.get("nextPageToken") or ""

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rlorinfra.api.client import ControlPlaneClient, RetryPolicy
-from rlorinfra.config.model import ControlPlaneSettings
 from rlorinfra.errors import ApiError
+from rlorinfra.model.control_plane import ControlPlaneSettings
 
 # Base URL of the in-process emulator. Requests never leave the process (they go
 # through httpx.WSGITransport); the host only shows up in recorded endpoints.

@@ -13,6 +13,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rlorinfra.model.durations import format_duration
+
+# format_duration lives in model/ (the client's messages use it too); re-exported for the writer.
+__all__ = ["FORMAT_HINT", "MAX_DURATION_SECONDS", "MAX_INACTIVITY_SECONDS", "format_duration", "parse_duration"]
+
 # The trainer inactivity timeout is capped at 3 hours by the SDK (PROTOCOL.md §6.1).
 MAX_INACTIVITY_SECONDS = 3 * 3600
 
@@ -61,13 +66,3 @@ def _bounded(seconds: int) -> int:
     if seconds > MAX_DURATION_SECONDS:
         raise ValueError(f"must be at most {MAX_DURATION_SECONDS} seconds (366 days)")
     return seconds
-
-
-def format_duration(seconds: int) -> str:
-    """The shortest ``XhYmZs`` spelling of ``seconds`` (``5400`` -> ``"1h30m"``)."""
-    if seconds <= 0:
-        return "0s"
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
-    return "".join(parts)

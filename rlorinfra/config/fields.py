@@ -166,37 +166,37 @@ def optional_id(value: Any) -> str | None:
 
 def base_model(value: Any) -> str:
     """The model to train: a resource name ``accounts/<account>/models/<model>``."""
-    value = text(value, spaces=False)
-    if _MODEL_NAME_RE.match(value):
-        return value
+    given = text(value, spaces=False)
+    if _MODEL_NAME_RE.match(given):
+        return given
     hint = "Write the model's full resource name, e.g. accounts/fireworks/models/qwen3-8b."
-    if _SHAPE_ID_RE.match(value):
-        hint = f'Did you mean "accounts/fireworks/models/{value}"?'
-    raise Invalid(f"must be a model resource name accounts/<account>/models/<model>, {got(value)}", hint)
+    if _SHAPE_ID_RE.match(given):
+        hint = f'Did you mean "accounts/fireworks/models/{given}"?'
+    raise Invalid(f"must be a model resource name accounts/<account>/models/<model>, {got(given)}", hint)
 
 
 def region(value: Any) -> str | None:
     """One of the control plane's region enum values; ``""`` means unset."""
-    value = text(value, allow_empty=True, spaces=False)
-    if not value:
+    given = text(value, allow_empty=True, spaces=False)
+    if not given:
         return None
-    if value in REGIONS:
-        return value
-    hint = f'Did you mean "{value.upper()}"?' if value.upper() in REGIONS else ""
-    hint = hint or suggestion(value.upper(), REGIONS) or f"Valid regions: {', '.join(REGIONS)}."
-    raise Invalid(f"must be a known region, {got(value)}", hint)
+    if given in REGIONS:
+        return given
+    hint = f'Did you mean "{given.upper()}"?' if given.upper() in REGIONS else ""
+    hint = hint or suggestion(given.upper(), REGIONS) or f"Valid regions: {', '.join(REGIONS)}."
+    raise Invalid(f"must be a known region, {got(given)}", hint)
 
 
 def accelerator_type(value: Any) -> str | None:
     """One of the API's accelerator types (``ACCELERATOR_TYPES``); ``""`` means unset."""
-    value = text(value, allow_empty=True, spaces=False)
-    if not value:
+    given = text(value, allow_empty=True, spaces=False)
+    if not given:
         return None
-    if value in ACCELERATOR_TYPES:
-        return value
-    hint = f'Did you mean "{value.upper()}"?' if value.upper() in ACCELERATOR_TYPES else ""
-    hint = hint or suggestion(value.upper(), ACCELERATOR_TYPES) or f"Valid types: {', '.join(ACCELERATOR_TYPES)}."
-    raise Invalid(f"must be one of the API's accelerator types, {got(value)}", hint)
+    if given in ACCELERATOR_TYPES:
+        return given
+    hint = f'Did you mean "{given.upper()}"?' if given.upper() in ACCELERATOR_TYPES else ""
+    hint = hint or suggestion(given.upper(), ACCELERATOR_TYPES) or f"Valid types: {', '.join(ACCELERATOR_TYPES)}."
+    raise Invalid(f"must be one of the API's accelerator types, {got(given)}", hint)
 
 
 def training_shape(value: Any) -> str | None:
@@ -205,18 +205,18 @@ def training_shape(value: Any) -> str | None:
     A ``/versions/latest`` pin is the same as no pin (the server resolves the
     latest validated version at launch), so it is dropped as the SDK does.
     """
-    value = text(value, allow_empty=True, spaces=False)
-    if not value:
+    given = text(value, allow_empty=True, spaces=False)
+    if not given:
         return None
-    if value.startswith("accounts/"):
-        if not _SHAPE_NAME_RE.match(value):
+    if given.startswith("accounts/"):
+        if not _SHAPE_NAME_RE.match(given):
             raise Invalid(
-                f"must be a shape id or accounts/<account>/trainingShapes/<shape>[/versions/<version>], {got(value)}"
+                f"must be a shape id or accounts/<account>/trainingShapes/<shape>[/versions/<version>], {got(given)}"
             )
-        return value.removesuffix("/versions/latest")
-    if not _SHAPE_ID_RE.match(value):
-        raise Invalid(f"must be a shape id like ts-qwen3-8b-policy or a full shape name, {got(value)}")
-    return shape_full_name(value)
+        return given.removesuffix("/versions/latest")
+    if not _SHAPE_ID_RE.match(given):
+        raise Invalid(f"must be a shape id like ts-qwen3-8b-policy or a full shape name, {got(given)}")
+    return shape_full_name(given)
 
 
 def extra_args(value: Any) -> tuple[str, ...] | None:
@@ -391,15 +391,15 @@ def account_id(value: Any) -> str | None:
 
 def http_url(value: Any) -> str:
     """An http(s) URL without credentials."""
-    value = text(value, spaces=False)
+    given = text(value, spaces=False)
     try:
-        parts = urlsplit(value)
+        parts = urlsplit(given)
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise Invalid(f'must be "local" or an http(s) URL, {got(value)}')
+        raise Invalid(f'must be "local" or an http(s) URL, {got(given)}')
     if parts.username or parts.password:
         raise Invalid(
             "must not contain credentials (value not shown)",
@@ -407,7 +407,7 @@ def http_url(value: Any) -> str:
         )
     # Plain http to a remote host is refused by the client at connect time (the
     # one place that sends the key), where --insecure can still allow it.
-    return value.rstrip("/")
+    return given.rstrip("/")
 
 
 def display_name_problem(name: str) -> str | None:

@@ -311,7 +311,8 @@ def _cp_url(table: dict[str, Any], key: str, env: Mapping[str, str], c: Collecto
             return LOCAL_URL
         return F.http_url(value)
 
-    return _cp_value(table, key, check, c, env=env)
+    url: str | None = _cp_value(table, key, check, c, env=env)
+    return url
 
 
 def _emulator(value: Any, c: Collector, *, used: bool) -> EmulatorSettings:
@@ -500,7 +501,9 @@ def _job(name: str, body: dict[str, Any], defaults: Defaults, cp: ControlPlaneSe
     bad_keys = {key for key in body if key not in own and key != UNSET_KEY} | bad_defaults
     merged = {k: v for k, v in good_defaults.items() if k not in bad_keys and k not in unset}
     merged.update(own)
-    origin = {key: ("jobs", name, key) if key in own else ("defaults", key) for key in merged}
+    origin: dict[str, tuple[str, ...]] = {
+        key: ("jobs", name, key) if key in own else ("defaults", key) for key in merged
+    }
     if not bad_keys & {"training_shape", "accelerator_type", "accelerator_count"}:
         _check_paths(name, merged, origin, cp, c)  # (a path-deciding key that failed is reported already)
     if "base_model" not in merged and "base_model" not in bad_keys:

@@ -17,10 +17,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+# Where the control plane is lives in model/ so the client can take it without importing
+# config (DESIGN.md §10: api -> model only); re-exported here, where the loader builds it.
+from rlorinfra.model.control_plane import DEFAULT_API_KEY_ENV, LOCAL_URL, ControlPlaneSettings, EmulatorSettings
 from rlorinfra.model.jobs import canonical_spec, create_path
 
-LOCAL_URL = "local"
-DEFAULT_API_KEY_ENV = "FIREWORKS_API_KEY"
+__all__ = [
+    "DEFAULT_API_KEY_ENV",
+    "DESIRED_STATES",
+    "INFRA_FIELDS",
+    "LIFECYCLE_FIELDS",
+    "LOCAL_URL",
+    "UNSENT_FIELDS",
+    "Config",
+    "ControlPlaneSettings",
+    "EmulatorSettings",
+    "JobSpec",
+]
+
 DESIRED_STATES = ("running", "stopped")
 
 # Fields that steer rlorinfra and are never sent to the control plane.
@@ -29,33 +43,6 @@ LIFECYCLE_FIELDS = ("desired_state", "prevent_destroy", "create_before_destroy",
 UNSENT_FIELDS = ("gradient_accumulation_steps",)
 # Infra fields: only on the manual path (PROTOCOL.md §4.3).
 INFRA_FIELDS = ("accelerator_type", "accelerator_count", "node_count")
-
-
-@dataclass(frozen=True)
-class EmulatorSettings:
-    """Knobs of the embedded emulator (only used when ``url = "local"``)."""
-
-    provision_seconds: float = 2.0
-    capacity: int = 256  # accelerators available before jobs queue in PENDING
-
-
-@dataclass(frozen=True)
-class ControlPlaneSettings:
-    """Where the control plane is and how to authenticate to it."""
-
-    url: str = LOCAL_URL
-    api_key_env: str = DEFAULT_API_KEY_ENV
-    account_id: str | None = None
-    trainer_gateway_url: str | None = None
-    allow_insecure: bool = False
-    emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
-    # Total seconds one control-plane call may spend retrying (DESIGN.md §5).
-    retry_budget_s: float = 120.0
-
-    @property
-    def is_local(self) -> bool:
-        """True when the embedded in-process emulator is the control plane."""
-        return self.url == LOCAL_URL
 
 
 @dataclass(frozen=True)

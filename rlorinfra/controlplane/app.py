@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from rlorinfra.controlplane import shapes
 from rlorinfra.controlplane.errors import (
@@ -239,7 +240,7 @@ class EmulatorApp:
 
     # -- WSGI entry --------------------------------------------------------------
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         extra_headers: list[tuple[str, str]] = []
         try:
             status, body = self._dispatch(environ, extra_headers)
@@ -248,7 +249,7 @@ class EmulatorApp:
             if isinstance(exc, ResourceExhausted):
                 extra_headers.append(("Retry-After", str(self.retry_after_s)))
         except sqlite3.OperationalError as exc:  # busy beyond the timeout: transient, retryable
-            err = Unavailable(f"the emulator database is busy, retry: {exc}")
+            err: EmulatorError = Unavailable(f"the emulator database is busy, retry: {exc}")
             status, body = err.http_status, err.body()
         except Exception as exc:  # noqa: BLE001 - never a 500: deterministic errors must not be retried
             log.exception("unexpected error handling %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
@@ -289,9 +290,10 @@ class EmulatorApp:
 
     def _authenticate(self, request: Request) -> bool:
         """Every supplied credential must be an accepted key; True when all are superuser keys."""
-        supplied = []
-        if request.header("X-Api-Key") is not None:
-            supplied.append(request.header("X-Api-Key"))
+        supplied: list[str] = []
+        api_key = request.header("X-Api-Key")
+        if api_key is not None:
+            supplied.append(api_key)
         auth = request.header("Authorization")
         if auth is not None:
             scheme, _, token = auth.strip().partition(" ")

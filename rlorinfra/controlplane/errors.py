@@ -40,7 +40,7 @@ class EmulatorError(Exception):
         """The gRPC code number (what ``error.code`` carries on the wire)."""
         return GRPC_CODES[self.status][0]
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, dict[str, object]]:
         """The google.rpc-style error body."""
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
+from wsgiref.types import WSGIApplication
 
 _DRAIN_LIMIT = 64 << 20  # read and discard up to this much unread body; beyond it, close
 _IDLE_TIMEOUT_S = 120.0  # an idle keep-alive connection is closed after this long
@@ -130,7 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = _BodyReader(self.rfile, length or 0)
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> Callable[[bytes], object]:
             captured["status"], captured["headers"] = status, headers
             return lambda _data: None
 
@@ -177,7 +180,7 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], app: Callable) -> None:
+    def __init__(self, address: tuple[str, int], app: WSGIApplication) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.app = app
@@ -188,11 +191,14 @@ class EmulatorServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         """``http://host:port`` with the real (bound) port."""
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
+        address, port = self.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}"
 
-    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+    def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        # A stream server: every request is a connected socket (the tuple is a datagram server's).
+        assert isinstance(request, socket.socket)
         with self._connections_lock:
             self._connections.add(request)
         try:
@@ -212,7 +218,7 @@ class EmulatorServer(ThreadingHTTPServer):
                 pass
 
 
-def make_server(app: Callable, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+def make_server(app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
     """Bind a server for ``app`` (port 0 picks a free port; see ``.url``)."""
     return EmulatorServer((host, port), app)
 
@@ -254,6 +260,6 @@ class ServedEmulator:
         self.stop()
 
 
-def serve_in_thread(app: Callable, host: str = "127.0.0.1", port: int = 0) -> ServedEmulator:
+def serve_in_thread(app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> ServedEmulator:
     """Serve ``app`` on ``host:port`` from a daemon thread; ``.url`` has the real port."""
     return ServedEmulator(make_server(app, host, port))

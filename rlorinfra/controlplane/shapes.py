@@ -10,7 +10,7 @@ Payloads follow PROTOCOL.md §4.2 (integers are JSON numbers).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SHAPE_OWNER = "fireworks"
@@ -92,24 +92,26 @@ def _pair(
     newest_validated: bool = True,
 ) -> tuple[ShapeVersion, ShapeVersion]:
     """An older and a newer version of one shape; the newest validated one is latest."""
-    common = dict(
+    old = ShapeVersion(
         shape_id=shape_id,
+        version_id="v1",
         base_model=base_model,
         trainer_mode=mode,
         accelerator_type=acc,
         accelerator_count=count,
         node_count=nodes,
         max_context_length=ctx,
+        trainer_image_tag="1.4.0",
         pipeline_parallelism=pp,
+        latest_validated=not newest_validated,
     )
-    old = ShapeVersion(version_id="v1", trainer_image_tag="1.4.0", latest_validated=not newest_validated, **common)
-    new = ShapeVersion(
+    new = replace(
+        old,
         version_id="v2",
         trainer_image_tag="1.5.2",
         validated=newest_validated,
         latest_validated=newest_validated,
         create_time=_CREATE_TIME_V2,
-        **common,
     )
     return old, new
 

@@ -339,9 +339,11 @@ class Store:
             self._set(conn, row["job_id"], row["update_time"], due_at=_earliest(row["inactive_due"], row["flap_due"]))
 
     def _used(self, conn: sqlite3.Connection) -> int:
-        return conn.execute(
-            "SELECT COALESCE(SUM(demand), 0) FROM jobs WHERE state IN (?, ?)", (RUNNING, IDLE)
-        ).fetchone()[0]
+        return int(
+            conn.execute("SELECT COALESCE(SUM(demand), 0) FROM jobs WHERE state IN (?, ?)", (RUNNING, IDLE)).fetchone()[
+                0
+            ]
+        )
 
     def _place(self, conn: sqlite3.Connection, row: sqlite3.Row, at: float) -> None:
         """End of provisioning: run now, or queue for capacity."""
@@ -460,13 +462,16 @@ class Store:
         return resource
 
     def _static_fields(self, row: sqlite3.Row) -> dict[str, Any]:
+        # Both columns hold a JSON object this store wrote itself.
+        echo: dict[str, Any] = json.loads(row["echo"])
         if self.echo_create_fields:
-            return json.loads(row["echo"])
+            return echo
         # Rows from before the public column: cut the echo down (no server-filled values known).
-        return json.loads(row["public"]) if row["public"] else public_fields(json.loads(row["echo"]))
+        public: dict[str, Any] = json.loads(row["public"]) if row["public"] else public_fields(echo)
+        return public
 
     def _row(self, conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"RLOR trainer job {self.job_name(job_id)} not found")
         return row
