@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StateError, StateLockedError
-from rlorinfra.state.store import FILE_MODE, make_private_folder, resolve_state_path
+from rlorinfra.state.files import FILE_MODE, atomic_write, make_private_folder
+from rlorinfra.state.store import resolve_state_path
 
 INITIAL_BACKOFF = 0.1  # seconds before the second attempt
 MAX_BACKOFF = 2.0  # the backoff doubles up to this
@@ -273,8 +274,6 @@ def _try_acquire(lock: Any, path: Path, timeout_error: type[Exception]) -> bool:
 
 
 def _write_info(state_path: Path, info: LockInfo) -> None:
-    from rlorinfra.state.store import atomic_write
-
     data = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
     try:
         # Not fsynced: the OS lock it describes dies with its process (and with
