@@ -22,15 +22,14 @@ the state lock (``rlorinfra.state.lock``).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Any
 
 from rlorinfra.errors import StateError
 from rlorinfra.state.codec import (
@@ -39,7 +38,7 @@ from rlorinfra.state.codec import (
     backup_path_for,
     decode_state,
     encode_state,
-    state_document,
+    same_content,
     too_big_error,
 )
 from rlorinfra.state.files import FILE_MODE, FOLDER_MODE, TEMP_SUFFIX, atomic_write, fsync_folder, make_private_folder
@@ -84,18 +83,28 @@ class StateStore:
 
     def read(self) -> State:
         """The state on disk; an empty ``State()`` (serial 0, no lineage) when there is none."""
-        data = self._read_bytes()
-        return State() if data is None else decode_state(data, self.path)
+        stored = self.load()
+        return State() if stored is None else stored
 
-    def write(self, state: State) -> State:
+    def load(self) -> State | None:
+        """The state on disk, or None when there is no file (unlike ``read``, which says ``State()``)."""
+        data = self._read_bytes()
+        return None if data is None else decode_state(data, self.path)
+
+    def write(self, state: State, *, fence: Callable[[State | None], None] | None = None) -> State:
         """Write ``state`` if its content differs from disk; return the state as on disk.
 
         On a change: serial = on-disk serial + 1, lineage kept (or a new uuid4
         for the first write), previous bytes saved to ``<state>.backup``.
+        ``fence`` sees what is on disk (None: no file) before anything is written
+        and raises to refuse the write (``LocalBackend``: the serial moved).
         """
         old_bytes = self._read_bytes()
-        current = State() if old_bytes is None else decode_state(old_bytes, self.path)
-        if _as_json(state) == _as_json(current):
+        stored = None if old_bytes is None else decode_state(old_bytes, self.path)
+        if fence is not None:
+            fence(stored)
+        current = State() if stored is None else stored
+        if same_content(state, current):
             # Unchanged (or, with no file yet, empty: nothing worth creating a file for).
             return current
         new = replace(
@@ -172,12 +181,6 @@ def _not_a_file_error(path: Path) -> StateError:
         "Point `[state] path` in the config at a file (it is created on the first apply). "
         "Nothing was changed.",
     )
-
-
-def _as_json(state: State) -> Any:
-    # Compare what would be written (a tuple and a list with the same items are no change).
-    # Not via encode_state: its pretty-printing runs json's slow pure-Python encoder.
-    return json.loads(json.dumps(state_document(replace(state, serial=0, lineage=None)), ensure_ascii=False))
 
 
 def check_control_plane(state: State, url: str, account_id: str, *, path: Path | None = None) -> str | None:
