@@ -47,6 +47,10 @@ class StateLockedError(StateError):
         self.holder = holder or {}
 
 
+class StateChangedError(StateError):
+    """The stored state changed underneath this run: another writer got in first, nothing was written."""
+
+
 class PlanError(RlorinfraError):
     """The plan cannot be made (ambiguous live jobs, prevent_destroy, bad target...)."""
 
