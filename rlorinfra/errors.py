@@ -8,6 +8,8 @@ prints or exits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class RlorinfraError(Exception):
     """Base class: a user-facing error with a summary line and a detail paragraph."""
@@ -42,9 +44,9 @@ class StateError(RlorinfraError):
 class StateLockedError(StateError):
     """Another rlorinfra process holds the state lock."""
 
-    def __init__(self, summary: str, detail: str = "", holder: dict | None = None) -> None:
+    def __init__(self, summary: str, detail: str = "", holder: Mapping[str, object] | None = None) -> None:
         super().__init__(summary, detail)
-        self.holder = holder or {}
+        self.holder: dict[str, object] = dict(holder or {})  # the holder's LockInfo fields; {} when unknown
 
 
 class StateChangedError(StateError):
