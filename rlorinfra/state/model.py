@@ -123,6 +123,12 @@ class State:
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
 
+    def __post_init__(self) -> None:
+        # An empty section is no section: a state that lost its last job equals one read
+        # back from a file (which always has a job section) and one that never had jobs.
+        if any(not records for records in self.resources.values()):
+            object.__setattr__(self, "resources", {kind: recs for kind, recs in self.resources.items() if recs})
+
     @property
     def jobs(self) -> Mapping[str, JobRecord]:
         """The trainer-job records, by display name."""

@@ -171,6 +171,15 @@ def test_unchanged_content_writes_nothing(backend):
     assert backend.read() == (first, v1)
 
 
+def test_a_state_without_resources_reads_back_equal(backend):
+    first, v1 = backend.write(sample_state(), None)
+    for empty in (replace(first, resources={}), first.without_job("trainer-a").without_job("trainer-b")):
+        emptied, v2 = backend.write(empty, v1)
+        assert not emptied.jobs and emptied.control_plane == first.control_plane
+        assert backend.read() == (emptied, v2)
+        v1 = v2
+
+
 def test_an_empty_state_over_nothing_stays_nothing(backend):
     assert backend.write(State(), None) == (State(), None)
     assert backend.read() == (State(), None)

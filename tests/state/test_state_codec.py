@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlorinfra.errors import StateError
-from rlorinfra.model.address import Kind
+from rlorinfra.model.address import Address, Kind
 from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.model import PHASES, JobRecord, State
 from tests.state.state_samples import sample_state
@@ -178,6 +178,7 @@ _records = st.builds(
     training_shape_version=st.none() | _text,
     created_at=st.none() | _text,
     updated_at=st.none() | _text,
+    depends_on=st.lists(st.builds(Address, st.sampled_from(Kind), _text), max_size=2).map(tuple),
 )
 _states = st.builds(
     State,
