@@ -1,6 +1,11 @@
 """State <-> bytes: the on-disk JSON format of the state file.
 
-Encoding is deterministic (pretty JSON, job names and spec keys sorted, trailing
+Format 2 (always written) keeps records under ``resources`` by kind, then by
+name; format 1 (a top-level ``jobs``) is still read, and becomes format 2 with
+the next write that changes content. Each kind's section has its decoder in
+``_SECTION_DECODERS``; a section of any other kind is refused.
+
+Encoding is deterministic (pretty JSON, kinds, names and spec keys sorted, trailing
 newline) so that two writes of the same state give the same bytes and a state
 file diffs well under version control. Decoding checks every field and turns
 anything unexpected into a ``StateError`` that names the field and says how to

@@ -105,7 +105,11 @@ def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
         world.write_config(jobs_toml("alpha", "beta"))
         proc = rlorinfra(world, "apply", "--auto-approve")
         assert _wait_for_state(
-            world, lambda s: all(r["phase"] == "provisioning" for r in s["resources"]["job"].values()) and len(s["resources"]["job"]) == 2
+            world,
+            lambda s: (
+                all(r["phase"] == "provisioning" for r in s["resources"]["job"].values())
+                and len(s["resources"]["job"]) == 2
+            ),
         )
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)

@@ -53,7 +53,8 @@ def _arm(target: str, world, log, watcher, box: dict, old_ids: set[str]) -> None
 
     if target == "state-deposed":
         box["fired"] = watcher.kill_when(
-            box["proc"], lambda doc: any(r.get("deposed_job_ids") for r in doc.get("resources", {}).get("job", {}).values())
+            box["proc"],
+            lambda doc: any(r.get("deposed_job_ids") for r in doc.get("resources", {}).get("job", {}).values()),
         )
         return
     if target == "pre-delete":

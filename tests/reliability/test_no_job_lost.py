@@ -96,7 +96,8 @@ def test_kill_when_deposed_ids_change_then_recovery_deletes_every_deposed_job(lo
         fired = watcher.kill_when(
             proc,
             lambda doc: (
-                doc["resources"]["job"]["alpha"].get("deposed_job_ids") != [first] and not at_kill.append(doc["resources"]["job"]["alpha"])
+                doc["resources"]["job"]["alpha"].get("deposed_job_ids") != [first]
+                and not at_kill.append(doc["resources"]["job"]["alpha"])
             ),
         )
         proc.communicate(timeout=60)
