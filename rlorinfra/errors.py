@@ -47,7 +47,11 @@ class StateLockedError(StateError):
     def __init__(self, summary: str, detail: str = "", holder: Mapping[str, object] | None = None) -> None:
         super().__init__(summary, detail)
         # The lock info of the holder (``LockInfo.to_dict()``), empty when unknown.
-        self.holder: Mapping[str, object] = holder or {}
+        self.holder: dict[str, object] = dict(holder or {})
+
+
+class StateChangedError(StateError):
+    """The stored state changed underneath this run: another writer got in first, nothing was written."""
 
 
 class PlanError(RlorinfraError):

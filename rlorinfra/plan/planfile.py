@@ -17,8 +17,6 @@ keeps only whitelisted keys (``plan.document.public_control_plane``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 from rlorinfra.errors import PlanFileError, StalePlanError
 from rlorinfra.plan.document import public_control_plane
 from rlorinfra.state.codec import MAX_STATE_BYTES, StrictJsonError, load_strict_json
+from rlorinfra.state.files import atomic_write
 
 PLAN_FILE_MARKER = "rlorinfra_plan"
 PLAN_FILE_VERSION = 1
@@ -69,27 +68,12 @@ def write_plan_file(
     data = (json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     path = Path(path)
     try:
-        _atomic_write(path, data)
+        atomic_write(path, data, make_folders=False)
     except OSError as exc:
         raise PlanFileError(
             f"Cannot write plan file {path}",
             f"{exc.strerror or exc}. Check that the folder exists and is writable, or choose another path with --out.",
         ) from exc
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file beside ``path`` (created 0600), fsync, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as handle:  # mkstemp creates the file with mode 0600
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_plan_file(path: Path) -> SavedPlan:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from rlorinfra.errors import StateChangedError
 from rlorinfra.state.lock import LockInfo
 from rlorinfra.state.model import State
 
@@ -53,3 +54,21 @@ class StateBackend(Protocol):
     def force_unlock(self, lock_id: str) -> None:
         """Break the lock whose ID is ``lock_id`` (``StateError`` when the ID does not match)."""
         ...
+
+
+def serial_version(stored: State | None) -> Version:
+    """The version of a backend that versions by serial: the serial as a string, None when nothing is stored."""
+    return None if stored is None else str(stored.serial)
+
+
+def state_changed_error(where: str, expected: Version, found: Version) -> StateChangedError:
+    """The error a backend raises when the stored version moved since it was read."""
+    read = "no state" if expected is None else f"version {expected}"
+    now = "no state" if found is None else f"version {found}"
+    return StateChangedError(
+        "State changed underneath this run",
+        f"The state in {where} is at {now}, but this run read {read}: another rlorinfra run, "
+        "a `state push` or a hand edit wrote it since. Nothing was written, so that change is kept. "
+        "Run the command again: it reads the new state and plans against it "
+        "(`rlorinfra plan` shows what differs now).",
+    )

@@ -1,6 +1,11 @@
 """State <-> bytes: the on-disk JSON format of the state file.
 
-Encoding is deterministic (pretty JSON, job names and spec keys sorted, trailing
+Format 2 (always written) keeps records under ``resources`` by kind, then by
+name; format 1 (a top-level ``jobs``) is still read, and becomes format 2 with
+the next write that changes content. Each kind's section has its decoder in
+``_SECTION_DECODERS``; a section of any other kind is refused.
+
+Encoding is deterministic (pretty JSON, kinds, names and spec keys sorted, trailing
 newline) so that two writes of the same state give the same bytes and a state
 file diffs well under version control. Decoding checks every field and turns
 anything unexpected into a ``StateError`` that names the field and says how to
@@ -20,13 +25,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from rlorinfra.errors import StateError
 from rlorinfra.model.address import Kind
 from rlorinfra.model.jobs import is_valid_job_id
-from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State
+from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State, parse_recorded_address
 
 # The newest format this rlorinfra reads (and the one it always writes).
 SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
@@ -139,14 +146,39 @@ def encode_state(state: State) -> bytes:
 
 
 def state_document(state: State) -> dict[str, Any]:
-    """The JSON document ``encode_state`` writes, as plain values."""
+    """The JSON document ``encode_state`` writes (always the newest format), as plain values."""
     return {
         "format_version": SUPPORTED_FORMAT_VERSION,
         "serial": state.serial,
         "lineage": state.lineage,
         "control_plane": {key: state.control_plane[key] for key in CONTROL_PLANE_KEYS if key in state.control_plane},
-        "jobs": {name: _encode_job(rec) for name, rec in sorted(state.jobs.items())},
+        "resources": _encode_resources(state),
         **({"listed_jobs": state.listed_jobs} if state.listed_jobs is not None else {}),
+    }
+
+
+def same_content(state: State, other: State) -> bool:
+    """True when writing ``state`` over ``other`` would change nothing (serial and lineage aside).
+
+    Compares what would be written, so a tuple and a list with the same items are
+    no change. Not via ``encode_state``: its pretty-printing runs json's slow
+    pure-Python encoder.
+    """
+    return bool(_content_json(state) == _content_json(other))
+
+
+def _content_json(state: State) -> Any:
+    document = state_document(replace(state, serial=0, lineage=None))
+    return json.loads(json.dumps(document, ensure_ascii=False))
+
+
+def _encode_resources(state: State) -> dict[str, dict[str, Any]]:
+    # Every kind this rlorinfra knows gets a section, empty or not, so readers
+    # (and scripts) can always index `resources.job`; kinds sort by name.
+    kinds = set(_SECTION_DECODERS) | {kind for kind, records in state.resources.items() if records}
+    return {
+        kind.value: {name: _encode_job(rec) for name, rec in sorted(state.resources.get(kind, {}).items())}
+        for kind in sorted(kinds)
     }
 
 
@@ -166,21 +198,47 @@ def _sorted_deep(value: Any) -> Any:
 
 
 def decode_state(data: bytes, path: Path) -> State:
-    """Parse state file bytes read from ``path``.
+    """Parse state file bytes read from ``path`` (format 2, or format 1 upgraded in memory).
 
     Raises ``StateError`` for bytes that are not a state document (corrupt or
     truncated: the message points at ``<state>.backup``), for a format written
-    by a newer rlorinfra, and for any missing or mistyped field (named).
+    by a newer rlorinfra, for a resource kind this rlorinfra does not know, and
+    for any missing or mistyped field (named).
     """
     document = _parse_json(data, path)
-    _check_format_version(document, path)
+    version = _check_format_version(document, path)
     return State(
         format_version=SUPPORTED_FORMAT_VERSION,
         serial=_serial(document, path),
         lineage=_optional_str(document, "lineage", "lineage", path),
         control_plane=_control_plane(document, path),
-        resources={Kind.JOB: _jobs(document, path)},
+        resources=_resources(document, version, path),
         listed_jobs=_listed_jobs(document, path),
+    )
+
+
+def _resources(document: dict[str, Any], version: int, path: Path) -> dict[Kind, dict[str, JobRecord]]:
+    """The ``resources`` section by kind; format 1's top-level ``jobs`` becomes the job section."""
+    if version == 1:
+        return {Kind.JOB: _jobs(document, "jobs", path)}
+    sections = document.get("resources")
+    if not isinstance(sections, dict):
+        problem = "is missing" if "resources" not in document else "must be an object keyed by resource kind"
+        raise _field_error(path, "resources", problem)
+    kinds = [_known_kind(text, path) for text in sections]
+    return {kind: _SECTION_DECODERS[kind](sections, f"resources.{kind.value}", path) for kind in kinds}
+
+
+def _known_kind(text: str, path: Path) -> Kind:
+    if text in {kind.value for kind in _SECTION_DECODERS}:
+        return Kind(text)
+    known = ", ".join(f"`{kind.value}`" for kind in sorted(_SECTION_DECODERS))
+    raise StateError(
+        f"State file {path} holds resources of an unknown kind",
+        f"Its `resources` has a section `{_clip(text)}`; this rlorinfra manages the kinds {known}. "
+        "The file was written by a newer rlorinfra (upgrade with `pip install -U rlorinfra` and run "
+        f"the command again) or edited by hand (the previous version is in {backup_path_for(path)}). "
+        "The file was not changed.",
     )
 
 
@@ -227,7 +285,7 @@ def _field_error(path: Path, field: str, problem: str) -> StateError:
     return corrupt_state_error(path, f"Field `{field}` {problem}.")
 
 
-def _check_format_version(document: dict[str, Any], path: Path) -> None:
+def _check_format_version(document: dict[str, Any], path: Path) -> int:
     if "format_version" not in document:
         raise _field_error(path, "format_version", "is missing")
     version = document["format_version"]
@@ -240,6 +298,7 @@ def _check_format_version(document: dict[str, Any], path: Path) -> None:
             f"{SUPPORTED_FORMAT_VERSION} and older. Upgrade rlorinfra (`pip install -U rlorinfra`) "
             "and run the command again. The file was not changed.",
         )
+    return int(version)
 
 
 def _serial(document: dict[str, Any], path: Path) -> int:
@@ -266,18 +325,22 @@ def _listed_jobs(document: dict[str, Any], path: Path) -> int | None:
     return value
 
 
-def _jobs(document: dict[str, Any], path: Path) -> dict[str, JobRecord]:
-    if "jobs" not in document:
-        raise _field_error(path, "jobs", "is missing")
-    jobs = document["jobs"]
+def _jobs(document: dict[str, Any], where: str, path: Path) -> dict[str, JobRecord]:
+    """The job section found at ``where`` (``jobs`` in format 1, ``resources.job`` in format 2)."""
+    key = where.rpartition(".")[2]
+    if key not in document:
+        if where == "jobs":
+            raise _field_error(path, where, "is missing")
+        return {}  # format 2: a kind with nothing managed may be left out
+    jobs = document[key]
     if not isinstance(jobs, dict):
-        raise _field_error(path, "jobs", "must be an object keyed by display name")
-    records = {name: _job(name, data, path) for name, data in jobs.items()}
-    _check_ids_unique(records, path)
+        raise _field_error(path, where, "must be an object keyed by display name")
+    records = {name: _job(name, data, f"{where}.{name}", path) for name, data in jobs.items()}
+    _check_ids_unique(records, where, path)
     return records
 
 
-def _check_ids_unique(records: dict[str, JobRecord], path: Path) -> None:
+def _check_ids_unique(records: dict[str, JobRecord], where: str, path: Path) -> None:
     """Every job ID is well formed and tracked once: one live job, one record, one role.
 
     A state that names one job twice (under two names, or as a record's own job
@@ -288,16 +351,15 @@ def _check_ids_unique(records: dict[str, JobRecord], path: Path) -> None:
     for name, record in records.items():
         for job_id in (record.job_id, *record.deposed_job_ids):
             if not is_valid_job_id(job_id):
-                raise _field_error(path, f"jobs.{name}", f"names an invalid job ID {job_id[:80]!r}")
+                raise _field_error(path, f"{where}.{name}", f"names an invalid job ID {job_id[:80]!r}")
             if job_id in owner:
-                raise _field_error(path, f"jobs.{name}", f"tracks job {job_id}, which {owner[job_id]} tracks too")
+                raise _field_error(path, f"{where}.{name}", f"tracks job {job_id}, which {owner[job_id]} tracks too")
             owner[job_id] = f'"{name}"'
 
 
-def _job(name: str, data: Any, path: Path) -> JobRecord:
-    where = f"jobs.{name}"
+def _job(name: str, data: Any, where: str, path: Path) -> JobRecord:
     if not name:
-        raise _field_error(path, "jobs", "has an entry with an empty display name")
+        raise _field_error(path, where.rpartition(".")[0], "has an entry with an empty display name")
     if not isinstance(data, dict):
         raise _field_error(path, where, "must be an object")
     for key in _REQUIRED_JOB_STRINGS:
@@ -318,7 +380,23 @@ def _job(name: str, data: Any, path: Path) -> JobRecord:
     unread = data.get("unread_fields", [])
     if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
+    _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
     return JobRecord.from_dict(data)
+
+
+def _check_depends_on(value: Any, where: str, path: Path) -> None:
+    if not isinstance(value, list) or not all(isinstance(text, str) for text in value):
+        raise _field_error(path, where, "must be a list of addresses such as job.NAME")
+    for text in value:
+        try:
+            parse_recorded_address(text)
+        except ValueError:
+            raise _field_error(path, where, f"names {_clip(repr(text))}, not an address such as job.NAME") from None
+
+
+# The kinds this rlorinfra keeps in state, each with the decoder of its section.
+# A new kind adds its decoder here; a section of any other kind is refused.
+_SECTION_DECODERS: dict[Kind, Callable[[dict[str, Any], str, Path], dict[str, JobRecord]]] = {Kind.JOB: _jobs}
 
 
 def _optional_str(data: dict[str, Any], key: str, field: str, path: Path) -> str | None:
@@ -328,6 +406,6 @@ def _optional_str(data: dict[str, Any], key: str, field: str, path: Path) -> str
     return value
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     # bool is an int subclass; `true` is not a serial.
     return isinstance(value, int) and not isinstance(value, bool)

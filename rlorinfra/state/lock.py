@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StateError, StateLockedError
-from rlorinfra.state.store import FILE_MODE, make_private_folder, resolve_state_path
+from rlorinfra.state.files import FILE_MODE, atomic_write, make_private_folder
+from rlorinfra.state.store import resolve_state_path
 
 INITIAL_BACKOFF = 0.1  # seconds before the second attempt
 MAX_BACKOFF = 2.0  # the backoff doubles up to this
@@ -62,8 +63,8 @@ class LockInfo:
     path: str  # the state file it locks
 
     @classmethod
-    def new(cls, state_path: Path, operation: str) -> LockInfo:
-        """Holder info for this process, with a fresh lock ID."""
+    def new(cls, state_path: Path | str, operation: str) -> LockInfo:
+        """Holder info for this process, with a fresh lock ID (``state_path``: what it locks)."""
         return cls(
             id=str(uuid.uuid4()),
             operation=operation,
@@ -215,25 +216,42 @@ class StateLock:
 
     def _locked_error(self) -> StateLockedError:
         holder = read_lock_info(self.state_path)
-        lock_id = holder.id if holder else "<ID>"
-        config = str(self.config_path) if self.config_path else "<config>"
-        if holder:
-            described = holder.describe()
-        else:
-            described = (
-                f"Lock Info: unavailable ({lock_info_path(self.state_path)} is missing or unreadable; "
-                "the holder may be starting up or be an older rlorinfra)."
+        where = f"The state file {self.state_path}"
+        if holder is None:
+            unavailable = (
+                f"{lock_info_path(self.state_path)} is missing or unreadable; "
+                "the holder may be starting up or be an older rlorinfra"
             )
-        waited = f" (waited {self.timeout:g} s)" if self.timeout else ""
-        detail = (
-            f"The state file {self.state_path} is locked by another rlorinfra run{waited}.\n\n"
-            f"{described}\n\n"
-            "rlorinfra acquires a state lock to protect the state from being written by multiple "
-            "users at the same time. Wait for the other run to finish, retry with --lock-timeout, "
-            "or if you are sure no other run is active: "
-            f"`rlorinfra force-unlock {lock_id} -f {config}`"
-        )
-        return StateLockedError("Error acquiring the state lock", detail, holder=holder.to_dict() if holder else {})
+            return lock_held_error(where, None, self.timeout, config_path=self.config_path, unavailable=unavailable)
+        return lock_held_error(where, holder, self.timeout, config_path=self.config_path)
+
+
+def lock_held_error(
+    where: str,
+    holder: LockInfo | None,
+    waited: float,
+    *,
+    config_path: Path | None = None,
+    unavailable: str = "the holder did not record it",
+) -> StateLockedError:
+    """The Terraform-style "Error acquiring the state lock" naming ``holder`` (any backend).
+
+    ``where`` starts the sentence (``The state file prod.state.json``); ``waited``
+    is the lock timeout that ran out (0: none was asked for).
+    """
+    lock_id = holder.id if holder else "<ID>"
+    config = str(config_path) if config_path else "<config>"
+    described = holder.describe() if holder else f"Lock Info: unavailable ({unavailable})."
+    waited_text = f" (waited {waited:g} s)" if waited else ""
+    detail = (
+        f"{where} is locked by another rlorinfra run{waited_text}.\n\n"
+        f"{described}\n\n"
+        "rlorinfra acquires a state lock to protect the state from being written by multiple "
+        "users at the same time. Wait for the other run to finish, retry with --lock-timeout, "
+        "or if you are sure no other run is active: "
+        f"`rlorinfra force-unlock {lock_id} -f {config}`"
+    )
+    return StateLockedError("Error acquiring the state lock", detail, holder=holder.to_dict() if holder else {})
 
 
 def _create_lock_file(path: Path, state_path: Path) -> None:
@@ -273,8 +291,6 @@ def _try_acquire(lock: Any, path: Path, timeout_error: type[Exception]) -> bool:
 
 
 def _write_info(state_path: Path, info: LockInfo) -> None:
-    from rlorinfra.state.store import atomic_write
-
     data = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
     try:
         # Not fsynced: the OS lock it describes dies with its process (and with

@@ -13,7 +13,8 @@ from typing import Any
 
 from rlorinfra.model.address import Address, Kind
 
-FORMAT_VERSION = 1
+# 2: resources by kind, then name (DESIGN.md §4). 1: a top-level "jobs" (still read).
+FORMAT_VERSION = 2
 
 # Job phases recorded in state.
 PHASE_CREATING = "creating"  # ID chosen and written; the POST may or may not have landed
@@ -45,10 +46,13 @@ class JobRecord:
     # Spec fields `import` could not read from the API (PROTOCOL.md §3.5): unknown,
     # so the planner never treats them as changed; apply adopts the declared values.
     unread_fields: tuple[str, ...] = ()
+    # What this resource depends on, recorded so that destroy can order deletes
+    # (dependents first) after the config blocks are gone. Empty for jobs today.
+    depends_on: tuple[Address, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (the codec's job); ``deposed_job_ids`` only when set."""
-        data = {
+        """JSON-ready mapping (the codec's job); the lists only when non-empty."""
+        data: dict[str, Any] = {
             "job_id": self.job_id,
             "job_name": self.job_name,
             "endpoint": self.endpoint,
@@ -63,6 +67,8 @@ class JobRecord:
             data["deposed_job_ids"] = list(self.deposed_job_ids)
         if self.unread_fields:
             data["unread_fields"] = list(self.unread_fields)
+        if self.depends_on:
+            data["depends_on"] = [str(address) for address in self.depends_on]
         return data
 
     @classmethod
@@ -80,7 +86,19 @@ class JobRecord:
             updated_at=data.get("updated_at"),
             deposed_job_ids=_deposed_ids(data),
             unread_fields=tuple(data.get("unread_fields") or ()),
+            depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
         )
+
+
+def parse_recorded_address(text: str) -> Address:
+    """An address as state records it (always ``kind.name``); ValueError for anything else.
+
+    Stricter than ``Address.parse``: state never holds a bare name to resolve.
+    """
+    kind, dot, name = text.partition(".")
+    if not dot or not name or kind not in {k.value for k in Kind}:
+        raise ValueError(f"{text!r} is not an address such as job.NAME")
+    return Address(Kind(kind), name)
 
 
 def _deposed_ids(data: dict[str, Any]) -> tuple[str, ...]:
@@ -104,6 +122,12 @@ class State:
     # Jobs the last full LIST of the account returned: lets refresh and apply's
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
+
+    def __post_init__(self) -> None:
+        # An empty section is no section: a state that lost its last job equals one read
+        # back from a file (which always has a job section) and one that never had jobs.
+        if any(not records for records in self.resources.values()):
+            object.__setattr__(self, "resources", {kind: recs for kind, recs in self.resources.items() if recs})
 
     @property
     def jobs(self) -> Mapping[str, JobRecord]:

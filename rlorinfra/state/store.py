@@ -22,15 +22,14 @@ the state lock (``rlorinfra.state.lock``).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Any
 
 from rlorinfra.errors import StateError
 from rlorinfra.state.codec import (
@@ -39,14 +38,22 @@ from rlorinfra.state.codec import (
     backup_path_for,
     decode_state,
     encode_state,
-    state_document,
+    same_content,
     too_big_error,
 )
+from rlorinfra.state.files import FILE_MODE, FOLDER_MODE, TEMP_SUFFIX, atomic_write, fsync_folder, make_private_folder
 from rlorinfra.state.model import State
 
-FILE_MODE = 0o600
-FOLDER_MODE = 0o700
-TEMP_SUFFIX = ".tmp"
+# Re-exported: callers outside state/ (operations, cli, lock) import them from here.
+__all__ = [
+    "FILE_MODE",
+    "FOLDER_MODE",
+    "StateStore",
+    "atomic_write",
+    "check_control_plane",
+    "fsync_folder",
+    "make_private_folder",
+]
 
 
 def resolve_state_path(path: Path) -> Path:
@@ -57,25 +64,6 @@ def resolve_state_path(path: Path) -> Path:
     for the first read, which reports it as an unreadable state file.
     """
     return Path(os.path.realpath(path))
-
-
-def make_private_folder(folder: Path) -> None:
-    """Create ``folder`` and any missing parents with mode 0700, whatever the umask.
-
-    Folders that already exist are left as they are: they are not ours to change.
-    """
-    missing: list[Path] = []
-    current = Path(folder)
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, FOLDER_MODE)
-        except FileExistsError:
-            continue  # another run made it first
-        # mkdir's mode is filtered by the umask (umask 0o777 would give d---------).
-        os.chmod(path, FOLDER_MODE)
 
 
 class StateStore:
@@ -95,18 +83,28 @@ class StateStore:
 
     def read(self) -> State:
         """The state on disk; an empty ``State()`` (serial 0, no lineage) when there is none."""
-        data = self._read_bytes()
-        return State() if data is None else decode_state(data, self.path)
+        stored = self.load()
+        return State() if stored is None else stored
 
-    def write(self, state: State) -> State:
+    def load(self) -> State | None:
+        """The state on disk, or None when there is no file (unlike ``read``, which says ``State()``)."""
+        data = self._read_bytes()
+        return None if data is None else decode_state(data, self.path)
+
+    def write(self, state: State, *, fence: Callable[[State | None], None] | None = None) -> State:
         """Write ``state`` if its content differs from disk; return the state as on disk.
 
         On a change: serial = on-disk serial + 1, lineage kept (or a new uuid4
         for the first write), previous bytes saved to ``<state>.backup``.
+        ``fence`` sees what is on disk (None: no file) before anything is written
+        and raises to refuse the write (``LocalBackend``: the serial moved).
         """
         old_bytes = self._read_bytes()
-        current = State() if old_bytes is None else decode_state(old_bytes, self.path)
-        if _as_json(state) == _as_json(current):
+        stored = None if old_bytes is None else decode_state(old_bytes, self.path)
+        if fence is not None:
+            fence(stored)
+        current = State() if stored is None else stored
+        if same_content(state, current):
             # Unchanged (or, with no file yet, empty: nothing worth creating a file for).
             return current
         new = replace(
@@ -183,61 +181,6 @@ def _not_a_file_error(path: Path) -> StateError:
         "Point `[state] path` in the config at a file (it is created on the first apply). "
         "Nothing was changed.",
     )
-
-
-def _as_json(state: State) -> Any:
-    # Compare what would be written (a tuple and a list with the same items are no change).
-    # Not via encode_state: its pretty-printing runs json's slow pure-Python encoder.
-    return json.loads(json.dumps(state_document(replace(state, serial=0, lineage=None)), ensure_ascii=False))
-
-
-def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``target`` with ``data`` atomically (temp file, fsync, rename, folder fsync).
-
-    The file is 0600 from creation and missing folders are made 0700. ``target``
-    must not be a symlink (``StateStore`` resolves them): the rename would
-    replace the link with a plain file. On any failure the temp file is removed and
-    ``target`` keeps its previous content. ``durable=False`` skips both fsyncs
-    (still atomic for readers) for files that mean nothing after a machine
-    crash, such as lock info.
-    """
-    make_private_folder(target.parent)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        _write_all(fd, data, durable=durable)
-        os.replace(temp, target)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temp)
-        raise
-    if durable:
-        fsync_folder(target.parent)
-
-
-def _write_all(fd: int, data: bytes, *, durable: bool = True) -> None:
-    # os.fdopen owns fd from here on and closes it, even on error.
-    with os.fdopen(fd, "wb") as handle:
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle.fileno(), FILE_MODE)  # exactly 0600 whatever the umask did
-        handle.write(data)
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
-
-
-def fsync_folder(folder: Path) -> None:
-    """fsync a folder so a rename inside it is durable (a no-op where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows cannot open folders; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on folders; nothing more we can do
-    finally:
-        os.close(fd)
 
 
 def check_control_plane(state: State, url: str, account_id: str, *, path: Path | None = None) -> str | None:

@@ -26,7 +26,7 @@ def test_target_prints_terraforms_warning_on_plan_and_apply(world):
     assert applied.exit_code == 0, applied.output
     assert "Resource targeting is in effect" in applied.stderr
     assert "Applied changes may be incomplete" in applied.stderr
-    assert set(world.state()["jobs"]) == {"alpha"}
+    assert set(world.state()["resources"]["job"]) == {"alpha"}
 
 
 def test_a_targeted_plan_with_no_changes_says_the_rest_was_not_considered(world):
@@ -70,7 +70,7 @@ def test_create_before_destroy_progress_names_the_replaced_job_and_uses_the_plan
     cbd = "create_before_destroy = true"
     world.write_config(jobs_toml("alpha", extra={"alpha": cbd}))
     assert world.cli("apply", "--auto-approve").exit_code == 0
-    old_id = world.state()["jobs"]["alpha"]["job_id"]
+    old_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.write_config(jobs_toml("alpha", extra={"alpha": cbd + "\nlearning_rate = 2e-5"}))
     applied = world.cli("apply", "--auto-approve", "--json")
     assert applied.exit_code == 0, applied.output

@@ -71,7 +71,7 @@ def test_the_manual_path_needs_skip_validations_and_is_refused_for_a_customer_ke
     world.write_config(manual + "skip_validations = true\n")
     refused = world.cli("apply", "--auto-approve")  # the served key is a customer key
     assert refused.exit_code == 1 and "superuser" in refused.stderr, refused.output
-    assert world.live_jobs() == [] and world.state()["jobs"] == {}
+    assert world.live_jobs() == [] and world.state()["resources"]["job"] == {}
 
 
 # --- drift and import use only what the API returns ---------------------------------------
@@ -101,7 +101,7 @@ def test_import_then_generate_config_plans_no_changes(any_world, defaults):
     assert "No changes" in plan.stdout
     apply(any_world)  # records the declared values of the unread fields, replaces nothing
     assert [j["name"].rsplit("/", 1)[-1] for j in any_world.live_jobs()] == [job_id]
-    assert "unread_fields" not in any_world.state()["jobs"]["scripted"]
+    assert "unread_fields" not in any_world.state()["resources"]["job"]["scripted"]
     clean(any_world)
 
 
@@ -157,7 +157,7 @@ def test_reimporting_an_already_managed_pair_says_so(world):
 def test_each_fault_is_planned_as_designed_and_one_apply_heals_it(world, fault, action):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     getattr(world.store, fault)(job_id)
     plan = world.cli("plan", "--detailed-exitcode", "--json")
     assert plan.exit_code == 2, plan.output
@@ -170,7 +170,7 @@ def test_each_fault_is_planned_as_designed_and_one_apply_heals_it(world, fault, 
 def test_a_flapping_trainer_is_resumed_each_time_it_fails(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.store.flap(job_id, 0.3)
     time.sleep(0.5)  # RUNNING for longer than the period: it has crashed
     plan = world.cli("plan", "--json")
@@ -179,7 +179,7 @@ def test_a_flapping_trainer_is_resumed_each_time_it_fails(world):
     world.store.flap(job_id, off=True)
     apply(world)
     clean(world)
-    assert world.state()["jobs"]["alpha"]["job_id"] == job_id
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] == job_id
 
 
 @pytest.mark.parametrize("operation", ["resume", "cancel", "create", "delete"])
@@ -187,7 +187,7 @@ def test_a_lost_response_still_converges_in_one_apply(world, operation):
     world.write_config(jobs_toml("alpha"))
     if operation != "create":
         apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"] if operation != "create" else None
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"] if operation != "create" else None
     if operation == "resume":
         world.store.preempt(job_id)
     elif operation == "cancel":
@@ -287,7 +287,7 @@ def test_an_edited_plan_that_points_a_create_at_another_jobs_id_is_refused(world
     _write(plan_file, payload)
     refused = world.cli("apply", str(plan_file))
     assert refused.exit_code == 1 and "does not match the world" in refused.stderr, refused.output
-    assert "alpha" not in world.state()["jobs"] if world.state_path.exists() else True
+    assert "alpha" not in world.state()["resources"]["job"] if world.state_path.exists() else True
 
 
 def test_a_plan_saved_against_an_empty_state_in_another_checkout_is_refused(world, tmp_path):
@@ -312,7 +312,7 @@ def test_an_untouched_saved_plan_applies(world):
     plan_file, _ = _saved(world, "--target", "alpha")
     applied = world.cli("apply", str(plan_file))
     assert applied.exit_code == 0, applied.output
-    assert set(world.state()["jobs"]) == {"alpha"}
+    assert set(world.state()["resources"]["job"]) == {"alpha"}
 
 
 def test_a_state_emptied_by_destroy_moves_to_the_next_control_plane_it_is_used_with(world, tmp_path):
@@ -337,7 +337,7 @@ def test_a_saved_plan_whose_waits_finished_meanwhile_still_applies(tmp_path):
         time.sleep(2)  # alpha is RUNNING now: planning again gives a no-op for it
         applied = slow.cli("apply", str(plan_file))
         assert applied.exit_code == 0, applied.output
-        assert set(slow.state()["jobs"]) == {"alpha", "beta"}
+        assert set(slow.state()["resources"]["job"]) == {"alpha", "beta"}
     finally:
         slow.server.stop()
 
@@ -348,8 +348,8 @@ def test_a_saved_plan_whose_waits_finished_meanwhile_still_applies(tmp_path):
 def _creating_record_for(world, name: str, job_id: str) -> None:
     """State as a run killed right after choosing ``job_id`` for ``name`` leaves it."""
     doc = world.state()
-    other = next(iter(doc["jobs"].values()))
-    doc["jobs"][name] = {
+    other = next(iter(doc["resources"]["job"].values()))
+    doc["resources"]["job"][name] = {
         **other,
         "job_id": job_id,
         "phase": "creating",
@@ -387,9 +387,9 @@ def test_our_job_made_from_an_older_spec_is_adopted_on_409_and_then_replaced_nev
     _post_job(world, "alpha-0a1b2c", "alpha", lora_rank=0)  # the killed run's POST landed
     world.write_config(jobs_toml("alpha", "beta", extra={"alpha": "lora_rank = 8"}))  # config changed since
     apply(world, "--no-refresh")  # the 409 adopts our own job (same name) with what it reports
-    assert world.state()["jobs"]["alpha"]["job_id"] == "alpha-0a1b2c"
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] == "alpha-0a1b2c"
     apply(world)  # the next plan sees lora_rank 0 -> 8 and replaces it
-    assert world.state()["jobs"]["alpha"]["job_id"] != "alpha-0a1b2c"
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] != "alpha-0a1b2c"
     clean(world)
     assert [j["displayName"] for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"].count("alpha") == 1
 
@@ -401,7 +401,7 @@ def test_no_refresh_never_deletes_a_job_that_holds_a_creating_records_id_under_a
     _post_job(world, "alpha-0a1b2c", "intruder")
     world.write_config(jobs_toml("beta"))  # alpha's block removed: the plan deletes/forgets it
     apply(world, "--no-refresh")
-    assert "alpha" not in world.state()["jobs"]
+    assert "alpha" not in world.state()["resources"]["job"]
     assert world.store.get_job("alpha-0a1b2c")["state"] not in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
 
 
@@ -412,7 +412,7 @@ def test_a_plan_saved_without_refresh_applies(world):
     plan_file, _ = _saved(world, "--no-refresh")
     applied = world.cli("apply", str(plan_file))
     assert applied.exit_code == 0, applied.output
-    assert set(world.state()["jobs"]) == {"alpha", "beta"}
+    assert set(world.state()["resources"]["job"]) == {"alpha", "beta"}
 
 
 def test_apply_without_refresh_checks_the_emulator_instance_before_changing_anything(world, tmp_path):

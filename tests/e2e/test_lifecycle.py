@@ -34,7 +34,7 @@ def test_empty_world_plan_exits_2_then_apply_converges_and_plan_exits_0(world):
     assert sorted(live) == ["alpha", "beta", "gamma"]
     state = world.state()
     for name in ("alpha", "beta", "gamma"):
-        record = state["jobs"][name]
+        record = state["resources"]["job"][name]
         assert live[name]["name"].endswith("/" + record["job_id"])
         assert record["endpoint"] == f"{world.url}/training/v1/rlorTrainerJobs/local/{record['job_id']}"
         assert record["phase"] == "ready"
@@ -48,7 +48,7 @@ def test_empty_world_plan_exits_2_then_apply_converges_and_plan_exits_0(world):
 def test_preempted_job_shows_drift_and_is_resumed_with_the_same_id(world):
     world.write_config(jobs_toml("alpha", "beta"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.store.preempt(job_id)
 
     plan = world.cli("plan", "--detailed-exitcode")
@@ -58,7 +58,7 @@ def test_preempted_job_shows_drift_and_is_resumed_with_the_same_id(world):
 
     result = apply(world)
     assert "1 resumed" in result.stdout
-    assert world.state()["jobs"]["alpha"]["job_id"] == job_id
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] == job_id
     assert running(world)["alpha"]["name"].endswith(job_id)
     assert world.cli("plan", "--detailed-exitcode").exit_code == 0
 
@@ -66,7 +66,7 @@ def test_preempted_job_shows_drift_and_is_resumed_with_the_same_id(world):
 def test_out_of_band_delete_is_recreated(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    old_id = world.state()["jobs"]["alpha"]["job_id"]
+    old_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     import httpx
 
     from tests.e2e.conftest import API_KEY
@@ -80,7 +80,7 @@ def test_out_of_band_delete_is_recreated(world):
     assert doc["drift"] and doc["drift"][0]["name"] == "alpha"
 
     apply(world)
-    new_id = world.state()["jobs"]["alpha"]["job_id"]
+    new_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     assert new_id != old_id
     assert running(world)["alpha"]["name"].endswith(new_id)
 
@@ -88,7 +88,7 @@ def test_out_of_band_delete_is_recreated(world):
 def test_changed_field_replaces_and_removed_job_is_deleted(world):
     world.write_config(jobs_toml("alpha", "beta"))
     apply(world)
-    old_alpha = world.state()["jobs"]["alpha"]["job_id"]
+    old_alpha = world.state()["resources"]["job"]["alpha"]["job_id"]
 
     world.write_config(jobs_toml("alpha", extra={"alpha": "learning_rate = 3e-5"}))
     plan = world.cli("plan")
@@ -98,16 +98,16 @@ def test_changed_field_replaces_and_removed_job_is_deleted(world):
     result = apply(world)
     assert "1 replaced" in result.stdout and "1 deleted" in result.stdout
     state = world.state()
-    assert list(state["jobs"]) == ["alpha"]
-    assert state["jobs"]["alpha"]["job_id"] != old_alpha
-    assert state["jobs"]["alpha"]["spec"]["learning_rate"] == 3e-5
+    assert list(state["resources"]["job"]) == ["alpha"]
+    assert state["resources"]["job"]["alpha"]["job_id"] != old_alpha
+    assert state["resources"]["job"]["alpha"]["spec"]["learning_rate"] == 3e-5
     assert sorted(j["displayName"] for j in world.live_jobs()) == ["alpha"]
 
 
 def test_desired_stopped_cancels_and_keeps_the_job(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.write_config(jobs_toml("alpha", extra={"alpha": 'desired_state = "stopped"'}))
     result = apply(world)
     assert "1 stopped" in result.stdout
@@ -119,7 +119,7 @@ def test_desired_stopped_cancels_and_keeps_the_job(world):
 def test_prevent_destroy_refuses_replace_and_destroy(world):
     world.write_config(jobs_toml("alpha", extra={"alpha": "prevent_destroy = true"}))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.write_config(jobs_toml("alpha", extra={"alpha": "prevent_destroy = true\nlora_rank = 8"}))
     for command in (("apply", "--auto-approve"), ("destroy", "--auto-approve")):
         result = world.cli(*command)
@@ -147,7 +147,7 @@ def test_saved_plan_applies_once_and_a_stale_one_is_refused(world):
 def test_import_with_generated_config_gives_an_empty_plan(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.state_path.unlink()  # forget everything: the job is now unmanaged
 
     world.write_config("")
@@ -156,13 +156,13 @@ def test_import_with_generated_config_gives_an_empty_plan(world):
     world.write_config(generated.stdout)
     plan = world.cli("plan", "--detailed-exitcode")
     assert plan.exit_code == 0, plan.output
-    assert world.state()["jobs"]["adopted"]["job_id"] == job_id
+    assert world.state()["resources"]["job"]["adopted"]["job_id"] == job_id
 
 
 def test_unmanaged_job_with_declared_name_suggests_import(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.state_path.unlink()
     plan = world.cli("plan")
     assert plan.exit_code == 1
@@ -176,7 +176,7 @@ def test_destroy_leaves_no_live_job(world):
     assert result.exit_code == 0, result.output
     assert "Destroy complete! Resources: 2 destroyed." in result.stdout
     assert world.live_jobs() == []
-    assert world.state()["jobs"] == {}
+    assert world.state()["resources"]["job"] == {}
 
 
 def test_apply_without_tty_or_approval_is_refused(world):
@@ -202,7 +202,7 @@ def test_json_events_and_final_summary(world):
 def test_idle_job_is_drift_and_a_wait_and_apply_fails_it_naming_the_timeout(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    world.store.set_idle(world.state()["jobs"]["alpha"]["job_id"])
+    world.store.set_idle(world.state()["resources"]["job"]["alpha"]["job_id"])
     plan = world.cli("plan", "--detailed-exitcode")
     assert plan.exit_code == 2, plan.output  # IDLE is not ready (the SDK never treats it as ready)
     assert "became idle" in plan.stdout and "will be waited for" in plan.stdout
@@ -212,13 +212,13 @@ def test_idle_job_is_drift_and_a_wait_and_apply_fails_it_naming_the_timeout(worl
     waited = world.cli("apply", "--auto-approve", "--timeout", "1")
     assert waited.exit_code == 1, waited.output
     assert "JOB_STATE_IDLE" in waited.stderr and "--timeout" in waited.stderr
-    assert world.state()["jobs"]["alpha"]["observed_state"] == "JOB_STATE_IDLE"
+    assert world.state()["resources"]["job"]["alpha"]["observed_state"] == "JOB_STATE_IDLE"
 
 
 def test_unhealthy_running_job_is_drift_and_apply_waits_for_its_health(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     world.store.mark_unhealthy(job_id, True)
     plan = world.cli("plan", "--detailed-exitcode")
     assert plan.exit_code == 2, plan.output
@@ -234,7 +234,7 @@ def test_unhealthy_running_job_is_drift_and_apply_waits_for_its_health(world):
 def test_import_refuses_bad_ids_taken_jobs_and_bad_names(world):
     world.write_config(jobs_toml("alpha"))
     apply(world)
-    job_id = world.state()["jobs"]["alpha"]["job_id"]
+    job_id = world.state()["resources"]["job"]["alpha"]["job_id"]
     taken = world.cli("import", "dup", job_id)
     assert taken.exit_code == 1 and 'already managed as "alpha"' in taken.stderr
     assert "state mv alpha dup" in taken.stderr
@@ -242,7 +242,7 @@ def test_import_refuses_bad_ids_taken_jobs_and_bad_names(world):
     assert traversal.exit_code == 1 and "Invalid job ID" in traversal.stderr
     too_long = world.cli("import", "x" * 80, job_id)
     assert too_long.exit_code == 1 and "at most 63 characters" in too_long.stderr
-    assert list(world.state()["jobs"]) == ["alpha"]
+    assert list(world.state()["resources"]["job"]) == ["alpha"]
 
 
 def test_saved_plan_cannot_be_combined_with_planning_options(world):
@@ -266,19 +266,19 @@ def test_create_before_destroy_keeps_the_old_job_tracked_until_it_is_gone(world)
     cbd = "create_before_destroy = true"
     world.write_config(jobs_toml("alpha", extra={"alpha": cbd}))
     apply(world)
-    old_id = world.state()["jobs"]["alpha"]["job_id"]
+    old_id = world.state()["resources"]["job"]["alpha"]["job_id"]
 
     # A replacement the control plane refuses (extra_args needs a superuser key, and
     # the served emulator's key is a customer key): the old job stays running AND tracked.
     world.write_config(jobs_toml("alpha", extra={"alpha": cbd + '\nextra_args = ["--trace"]'}))
     refused = world.cli("apply", "--auto-approve")
     assert refused.exit_code == 1, refused.output
-    assert world.state()["jobs"]["alpha"]["job_id"] == old_id
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] == old_id
     assert [j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()] == [old_id]
 
     world.write_config(jobs_toml("alpha", extra={"alpha": cbd + "\nlearning_rate = 2e-5"}))
     apply(world)
-    record = world.state()["jobs"]["alpha"]
+    record = world.state()["resources"]["job"]["alpha"]
     assert record["job_id"] != old_id and "deposed_job_id" not in record
     states = {j["name"].rsplit("/", 1)[-1]: j["state"] for j in world.live_jobs()}
     assert states.pop(record["job_id"]) == "JOB_STATE_RUNNING"
@@ -289,16 +289,16 @@ def test_a_leftover_deposed_job_is_deleted_by_the_next_apply(world):
     world.write_config(jobs_toml("alpha", "beta"))
     apply(world)
     state = world.state()
-    beta_id = state["jobs"]["beta"]["job_id"]
+    beta_id = state["resources"]["job"]["beta"]["job_id"]
     # As if a create_before_destroy replacement of alpha died before deleting beta's job.
-    state["jobs"]["alpha"]["deposed_job_id"] = beta_id
-    del state["jobs"]["beta"]
+    state["resources"]["job"]["alpha"]["deposed_job_id"] = beta_id
+    del state["resources"]["job"]["beta"]
     world.state_path.write_text(json.dumps(state))
     world.write_config(jobs_toml("alpha"))
     plan = world.cli("plan", "--detailed-exitcode")
     assert plan.exit_code == 2 and "deposed" in plan.stdout
     apply(world)
-    assert "deposed_job_id" not in world.state()["jobs"]["alpha"]
+    assert "deposed_job_id" not in world.state()["resources"]["job"]["alpha"]
     assert [j["displayName"] for j in world.live_jobs() if j["state"] == "JOB_STATE_RUNNING"] == ["alpha"]
     assert world.cli("plan", "--detailed-exitcode").exit_code == 0
 

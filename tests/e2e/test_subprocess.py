@@ -52,7 +52,7 @@ def test_sigkill_during_creates_never_duplicates(world):
     names = [f"job-{i:02d}" for i in range(8)]
     world.write_config(jobs_toml(*names))
     proc = rlorinfra(world, "apply", "--auto-approve", "--parallelism", "2")
-    assert _wait_for_state(world, lambda s: len(s["jobs"]) >= 3)
+    assert _wait_for_state(world, lambda s: len(s["resources"]["job"]) >= 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -61,9 +61,9 @@ def test_sigkill_during_creates_never_duplicates(world):
     counts = Counter(j["displayName"] for j in world.live_jobs())
     assert counts == Counter({n: 1 for n in names})
     state = world.state()
-    assert sorted(state["jobs"]) == names
+    assert sorted(state["resources"]["job"]) == names
     live_ids = {j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()}
-    assert {r["job_id"] for r in state["jobs"].values()} == live_ids
+    assert {r["job_id"] for r in state["resources"]["job"].values()} == live_ids
     code, out, err = finish(rlorinfra(world, "plan", "--detailed-exitcode"))
     assert code == 0, out + err
 
@@ -94,7 +94,7 @@ def test_a_job_that_keeps_failing_ends_with_exit_1_and_others_ready(world):
     assert "doomed" in err and "max_resumes" in err
     assert "healthy: created" in out
     assert "Traceback" not in err
-    assert world.state()["jobs"]["healthy"]["phase"] == "ready"
+    assert world.state()["resources"]["job"]["healthy"]["phase"] == "ready"
 
 
 def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
@@ -105,7 +105,11 @@ def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
         world.write_config(jobs_toml("alpha", "beta"))
         proc = rlorinfra(world, "apply", "--auto-approve")
         assert _wait_for_state(
-            world, lambda s: all(r["phase"] == "provisioning" for r in s["jobs"].values()) and len(s["jobs"]) == 2
+            world,
+            lambda s: (
+                all(r["phase"] == "provisioning" for r in s["resources"]["job"].values())
+                and len(s["resources"]["job"]) == 2
+            ),
         )
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
@@ -114,8 +118,8 @@ def test_ctrl_c_stops_waiting_writes_state_and_exits_130(tmp_path):
         assert "Interrupted" in err and "alpha" in err and "beta" in err
         assert "Traceback" not in err
         state = world.state()
-        assert sorted(state["jobs"]) == ["alpha", "beta"]
+        assert sorted(state["resources"]["job"]) == ["alpha", "beta"]
         live_ids = {j["name"].rsplit("/", 1)[-1] for j in world.live_jobs()}
-        assert {r["job_id"] for r in state["jobs"].values()} == live_ids
+        assert {r["job_id"] for r in state["resources"]["job"].values()} == live_ids
     finally:
         world.server.stop()

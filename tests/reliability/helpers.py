@@ -192,7 +192,7 @@ def serve_logged(tmp_path: Path, *, provision_seconds: float = 0.2, port: int = 
 
 def state_ids(doc: dict) -> set[str]:
     """Every job ID a state document tracks: records' ``job_id`` and their ``deposed_job_ids``."""
-    jobs = doc.get("jobs", {}) if isinstance(doc, dict) else {}
+    jobs = doc.get("resources", {}).get("job", {}) if isinstance(doc, dict) else {}
     return {r["job_id"] for r in jobs.values()} | {d for r in jobs.values() for d in r.get("deposed_job_ids", [])}
 
 

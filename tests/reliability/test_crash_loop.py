@@ -79,7 +79,7 @@ def _state_predicate(spec: str):
     threshold = int(threshold)
 
     def check(state: dict, fresh: set[str]) -> bool:
-        jobs = {n: r for n, r in state.get("jobs", {}).items()}
+        jobs = {n: r for n, r in state.get("resources", {}).get("job", {}).items()}
         if field == "jobs":
             return len(set(jobs) & fresh) >= threshold
         return sum(1 for r in jobs.values() if r.get("phase") == field) >= threshold

@@ -53,7 +53,8 @@ def _arm(target: str, world, log, watcher, box: dict, old_ids: set[str]) -> None
 
     if target == "state-deposed":
         box["fired"] = watcher.kill_when(
-            box["proc"], lambda doc: any(r.get("deposed_job_ids") for r in doc.get("jobs", {}).values())
+            box["proc"],
+            lambda doc: any(r.get("deposed_job_ids") for r in doc.get("resources", {}).get("job", {}).values()),
         )
         return
     if target == "pre-delete":
@@ -76,7 +77,7 @@ def _arm(target: str, world, log, watcher, box: dict, old_ids: set[str]) -> None
 
 def _killed_round(world, log, target: str, round_no: int) -> tuple[int, set[str], set[str]]:
     """One killed apply and its recovery; returns (exit of the killed run, IDs seen, replaced IDs)."""
-    old_ids = {r["job_id"] for r in world.state()["jobs"].values()}
+    old_ids = {r["job_id"] for r in world.state()["resources"]["job"].values()}
     _config(world, round_no)
     watcher = StateWatcher(world.state_path)
     box: dict = {}
@@ -110,7 +111,7 @@ def test_kills_during_create_before_destroy_replaces_lose_and_duplicate_nothing(
                 figures = check_invariants(world, seen | log.created_ids())
                 duplicates += figures["duplicates"]
                 orphans += figures["orphans"]
-                state = world.state()["jobs"]
+                state = world.state()["resources"]["job"]
                 assert sorted(state) == NAMES, where
                 assert all(not r.get("deposed_job_ids") for r in state.values()), f"{where}: {state}"
                 live = {job_id_of(j): j["state"] for j in world.live_jobs()}

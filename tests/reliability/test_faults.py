@@ -49,7 +49,7 @@ def serve(tmp_path: Path, *, port: int = 0, store=None, provision_seconds: float
 
 def _state_job_ids(world) -> list[str]:
     try:
-        return [r["job_id"] for r in json.loads(world.state_path.read_text())["jobs"].values()]
+        return [r["job_id"] for r in json.loads(world.state_path.read_text())["resources"]["job"].values()]
     except (FileNotFoundError, ValueError, KeyError):
         return []
 

@@ -192,14 +192,14 @@ def test_a_symlinked_state_path_is_written_through_and_stays_a_link(tmp_path, se
     second = cli(folder, "apply", "--auto-approve")
     assert second.exit_code == 0, second.output
     assert link.is_symlink() and link.resolve() == target and not target.is_symlink()
-    assert sorted(json.loads(target.read_text())["jobs"]) == sorted([f"sym-{how}", f"sym2-{how}"])
+    assert sorted(json.loads(target.read_text())["resources"]["job"]) == sorted([f"sym-{how}", f"sym2-{how}"])
     backup = json.loads((vault / "team.state.json.backup").read_text())
     assert json.loads(first_bytes)["serial"] <= backup["serial"] < json.loads(target.read_text())["serial"]
     assert files(vault) == ["team.state.json", "team.state.json.backup", "team.state.json.lock"]
     assert files(folder) == sorted([CONFIG, link.name])  # no backup, lock or temp beside the link
     assert cli(folder, "state", "list").stdout.split() == sorted([f"sym-{how}", f"sym2-{how}"])
     assert cli(folder, "destroy", "--auto-approve").exit_code == 0
-    assert link.is_symlink() and json.loads(target.read_text())["jobs"] == {}
+    assert link.is_symlink() and json.loads(target.read_text())["resources"]["job"] == {}
 
 
 def test_a_run_holding_the_lock_through_the_target_blocks_one_through_the_link(tmp_path, served):
@@ -261,7 +261,7 @@ def test_dev_stdin_redirected_from_a_file_works_and_keeps_the_files_name(tmp_pat
     with (tmp_path / "prod.toml").open() as stdin:
         proc = rlorinfra(["apply", "--auto-approve", "-f", "/dev/stdin"], cwd=tmp_path, stdin=stdin)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "stdin-file" in json.loads((tmp_path / "prod.state.json").read_text())["jobs"]
+    assert "stdin-file" in json.loads((tmp_path / "prod.state.json").read_text())["resources"]["job"]
     assert not (tmp_path / "stdin.state.json").exists()
 
 
@@ -275,7 +275,7 @@ def test_a_fifo_config_with_an_absolute_state_path_works(tmp_path, served):
     proc = rlorinfra(["apply", "--auto-approve", "-f", str(fifo)], cwd=tmp_path)
     writer.join(10)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "fifo-job" in json.loads(state.read_text())["jobs"]
+    assert "fifo-job" in json.loads(state.read_text())["resources"]["job"]
 
 
 def test_a_fifo_config_with_the_default_state_path_is_refused(tmp_path, served):

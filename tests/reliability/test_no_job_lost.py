@@ -57,7 +57,7 @@ def apply_ok(world, *extra: str) -> None:
 
 
 def record(world, name: str = "alpha") -> dict:
-    return world.state()["jobs"][name]
+    return world.state()["resources"]["job"][name]
 
 
 def live_states(world) -> dict[str, str]:
@@ -96,7 +96,8 @@ def test_kill_when_deposed_ids_change_then_recovery_deletes_every_deposed_job(lo
         fired = watcher.kill_when(
             proc,
             lambda doc: (
-                doc["jobs"]["alpha"].get("deposed_job_ids") != [first] and not at_kill.append(doc["jobs"]["alpha"])
+                doc["resources"]["job"]["alpha"].get("deposed_job_ids") != [first]
+                and not at_kill.append(doc["resources"]["job"]["alpha"])
             ),
         )
         proc.communicate(timeout=60)
@@ -123,7 +124,7 @@ def test_destroy_deletes_the_deposed_job_too(logged):
     code, out, err = run_rlorinfra("destroy", "-f", str(world.config), "--auto-approve")
     assert code == 0, out + err
     assert gone(world, first) and gone(world, second), live_states(world)
-    assert world.state()["jobs"] == {}
+    assert world.state()["resources"]["job"] == {}
     check_invariants(world, {first, second} | log.created_ids(), settled=False)
 
 
@@ -134,7 +135,7 @@ def test_removing_the_block_deletes_the_deposed_job_too(logged):
     world.write_config("")
     apply_ok(world)
     assert gone(world, first) and gone(world, second), live_states(world)
-    assert world.state()["jobs"] == {}
+    assert world.state()["resources"]["job"] == {}
     check_invariants(world, {first, second} | log.created_ids())
 
 
@@ -257,8 +258,8 @@ def test_a_creating_record_whose_id_another_job_holds_is_not_adopted(logged):
     apply_ok(world)
     doc = world.state()
     taken = "alpha-0a1b2c"
-    beta = doc["jobs"]["beta"]
-    doc["jobs"]["alpha"] = {
+    beta = doc["resources"]["job"]["beta"]
+    doc["resources"]["job"]["alpha"] = {
         **beta,
         "job_id": taken,
         "phase": "creating",
@@ -273,7 +274,7 @@ def test_a_creating_record_whose_id_another_job_holds_is_not_adopted(logged):
     plan = world.cli("plan")
     assert "is not ours" in plan.stdout and "creating under a new ID" in plan.stdout, plan.output
     apply_ok(world)  # the plan already knows: a new ID, and the other job is left alone
-    assert world.state()["jobs"]["alpha"]["job_id"] != taken
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] != taken
     after = world.store.get_job(taken)
     assert after["displayName"] == "intruder" and after["state"] not in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
     assert world.store.get_job(taken)["displayName"] == "intruder"
@@ -298,11 +299,11 @@ def test_a_409_from_a_job_that_took_the_id_between_plan_and_post_is_not_adopted(
     assert refused.exit_code == 1, refused.output
     assert "already belongs to another job" in refused.output, refused.output
     [taken] = intruders
-    assert world.state()["jobs"].get("alpha", {}).get("job_id") != taken
+    assert world.state()["resources"]["job"].get("alpha", {}).get("job_id") != taken
     assert world.store.get_job(taken)["displayName"] == "intruder"
     log.hooks.clear()
     apply_ok(world)
-    assert world.state()["jobs"]["alpha"]["job_id"] != taken
+    assert world.state()["resources"]["job"]["alpha"]["job_id"] != taken
     assert world.store.get_job(taken)["state"] not in ("JOB_STATE_DELETING", "JOB_STATE_ARCHIVED")
     check_invariants(world, log.created_ids() - {taken}, foreign={taken})
 
@@ -325,7 +326,7 @@ def test_two_non_ascii_names_apply_into_two_jobs_each_under_its_own_name(logged)
     world, log = logged
     world.write_config(NON_ASCII)
     apply_ok(world)
-    jobs = world.state()["jobs"]
+    jobs = world.state()["resources"]["job"]
     assert set(jobs) == {"训练", "🚀"}
     assert jobs["训练"]["job_id"] != jobs["🚀"]["job_id"]
     by_id = {job_id_of(j): j["displayName"] for j in world.live_jobs()}

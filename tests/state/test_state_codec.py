@@ -11,12 +11,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlorinfra.errors import StateError
-from rlorinfra.model.address import Kind
+from rlorinfra.model.address import Address, Kind
 from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.model import PHASES, JobRecord, State
 from tests.state.state_samples import sample_state
 
 PATH = Path("/srv/team/prod.state.json")
+
+
+def _jobs(document: dict) -> dict:
+    """The job section of a format-2 or format-1 document."""
+    return document["resources"]["job"] if "resources" in document else document["jobs"]
+
+
+def as_format_1(document: dict) -> dict:
+    """The same state as format 1 wrote it: a top-level "jobs" instead of "resources"."""
+    old = {key: value for key, value in document.items() if key != "resources"}
+    return {**old, "format_version": 1, "jobs": json.loads(json.dumps(document["resources"]["job"]))}
 
 
 def encoded(state: State | None = None) -> dict:
@@ -33,8 +44,8 @@ def test_encoding_is_pretty_sorted_and_ends_with_newline():
     data = encode_state(state)
     text = data.decode()
     assert text.endswith("}\n")
-    assert text.startswith('{\n  "format_version": 1,\n')
-    assert list(json.loads(data)["jobs"]) == ["trainer-a", "trainer-b"]
+    assert text.startswith('{\n  "format_version": 2,\n')
+    assert list(json.loads(data)["resources"]["job"]) == ["trainer-a", "trainer-b"]
     # The same state built in another order gives the same bytes.
     other = State(
         control_plane={"account_id": "acct", "url": "local"}, resources={Kind.JOB: dict(reversed(state.jobs.items()))}
@@ -44,8 +55,9 @@ def test_encoding_is_pretty_sorted_and_ends_with_newline():
 
 def test_top_level_and_job_fields_are_exactly_the_documented_ones():
     document = encoded()
-    assert set(document) == {"format_version", "serial", "lineage", "control_plane", "jobs"}
-    assert set(document["jobs"]["trainer-b"]) == {
+    assert set(document) == {"format_version", "serial", "lineage", "control_plane", "resources"}
+    assert set(document["resources"]) == {"job"}
+    assert set(document["resources"]["job"]["trainer-b"]) == {
         "job_id",
         "job_name",
         "endpoint",
@@ -83,7 +95,7 @@ def test_truncated_real_state_is_reported_as_corrupt():
 def test_newer_format_version_asks_for_an_upgrade():
     document = encoded()
     document["format_version"] = SUPPORTED_FORMAT_VERSION + 1
-    document["jobs"] = "a shape this version cannot know"
+    document["resources"] = "a shape this version cannot know"
     with pytest.raises(StateError) as err:
         decode_state(json.dumps(document).encode(), PATH)
     assert "written by a newer rlorinfra" in err.value.summary
@@ -117,19 +129,20 @@ _DELETE = object()
         ("lineage", 5),
         ("control_plane", ["local"]),
         ("control_plane.account_id", 12),
-        ("jobs", _DELETE),
-        ("jobs", []),
-        ("jobs.trainer-a", "job-a"),
-        ("jobs.trainer-a.job_id", _DELETE),
-        ("jobs.trainer-a.job_id", ""),
-        ("jobs.trainer-a.job_name", None),
-        ("jobs.trainer-a.endpoint", 3),
-        ("jobs.trainer-a.spec", _DELETE),
-        ("jobs.trainer-a.spec", ["base_model"]),
-        ("jobs.trainer-a.phase", _DELETE),
-        ("jobs.trainer-a.phase", "exploded"),
-        ("jobs.trainer-a.observed_state", 1),
-        ("jobs.trainer-a.created_at", {}),
+        ("resources", _DELETE),
+        ("resources", []),
+        ("resources.job", []),
+        ("resources.job.trainer-a", "job-a"),
+        ("resources.job.trainer-a.job_id", _DELETE),
+        ("resources.job.trainer-a.job_id", ""),
+        ("resources.job.trainer-a.job_name", None),
+        ("resources.job.trainer-a.endpoint", 3),
+        ("resources.job.trainer-a.spec", _DELETE),
+        ("resources.job.trainer-a.spec", ["base_model"]),
+        ("resources.job.trainer-a.phase", _DELETE),
+        ("resources.job.trainer-a.phase", "exploded"),
+        ("resources.job.trainer-a.observed_state", 1),
+        ("resources.job.trainer-a.created_at", {}),
     ],
 )
 def test_missing_or_garbled_fields_are_named(field, value):
@@ -145,7 +158,7 @@ def test_optional_fields_may_be_null():
     document = encoded()
     document["lineage"] = None
     document["control_plane"] = None
-    document["jobs"]["trainer-a"]["training_shape_version"] = None
+    document["resources"]["job"]["trainer-a"]["training_shape_version"] = None
     state = decode_state(json.dumps(document).encode(), PATH)
     assert state.lineage is None and state.control_plane == {}
     assert state.jobs["trainer-a"].training_shape_version is None
@@ -165,6 +178,7 @@ _records = st.builds(
     training_shape_version=st.none() | _text,
     created_at=st.none() | _text,
     updated_at=st.none() | _text,
+    depends_on=st.lists(st.builds(Address, st.sampled_from(Kind), _text), max_size=2).map(tuple),
 )
 _states = st.builds(
     State,
@@ -193,13 +207,14 @@ def test_only_url_and_account_of_the_control_plane_are_ever_written():
 @pytest.mark.parametrize(
     "edit,problem",
     [
-        (lambda d: d["jobs"]["b"].update(job_id=d["jobs"]["a"]["job_id"]), "tracks job"),
-        (lambda d: d["jobs"]["a"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
-        (lambda d: d["jobs"]["b"].update(deposed_job_ids=[d["jobs"]["a"]["job_id"]]), "tracks job"),
-        (lambda d: d["jobs"]["a"].update(job_id="../../etc"), "invalid job ID"),
+        (lambda d: _jobs(d)["b"].update(job_id=_jobs(d)["a"]["job_id"]), "tracks job"),
+        (lambda d: _jobs(d)["a"].update(deposed_job_ids=[_jobs(d)["a"]["job_id"]]), "tracks job"),
+        (lambda d: _jobs(d)["b"].update(deposed_job_ids=[_jobs(d)["a"]["job_id"]]), "tracks job"),
+        (lambda d: _jobs(d)["a"].update(job_id="../../etc"), "invalid job ID"),
     ],
 )
 def test_a_state_that_names_one_job_twice_or_a_bad_id_is_corrupt(edit, problem):
+    """In format 2 and in format 1 alike."""
     import json
 
     from rlorinfra.errors import StateError
@@ -208,7 +223,8 @@ def test_a_state_that_names_one_job_twice_or_a_bad_id_is_corrupt(edit, problem):
         name: JobRecord(job_id=f"{name}-1", job_name="n", endpoint="e", spec={}, phase="ready") for name in ("a", "b")
     }
     document = json.loads(encode_state(State(serial=1, lineage="l", resources={Kind.JOB: records})))
-    edit(document)
-    with pytest.raises(StateError, match="corrupt") as info:
-        decode_state(json.dumps(document).encode(), PATH)
-    assert problem in info.value.detail
+    for version in (document, as_format_1(document)):
+        edit(version)
+        with pytest.raises(StateError, match="corrupt") as info:
+            decode_state(json.dumps(version).encode(), PATH)
+        assert problem in info.value.detail

@@ -112,9 +112,9 @@ def nested_spec(depth: int) -> str:
     """The sample state with a spec value nested so the whole document is ``depth`` deep."""
     doc = json.loads(good_text())
     value: object = 1
-    for _ in range(depth - 4):  # document > jobs > job > spec > value...
+    for _ in range(depth - 5):  # document > resources > job > record > spec > value...
         value = [value]
-    doc["jobs"]["trainer-a"]["spec"]["extra"] = value
+    doc["resources"]["job"]["trainer-a"]["spec"]["extra"] = value
     return json.dumps(doc)
 
 
