@@ -12,8 +12,6 @@ from __future__ import annotations
 class RlorinfraError(Exception):
     """Base class: a user-facing error with a summary line and a detail paragraph."""
 
-    exit_code = 1
-
     def __init__(self, summary: str, detail: str = "") -> None:
         super().__init__(summary)
         self.summary = summary
@@ -108,5 +106,3 @@ class ApplyError(RlorinfraError):
 
 class InterruptedRun(RlorinfraError):
     """The user interrupted a run (Ctrl-C); state was written for what happened."""
-
-    exit_code = 130

@@ -15,10 +15,11 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
+from rlorinfra.cli.exit_codes import ExitCode, exit_code_for
 from rlorinfra.errors import RlorinfraError
 
 DEFAULT_CONFIG = "rlorinfra.toml"
@@ -26,6 +27,11 @@ DEFAULT_CONFIG = "rlorinfra.toml"
 # The largest number of seconds any option takes (about 31 years). Far above any real
 # wait, and far below what time arithmetic (timedelta, thread waits) overflows on.
 MAX_SECONDS = 1e9
+
+
+def wants_color(*, no_color: bool, env: Mapping[str, str], stream: TextIO) -> bool:
+    """The one colour decision: only on a TTY, never with ``--no-color`` or ``NO_COLOR`` set."""
+    return not no_color and not env.get("NO_COLOR") and stream.isatty()
 
 
 @dataclass
@@ -40,8 +46,7 @@ class Globals:
     def from_env(cls, *, debug: bool, no_color: bool) -> Globals:
         """Colour only on a TTY, never with ``--no-color`` or ``NO_COLOR`` set."""
         env = dict(os.environ)
-        color = not no_color and not env.get("NO_COLOR") and sys.stdout.isatty()
-        return cls(debug=debug, color=color, env=env)
+        return cls(debug=debug, color=wants_color(no_color=no_color, env=env, stream=sys.stdout), env=env)
 
 
 def get_globals(ctx: click.Context | None = None) -> Globals:
@@ -331,26 +336,24 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - never worse than click's own parsing of the raw argv
         pass
     debug = _debug_requested(args)
-    color = not os.environ.get("NO_COLOR") and "--no-color" not in args and sys.stderr.isatty()
+    # Errors go to stderr, and may come before the group parsed --no-color.
+    color = wants_color(no_color="--no-color" in args, env=os.environ, stream=sys.stderr)
     try:
         result = group.main(args=args, prog_name="rlorinfra", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("\nInterrupted.", err=True)
-        return 130
+        return ExitCode.INTERRUPTED
     except click.ClickException as exc:
         # Usage errors exit 1: exit 2 means "changes present" to CI.
         exc.show()
-        return 1
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted.", err=True)
-        return 130
+        return ExitCode.ERROR
     except RlorinfraError as exc:
         if debug:
             traceback.print_exc()
         click.echo(format_error(exc, color), err=True)
-        return exc.exit_code
+        return exit_code_for(exc)
     except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
         if debug:
             traceback.print_exc()
@@ -361,5 +364,5 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
             "beyond what was already written.",
         )
         click.echo(format_error(err, color), err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+        return ExitCode.ERROR
+    return result if isinstance(result, int) else ExitCode.OK
