@@ -84,21 +84,21 @@ def _options(parallelism: int, no_wait: bool, timeout: float, pending_timeout: f
 @lock_timeout_option
 @insecure_option
 def apply_cmd(
-    planfile,
-    config_path,
-    refresh,
-    health_check,
-    targets,
-    replace_names,
-    auto_approve,
-    parallelism,
-    no_wait,
-    timeout,
-    pending_timeout,
-    as_json,
-    lock_timeout,
-    insecure,
-):
+    planfile: Path | None,
+    config_path: Path,
+    refresh: bool,
+    health_check: bool,
+    targets: tuple[str, ...],
+    replace_names: tuple[str, ...],
+    auto_approve: bool,
+    parallelism: int,
+    no_wait: bool,
+    timeout: float,
+    pending_timeout: float,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Create, resume, stop or delete jobs until the live world matches the config.
 
     Without PLANFILE, plans first (the plan options --refresh/--no-refresh,
@@ -157,8 +157,17 @@ def apply_cmd(
 @lock_timeout_option
 @insecure_option
 def destroy_cmd(
-    config_path, targets, auto_approve, parallelism, no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure
-):
+    config_path: Path,
+    targets: tuple[str, ...],
+    auto_approve: bool,
+    parallelism: int,
+    no_wait: bool,
+    timeout: float,
+    pending_timeout: float,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Delete every managed job (or only --target ones). Respects prevent_destroy.
 
     Plans the deletion (dependents first), shows it and asks for 'yes' unless
@@ -288,7 +297,9 @@ def _finish_line(verb: str, result: ApplyResult, as_json: bool) -> None:
 @click.option("--generate-config", is_flag=True, help="Print the TOML block for the job, to paste into the config.")
 @lock_timeout_option
 @insecure_option
-def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecure):
+def import_cmd(
+    name: str, job_id: str, config_path: Path, generate_config: bool, lock_timeout: float, insecure: bool
+) -> ExitCode:
     """Adopt an existing live job JOB_ID under display name NAME.
 
     \b

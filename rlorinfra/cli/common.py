@@ -15,12 +15,15 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from rlorinfra.cli.exit_codes import ExitCode, exit_code_for
 from rlorinfra.errors import RlorinfraError
+
+if TYPE_CHECKING:
+    from rlorinfra.config.model import Config
 
 DEFAULT_CONFIG = "rlorinfra.toml"
 
@@ -53,10 +56,10 @@ def get_globals(ctx: click.Context | None = None) -> Globals:
     """The ``Globals`` of the running command (a default one outside the group)."""
     ctx = ctx or click.get_current_context()
     root = ctx.find_root()
-    if isinstance(root.obj, Globals):
-        return root.obj
-    root.obj = Globals.from_env(debug=False, no_color=False)
-    return root.obj
+    if not isinstance(root.obj, Globals):
+        root.obj = Globals.from_env(debug=False, no_color=False)
+    found: Globals = root.obj
+    return found
 
 
 def file_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -166,7 +169,7 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
 
 
-def load_config(config_path: Path):
+def load_config(config_path: Path) -> Config:
     """Load and validate the config, applying environment overrides (CLI reads env)."""
     from rlorinfra.config.load import load_config as _load
 
@@ -198,7 +201,9 @@ GLOBAL_FLAGS = {"--debug": "--debug", "-debug": "--debug", "--no-color": "--no-c
 class SuggestingGroup(click.Group):
     """A click group that answers a mistyped command with "Did you mean ...?"."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if not ctx.resilient_parsing and name and not name.startswith("-") and self.get_command(ctx, name) is None:
             match = difflib.get_close_matches(name, self.list_commands(ctx), n=1)

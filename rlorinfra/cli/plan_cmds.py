@@ -79,19 +79,19 @@ TARGETING_APPLY = (
 @lock_timeout_option
 @insecure_option
 def plan_cmd(
-    config_path,
-    refresh,
-    health_check,
-    targets,
-    replace_names,
-    out,
-    detailed_exitcode,
-    refresh_only,
-    destroy,
-    as_json,
-    lock_timeout,
-    insecure,
-):
+    config_path: Path,
+    refresh: bool,
+    health_check: bool,
+    targets: tuple[str, ...],
+    replace_names: tuple[str, ...],
+    out: Path | None,
+    detailed_exitcode: bool,
+    refresh_only: bool,
+    destroy: bool,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Show how the live jobs differ from the configuration.
 
     \b
