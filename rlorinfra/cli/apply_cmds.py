@@ -22,6 +22,7 @@ from rlorinfra.cli.outputs import render_outputs_text, state_outputs
 from rlorinfra.cli.plan_cmds import TARGETING_APPLY, plan_options
 from rlorinfra.cli.runtime import insecure_option, open_workspace
 from rlorinfra.cli.ui import ClickUI, PlanFormat
+from rlorinfra.operations.ui import Operation
 
 if TYPE_CHECKING:
     from rlorinfra.apply import ApplyOptions, ApplyResult, Outcome
@@ -138,7 +139,7 @@ def apply_cmd(
         lock_timeout=lock_timeout,
         insecure=insecure,
         options=_options(parallelism, no_wait, timeout, pending_timeout),
-        verb="apply",
+        verb=Operation.APPLY,
     )
 
 
@@ -195,7 +196,7 @@ def destroy_cmd(
         lock_timeout=lock_timeout,
         insecure=insecure,
         options=_options(parallelism, no_wait, timeout, pending_timeout),
-        verb="destroy",
+        verb=Operation.DESTROY,
     )
 
 
@@ -209,7 +210,7 @@ def run_apply(
     lock_timeout: float,
     insecure: bool,
     options: ApplyOptions,
-    verb: str,
+    verb: Operation,
 ) -> ExitCode:
     """Shared body of apply and destroy: the apply flow, then the summary."""
     from rlorinfra.operations import run_apply as apply_flow
@@ -228,7 +229,7 @@ def run_apply(
     return ExitCode.OK
 
 
-def _report(run: ApplyRun, *, as_json: bool, verb: str) -> None:
+def _report(run: ApplyRun, *, as_json: bool, verb: Operation) -> None:
     """Per-job summary, then success line and outputs, or the typed error."""
     from rlorinfra.operations import raise_for_result
 
@@ -262,10 +263,10 @@ def _summary_line(outcome: Outcome) -> str:
     return f"  {outcome.name}: {mark}: {outcome.message}"
 
 
-def _finish_line(verb: str, result: ApplyResult, as_json: bool) -> None:
+def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
     from rlorinfra.plan.model import Action
 
-    if verb == "destroy":
+    if verb is Operation.DESTROY:
         line = f"Destroy complete! Resources: {result.count(Action.DELETE)} destroyed."
     else:
         counts = [
@@ -282,7 +283,7 @@ def _finish_line(verb: str, result: ApplyResult, as_json: bool) -> None:
     outputs = render_outputs_text(result.state)
     if outputs:
         click.echo("\nOutputs:\n\n" + outputs)
-    if verb == "apply":
+    if verb is Operation.APPLY:
         from rlorinfra.cli.runtime import emulator_note
 
         note = emulator_note(result.state)

@@ -177,3 +177,11 @@ def test_force_unlock_asks_unless_told_not_to(ws):
         assert ui.questions == []
     finally:
         stale.__exit__(None, None, None)
+
+
+def test_a_saved_plan_is_applied_without_asking_again(ws, tmp_path):
+    run_plan(ws, PlanRequest(), RecordingUI(), out=tmp_path / "p.plan")
+    ui = RecordingUI(answer=False)
+    run = run_apply(ws, PlanRequest(), ui, FAST, planfile=tmp_path / "p.plan")
+    assert ui.calls == ["show_plan", "begin", "end"] and ui.shown[0].saved == tmp_path / "p.plan"
+    assert run.executed and set(ws.store.read().jobs) == JOBS
