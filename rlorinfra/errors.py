@@ -14,8 +14,6 @@ from collections.abc import Mapping
 class RlorinfraError(Exception):
     """Base class: a user-facing error with a summary line and a detail paragraph."""
 
-    exit_code = 1
-
     def __init__(self, summary: str, detail: str = "") -> None:
         super().__init__(summary)
         self.summary = summary
@@ -115,5 +113,3 @@ class ApplyError(RlorinfraError):
 
 class InterruptedRun(RlorinfraError):
     """The user interrupted a run (Ctrl-C); state was written for what happened."""
-
-    exit_code = 130

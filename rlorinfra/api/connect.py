@@ -1,86 +1,74 @@
-"""Build the control-plane client for a config: the embedded emulator or a real URL.
+"""Constructors of the control-plane client: over HTTP, or through an in-process WSGI app.
 
 Lives in ``api/`` because it is the one place that chooses an httpx transport.
+Which control plane to use is the workspace's choice (``operations/workspace.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
-from rlorinfra.api.client import ControlPlaneClient, RetryPolicy
-from rlorinfra.errors import ApiError
-from rlorinfra.model.control_plane import ControlPlaneSettings
+from rlorinfra.api.client import DEFAULT_KEY_SOURCE, ControlPlaneClient, RetryPolicy
 
-# Base URL of the in-process emulator. Requests never leave the process (they go
+# Base URL of an in-process app. Requests never leave the process (they go
 # through httpx.WSGITransport); the host only shows up in recorded endpoints.
 EMBEDDED_BASE_URL = "http://rlorinfra-emulator.local"
 EMBEDDED_API_KEY = "local"
 
+Trace = Callable[[str], None]
 
-def open_client(
-    settings: ControlPlaneSettings,
+
+def for_http(
+    url: str,
+    api_key: str,
     *,
-    api_key: str | None,
-    emulator_db: Path,
-    insecure: bool = False,
-    trace: Callable[[str], None] | None = None,
-    notify: Callable[[str], None] | None = None,
+    account_id: str | None = None,
+    gateway_url: str | None = None,
+    allow_insecure: bool = False,
+    retry_budget_s: float = 120.0,
+    trace: Trace | None = None,
+    notify: Trace | None = None,
+    key_source: str = DEFAULT_KEY_SOURCE,
 ) -> ControlPlaneClient:
-    """A client for ``settings``; ``api_key`` comes from the environment (CLI's job).
+    """A client of the control plane at ``url``.
 
-    ``trace`` gets every attempt (``--debug``); ``notify`` the first retry. The
-    retry budget is ``[control_plane] retry_budget``; errors about the key name
-    the variable ``api_key_env`` names.
+    ``trace`` gets every attempt (``--debug``); ``notify`` the first retry;
+    ``key_source`` names where the key came from in errors about it.
     """
-    if settings.is_local:
-        # The embedded emulator only knows its own key: whatever the environment
-        # holds is meant for a real control plane and must not be sent here.
-        return _embedded_client(settings, emulator_db=emulator_db, trace=trace, notify=notify)
     return ControlPlaneClient(
-        settings.url,
-        api_key or "",
-        account_id=settings.account_id,
-        gateway_url=settings.trainer_gateway_url,
-        allow_insecure=insecure or settings.allow_insecure,
-        retry=RetryPolicy(budget_s=settings.retry_budget_s),
+        url,
+        api_key,
+        account_id=account_id,
+        gateway_url=gateway_url,
+        allow_insecure=allow_insecure,
+        retry=RetryPolicy(budget_s=retry_budget_s),
         trace=trace,
         notify=notify,
-        key_source=settings.api_key_env,
+        key_source=key_source,
     )
 
 
-def _embedded_client(
-    settings: ControlPlaneSettings,
+def for_wsgi_app(
+    app: Callable[..., Any],
     *,
-    emulator_db: Path,
-    trace: Callable[[str], None] | None,
-    notify: Callable[[str], None] | None,
+    api_key: str = EMBEDDED_API_KEY,
+    account_id: str | None = None,
+    gateway_url: str | None = None,
+    retry_budget_s: float = 120.0,
+    trace: Trace | None = None,
+    notify: Trace | None = None,
 ) -> ControlPlaneClient:
+    """A client of the WSGI ``app`` served in this process (the embedded emulator)."""
     import httpx
 
-    from rlorinfra.controlplane import embedded_app
-
-    try:
-        emulator_db.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ApiError(
-            f"Cannot create the embedded emulator's folder {emulator_db.parent}",
-            f"{exc.strerror or exc}. The embedded control plane keeps its database in .rlorinfra/ "
-            "beside the config file; make that folder writable.",
-        ) from None
-    app = embedded_app(
-        emulator_db,
-        provision_seconds=settings.emulator.provision_seconds,
-        capacity=settings.emulator.capacity,
-    )
     return ControlPlaneClient(
         EMBEDDED_BASE_URL,
-        EMBEDDED_API_KEY,
-        account_id=settings.account_id,
-        gateway_url=settings.trainer_gateway_url,
+        api_key,
+        account_id=account_id,
+        gateway_url=gateway_url,
         transport=httpx.WSGITransport(app=app),
-        retry=RetryPolicy(budget_s=settings.retry_budget_s),
+        retry=RetryPolicy(budget_s=retry_budget_s),
         trace=trace,
         notify=notify,
     )

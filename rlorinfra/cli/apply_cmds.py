@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,9 +17,16 @@ from rlorinfra.cli.common import (
     json_option,
     lock_timeout_option,
 )
-from rlorinfra.cli.plan_cmds import TARGETING_APPLY, TARGETING_PLAN, plan_options, render_text, untargeted_note
-from rlorinfra.cli.runtime import confirm_or_fail, insecure_option, open_workspace
-from rlorinfra.errors import ApplyError, InterruptedRun
+from rlorinfra.cli.exit_codes import ExitCode
+from rlorinfra.cli.outputs import render_outputs_text, state_outputs
+from rlorinfra.cli.plan_cmds import TARGETING_APPLY, plan_options
+from rlorinfra.cli.runtime import insecure_option, open_workspace
+from rlorinfra.cli.ui import ClickUI, PlanFormat
+from rlorinfra.operations.ui import Operation
+
+if TYPE_CHECKING:
+    from rlorinfra.apply import ApplyOptions, ApplyResult, Outcome
+    from rlorinfra.operations import ApplyRun, PlanRequest
 
 RESULT_WORDS = {
     "create": "created",
@@ -29,7 +38,7 @@ RESULT_WORDS = {
 }
 
 
-def execution_options(func):
+def execution_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options that steer execution (apply and destroy); budgets are finite seconds or durations (Seconds)."""
     from rlorinfra.cli.common import Seconds
 
@@ -61,7 +70,7 @@ def execution_options(func):
     return func
 
 
-def _options(parallelism, no_wait, timeout, pending_timeout):
+def _options(parallelism: int, no_wait: bool, timeout: float, pending_timeout: float) -> ApplyOptions:
     from rlorinfra.apply import ApplyOptions
 
     return ApplyOptions(parallelism=parallelism, wait=not no_wait, timeout_s=timeout, pending_timeout_s=pending_timeout)
@@ -76,21 +85,21 @@ def _options(parallelism, no_wait, timeout, pending_timeout):
 @lock_timeout_option
 @insecure_option
 def apply_cmd(
-    planfile,
-    config_path,
-    refresh,
-    health_check,
-    targets,
-    replace_names,
-    auto_approve,
-    parallelism,
-    no_wait,
-    timeout,
-    pending_timeout,
-    as_json,
-    lock_timeout,
-    insecure,
-):
+    planfile: Path | None,
+    config_path: Path,
+    refresh: bool,
+    health_check: bool,
+    targets: tuple[str, ...],
+    replace_names: tuple[str, ...],
+    auto_approve: bool,
+    parallelism: int,
+    no_wait: bool,
+    timeout: float,
+    pending_timeout: float,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Create, resume, stop or delete jobs until the live world matches the config.
 
     Without PLANFILE, plans first (the plan options --refresh/--no-refresh,
@@ -130,7 +139,7 @@ def apply_cmd(
         lock_timeout=lock_timeout,
         insecure=insecure,
         options=_options(parallelism, no_wait, timeout, pending_timeout),
-        verb="apply",
+        verb=Operation.APPLY,
     )
 
 
@@ -149,8 +158,17 @@ def apply_cmd(
 @lock_timeout_option
 @insecure_option
 def destroy_cmd(
-    config_path, targets, auto_approve, parallelism, no_wait, timeout, pending_timeout, as_json, lock_timeout, insecure
-):
+    config_path: Path,
+    targets: tuple[str, ...],
+    auto_approve: bool,
+    parallelism: int,
+    no_wait: bool,
+    timeout: float,
+    pending_timeout: float,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Delete every managed job (or only --target ones). Respects prevent_destroy.
 
     Plans the deletion (dependents first), shows it and asks for 'yes' unless
@@ -178,114 +196,62 @@ def destroy_cmd(
         lock_timeout=lock_timeout,
         insecure=insecure,
         options=_options(parallelism, no_wait, timeout, pending_timeout),
-        verb="destroy",
+        verb=Operation.DESTROY,
     )
 
 
-def run_apply(config_path, request, *, planfile, auto_approve, as_json, lock_timeout, insecure, options, verb):
-    """Shared body of apply and destroy."""
-    from rlorinfra.operations import lock
+def run_apply(
+    config_path: Path,
+    request: PlanRequest,
+    *,
+    planfile: Path | None,
+    auto_approve: bool,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+    options: ApplyOptions,
+    verb: Operation,
+) -> ExitCode:
+    """Shared body of apply and destroy: the apply flow, then the summary."""
+    from rlorinfra.operations import run_apply as apply_flow
 
     if as_json and not (auto_approve or planfile):
         raise click.UsageError("--json needs --auto-approve (or a saved PLANFILE): a JSON stream cannot prompt.")
     ws = open_workspace(config_path, insecure)
+    ui = ClickUI(plan_format=PlanFormat.JSON_LINES if as_json else PlanFormat.TEXT, color=get_globals().color)
     try:
-        with lock(ws, verb, lock_timeout):
-            result, plan = _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, verb)
+        run = apply_flow(
+            ws, request, ui, options, planfile=planfile, auto_approve=auto_approve, lock_timeout=lock_timeout
+        )
     finally:
         ws.close()
-    if result is None:
-        return 0
-    _report(result, plan, as_json=as_json, verb=verb, targets=tuple(request.targets) if not planfile else ())
-    return 0
+    _report(run, as_json=as_json, verb=verb)
+    return ExitCode.OK
 
 
-def _plan_and_execute(ws, request, planfile, auto_approve, as_json, options, verb):
-    from rlorinfra.cli.views import emit_json, make_view
-    from rlorinfra.operations import build_plan, execute, load_saved_plan
+def _report(run: ApplyRun, *, as_json: bool, verb: Operation) -> None:
+    """Per-job summary, then success line and outputs, or the typed error."""
+    from rlorinfra.operations import raise_for_result
 
-    state = ws.store.read()
-    if planfile:
-        plan, document, live = load_saved_plan(ws, state, planfile)
-    else:
-        outcome = build_plan(ws, state, request)
-        plan, document, live = outcome.plan, outcome.document, outcome.live
-        for note in outcome.notes:
-            echo_warning(note)
-    targets = tuple(request.targets) if not planfile else ()
-    if targets:
-        echo_warning(TARGETING_PLAN)
-    _show_plan(document, as_json)
-    note = untargeted_note(plan, targets)
-    if note and not as_json:
-        click.echo(note)
-    if not plan.has_changes:
-        result = execute(ws, state, plan, live, options, lambda e: None)  # records refreshed live states
+    result = run.result
+    if not run.executed:
         _finish_line(verb, result, as_json)
-        return None, plan
-    if not (auto_approve or planfile):
-        confirm_or_fail(verb)
-    view = make_view(plan, as_json=as_json, color=get_globals().color)
-    try:
-        result = execute(ws, state, plan, live, options, view.on_event)
-    finally:
-        view.finish()  # stop a live view's ticker before any error or summary is printed
-    if as_json:
-        emit_json({"type": "outcomes", "outcomes": [o.__dict__ for o in result.outcomes]})
-    return result, plan
-
-
-def _show_plan(document, as_json):
+        return
     if as_json:
         from rlorinfra.cli.views import emit_json
 
-        emit_json({"type": "plan", "plan": document})
+        emit_json({"type": "outcomes", "outcomes": [o.__dict__ for o in result.outcomes]})
     else:
-        click.echo(render_text(document))
-
-
-def _report(result, plan, *, as_json: bool, verb: str, targets: tuple[str, ...] = ()) -> None:
-    """Per-job summary, then success line and outputs, or the typed error."""
-    if not as_json:
         click.echo("")
         for outcome in result.outcomes:
             click.echo(_summary_line(outcome))
-    if result.interrupted:
-        raise InterruptedRun("Interrupted: stopped waiting", _interrupted_detail(result.outcomes))
-    if result.failed:
-        raise ApplyError(
-            f"{len(result.failed)} of {len(result.outcomes)} job(s) did not converge", _failure_detail(result)
-        )
-    if targets:
+    raise_for_result(result)
+    if run.outcome.targets:
         echo_warning(TARGETING_APPLY)
     _finish_line(verb, result, as_json)
 
 
-def _failure_detail(result) -> str:
-    """What failed, and only when something else succeeded, that the rest was applied."""
-    lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
-    applied = [o for o in result.outcomes if o.ok]
-    if applied:
-        rest = "The other jobs were applied and recorded."
-    else:
-        rest = "No change was applied: every one failed (state records what the control plane did)."
-    return f"{lines}\n{rest} Fix the cause and run `rlorinfra apply` again; `rlorinfra plan` shows what is left."
-
-
-def _interrupted_detail(outcomes) -> str:
-    from rlorinfra.apply import NOT_STARTED
-
-    waiting = [o.name for o in outcomes if o.pending and o.message != NOT_STARTED]
-    unstarted = [o.name for o in outcomes if o.message == NOT_STARTED]
-    parts = ["State was written for everything that happened."]
-    if waiting:
-        parts.append(f"Still provisioning: {', '.join(waiting)}.")
-    if unstarted:
-        parts.append(f"Not started: {', '.join(unstarted)}.")
-    return " ".join(parts) + " Run `rlorinfra apply` again to finish."
-
-
-def _summary_line(outcome) -> str:
+def _summary_line(outcome: Outcome) -> str:
     if outcome.ok:
         word = RESULT_WORDS.get(outcome.action, outcome.action)
         return (
@@ -297,12 +263,10 @@ def _summary_line(outcome) -> str:
     return f"  {outcome.name}: {mark}: {outcome.message}"
 
 
-def _finish_line(verb: str, result, as_json: bool) -> None:
-    from rlorinfra.apply import ApplyResult
+def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
     from rlorinfra.plan.model import Action
 
-    result = result or ApplyResult()
-    if verb == "destroy":
+    if verb is Operation.DESTROY:
         line = f"Destroy complete! Resources: {result.count(Action.DELETE)} destroyed."
     else:
         counts = [
@@ -313,33 +277,18 @@ def _finish_line(verb: str, result, as_json: bool) -> None:
     if as_json:
         from rlorinfra.cli.views import emit_json
 
-        emit_json({"type": "summary", "message": line, "state_jobs": _outputs(result.state)})
+        emit_json({"type": "summary", "message": line, "state_jobs": state_outputs(result.state)})
         return
     click.echo("\n" + line)
-    outputs = _outputs_text(result.state)
+    outputs = render_outputs_text(result.state)
     if outputs:
         click.echo("\nOutputs:\n\n" + outputs)
-    if verb == "apply":
+    if verb is Operation.APPLY:
         from rlorinfra.cli.runtime import emulator_note
 
         note = emulator_note(result.state)
         if note:
             click.echo("\n" + note)
-
-
-def _outputs(state) -> dict:
-    if state is None:
-        return {}
-    return {
-        name: {"job_id": r.job_id, "job_name": r.job_name, "endpoint": r.endpoint}
-        for name, r in sorted(state.jobs.items())
-    }
-
-
-def _outputs_text(state) -> str:
-    from rlorinfra.cli.state_cmds import render_outputs_text
-
-    return render_outputs_text(state) if state is not None else ""
 
 
 @click.command("import")
@@ -349,7 +298,9 @@ def _outputs_text(state) -> str:
 @click.option("--generate-config", is_flag=True, help="Print the TOML block for the job, to paste into the config.")
 @lock_timeout_option
 @insecure_option
-def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecure):
+def import_cmd(
+    name: str, job_id: str, config_path: Path, generate_config: bool, lock_timeout: float, insecure: bool
+) -> ExitCode:
     """Adopt an existing live job JOB_ID under display name NAME.
 
     \b
@@ -357,16 +308,14 @@ def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecur
       rlorinfra import grpo-policy-trainer training-api-service-1a2b3c4d
       rlorinfra import my-trainer my-job-id --generate-config >> rlorinfra.toml
     """
-    from rlorinfra.operations import generated_job_block, import_job, lock
+    from rlorinfra.operations import generated_job_block, run_import
 
     ws = open_workspace(config_path, insecure)
     try:
-        with lock(ws, "import", lock_timeout):
-            before = ws.store.read()
-            state = import_job(ws, before, name, job_id)
+        imported = run_import(ws, name, job_id, lock_timeout=lock_timeout)
     finally:
         ws.close()
-    record = state.jobs[name]
+    record = imported.record
     if generate_config:
         click.echo(generated_job_block(ws.config, name, record), nl=False)
         if record.unread_fields:
@@ -375,8 +324,8 @@ def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecur
                 "the values the job was created with (see the comment in the block)."
             )
         click.echo(f'# Imported {job_id} as "{name}". Paste the block above into {config_path}.', err=True)
-        return 0
-    if name in before.jobs and before.jobs[name].job_id == job_id:
+        return ExitCode.OK
+    if imported.already_managed:
         click.echo(f'Job {job_id} is already managed as "{name}": nothing to import.')
     else:
         click.echo(f'Import successful! Job {job_id} is now managed as "{name}".')
@@ -385,4 +334,4 @@ def import_cmd(name, job_id, config_path, generate_config, lock_timeout, insecur
             f'"{name}" is not declared in {config_path}: the next plan would delete it. '
             f"Run `rlorinfra import {name} {job_id} --generate-config` to print its TOML block."
         )
-    return 0
+    return ExitCode.OK

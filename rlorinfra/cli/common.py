@@ -15,17 +15,26 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from rlorinfra.cli.exit_codes import ExitCode, exit_code_for
 from rlorinfra.errors import RlorinfraError
+
+if TYPE_CHECKING:
+    from rlorinfra.config.model import Config
 
 DEFAULT_CONFIG = "rlorinfra.toml"
 
 # The largest number of seconds any option takes (about 31 years). Far above any real
 # wait, and far below what time arithmetic (timedelta, thread waits) overflows on.
 MAX_SECONDS = 1e9
+
+
+def wants_color(*, no_color: bool, env: Mapping[str, str], stream: TextIO) -> bool:
+    """The one colour decision: only on a TTY, never with ``--no-color`` or ``NO_COLOR`` set."""
+    return not no_color and not env.get("NO_COLOR") and stream.isatty()
 
 
 @dataclass
@@ -40,18 +49,17 @@ class Globals:
     def from_env(cls, *, debug: bool, no_color: bool) -> Globals:
         """Colour only on a TTY, never with ``--no-color`` or ``NO_COLOR`` set."""
         env = dict(os.environ)
-        color = not no_color and not env.get("NO_COLOR") and sys.stdout.isatty()
-        return cls(debug=debug, color=color, env=env)
+        return cls(debug=debug, color=wants_color(no_color=no_color, env=env, stream=sys.stdout), env=env)
 
 
 def get_globals(ctx: click.Context | None = None) -> Globals:
     """The ``Globals`` of the running command (a default one outside the group)."""
     ctx = ctx or click.get_current_context()
     root = ctx.find_root()
-    if isinstance(root.obj, Globals):
-        return root.obj
-    root.obj = Globals.from_env(debug=False, no_color=False)
-    return root.obj
+    if not isinstance(root.obj, Globals):
+        root.obj = Globals.from_env(debug=False, no_color=False)
+    found: Globals = root.obj
+    return found
 
 
 def file_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,7 +169,7 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
 
 
-def load_config(config_path: Path):
+def load_config(config_path: Path) -> Config:
     """Load and validate the config, applying environment overrides (CLI reads env)."""
     from rlorinfra.config.load import load_config as _load
 
@@ -193,7 +201,9 @@ GLOBAL_FLAGS = {"--debug": "--debug", "-debug": "--debug", "--no-color": "--no-c
 class SuggestingGroup(click.Group):
     """A click group that answers a mistyped command with "Did you mean ...?"."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if not ctx.resilient_parsing and name and not name.startswith("-") and self.get_command(ctx, name) is None:
             match = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
@@ -331,26 +341,24 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
     except Exception:  # noqa: BLE001 - never worse than click's own parsing of the raw argv
         pass
     debug = _debug_requested(args)
-    color = not os.environ.get("NO_COLOR") and "--no-color" not in args and sys.stderr.isatty()
+    # Errors go to stderr, and may come before the group parsed --no-color.
+    color = wants_color(no_color="--no-color" in args, env=os.environ, stream=sys.stderr)
     try:
         result = group.main(args=args, prog_name="rlorinfra", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("\nInterrupted.", err=True)
-        return 130
+        return ExitCode.INTERRUPTED
     except click.ClickException as exc:
         # Usage errors exit 1: exit 2 means "changes present" to CI.
         exc.show()
-        return 1
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted.", err=True)
-        return 130
+        return ExitCode.ERROR
     except RlorinfraError as exc:
         if debug:
             traceback.print_exc()
         click.echo(format_error(exc, color), err=True)
-        return exc.exit_code
+        return exit_code_for(exc)
     except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
         if debug:
             traceback.print_exc()
@@ -361,5 +369,5 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
             "beyond what was already written.",
         )
         click.echo(format_error(err, color), err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+        return ExitCode.ERROR
+    return result if isinstance(result, int) else ExitCode.OK

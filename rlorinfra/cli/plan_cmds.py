@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from rlorinfra.cli.common import (
     complete_job_names,
-    echo_warning,
     file_option,
     get_globals,
     json_option,
     lock_timeout_option,
 )
+from rlorinfra.cli.exit_codes import ExitCode
 from rlorinfra.cli.runtime import insecure_option, open_workspace
+from rlorinfra.cli.ui import ClickUI, PlanFormat
 
 
-def plan_options(func):
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by plan, apply and destroy for building a plan."""
     func = click.option(
         "--replace",
@@ -52,39 +54,12 @@ def plan_options(func):
     return func
 
 
-TARGETING_PLAN = (
-    "Resource targeting is in effect\n\n"
-    "You are creating a plan with the --target option, which means that the result of this plan may not "
-    "represent all of the changes requested by the current configuration.\n\n"
-    "The --target option is not for routine use, and is provided only for exceptional situations such as "
-    "recovering from errors or mistakes, or when rlorinfra specifically suggests to use it as part of an "
-    "error message."
-)
 TARGETING_APPLY = (
     "Applied changes may be incomplete\n\n"
     "The plan was created with the --target option in effect, so some changes requested in the "
     "configuration may have been ignored. Run the following command to verify that no other changes "
     "are pending:\n    rlorinfra plan"
 )
-
-
-def untargeted_note(plan, targets) -> str:
-    """For a targeted plan with no changes: say the rest was not looked at (or "")."""
-    if not targets or plan.has_changes:
-        return ""
-    shown = ", ".join(f'"{t}"' for t in dict.fromkeys(targets))
-    return (
-        f"Only the targeted jobs ({shown}) were considered: the other resources were not, and may "
-        "still have changes. Run `rlorinfra plan` without --target to see them."
-    )
-
-
-def render_text(document: dict, *, refresh_only: bool = False) -> str:
-    """Human text for a plan document, coloured per the global settings."""
-    from rlorinfra.render.text import render_drift_text, render_plan_text
-
-    color = get_globals().color
-    return render_drift_text(document, color=color) if refresh_only else render_plan_text(document, color=color)
 
 
 @click.command("plan")
@@ -104,19 +79,19 @@ def render_text(document: dict, *, refresh_only: bool = False) -> str:
 @lock_timeout_option
 @insecure_option
 def plan_cmd(
-    config_path,
-    refresh,
-    health_check,
-    targets,
-    replace_names,
-    out,
-    detailed_exitcode,
-    refresh_only,
-    destroy,
-    as_json,
-    lock_timeout,
-    insecure,
-):
+    config_path: Path,
+    refresh: bool,
+    health_check: bool,
+    targets: tuple[str, ...],
+    replace_names: tuple[str, ...],
+    out: Path | None,
+    detailed_exitcode: bool,
+    refresh_only: bool,
+    destroy: bool,
+    as_json: bool,
+    lock_timeout: float,
+    insecure: bool,
+) -> ExitCode:
     """Show how the live jobs differ from the configuration.
 
     \b
@@ -125,7 +100,7 @@ def plan_cmd(
       rlorinfra plan --detailed-exitcode --json   # CI drift check
       rlorinfra plan --out release.plan && rlorinfra apply release.plan
     """
-    from rlorinfra.operations import PlanRequest, build_plan, lock, save_plan
+    from rlorinfra.operations import PlanRequest, has_pending_changes, run_plan
 
     ws = open_workspace(config_path, insecure)
     request = PlanRequest(
@@ -136,31 +111,19 @@ def plan_cmd(
         replace=replace_names,
         health_check=health_check,
     )
+    ui = ClickUI(plan_format=_plan_format(as_json, refresh_only), color=get_globals().color)
     try:
-        with lock(ws, "plan", lock_timeout):
-            outcome = build_plan(ws, ws.store.read(), request)
-            if out:
-                save_plan(ws, outcome, out)
+        outcome = run_plan(ws, request, ui, lock_timeout=lock_timeout, out=out)
     finally:
         ws.close()
-    for note in outcome.notes:
-        echo_warning(note)
-    if targets:
-        echo_warning(TARGETING_PLAN)
+    if out and not as_json:
+        click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n  rlorinfra apply {out}")
+    if detailed_exitcode and has_pending_changes(outcome):
+        return ExitCode.CHANGES
+    return ExitCode.OK
+
+
+def _plan_format(as_json: bool, refresh_only: bool) -> PlanFormat:
     if as_json:
-        click.echo(json.dumps(outcome.document, indent=None, sort_keys=False))
-    else:
-        click.echo(render_text(outcome.document, refresh_only=refresh_only))
-        note = untargeted_note(outcome.plan, targets)
-        if note:
-            click.echo(note)
-        if out:
-            click.echo(f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n  rlorinfra apply {out}")
-    return _exit_code(outcome.plan, detailed_exitcode, refresh_only)
-
-
-def _exit_code(plan, detailed: bool, refresh_only: bool) -> int:
-    if not detailed:
-        return 0
-    pending = bool(plan.drift) if refresh_only else plan.has_changes
-    return 2 if pending else 0
+        return PlanFormat.JSON
+    return PlanFormat.DRIFT_TEXT if refresh_only else PlanFormat.TEXT

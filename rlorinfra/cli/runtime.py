@@ -1,32 +1,39 @@
 """Glue between click commands and ``rlorinfra.operations``: builds the workspace
-(config + API key from the environment + debug tracing) and confirms plans.
+(config + API key from the environment + debug tracing) and asks for 'yes'.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rlorinfra.cli.common import echo_warning, get_globals, load_config
-from rlorinfra.errors import RlorinfraError
 
-CONFIRM_PROMPT = "Do you want to perform these actions? Only 'yes' will be accepted"
+if TYPE_CHECKING:
+    from rlorinfra.operations.workspace import Workspace
+    from rlorinfra.state.model import State
 
 
-def insecure_option(func):
+def insecure_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--insecure``: allow sending the API key over plain http to a non-loopback host."""
     return click.option("--insecure", is_flag=True, help="Allow plain http:// to a non-loopback control plane.")(func)
 
 
-def open_workspace(config_path: Path, insecure: bool = False):
-    """Load the config and build a Workspace; the API key is read from the environment here."""
-    from rlorinfra.operations import Workspace
+def open_workspace(config_path: Path, insecure: bool = False, *, show_warnings: bool = True) -> Workspace:
+    """Load the config and build the command's Workspace; the API key is read from the environment here.
+
+    Commands that only read or edit state do not repeat the config's warnings
+    (``show_warnings=False``): those are about planning.
+    """
+    from rlorinfra.operations.workspace import Workspace
 
     config = load_config(config_path)
-    for warning in config.warnings:
+    for warning in config.warnings if show_warnings else ():
         echo_warning(warning)
     g = get_globals()
     api_key = g.env.get(config.control_plane.api_key_env) or None
@@ -68,20 +75,7 @@ def ask_for_yes(question: str, explanation: str = "") -> bool:
     return answer.strip() == "yes"
 
 
-def confirm_or_fail(action: str = "apply") -> None:
-    """Ask for 'yes'; refuse without a TTY; raise on anything but 'yes' (end of input included)."""
-    if not stdin_is_tty():
-        raise RlorinfraError(
-            f"No approval for {action}: standard input is not a terminal",
-            f"rlorinfra {action} asks for confirmation before changing jobs. In scripts and CI "
-            f"pass --auto-approve, or save a plan with `rlorinfra plan --out PLANFILE` and run "
-            f"`rlorinfra apply PLANFILE`.",
-        )
-    if not ask_for_yes(CONFIRM_PROMPT):
-        raise RlorinfraError(f"{action.capitalize()} cancelled.", "Nothing was changed.")
-
-
-def emulator_note(state, config_path: Path | None = None) -> str:
+def emulator_note(state: State | None, config_path: Path | None = None) -> str:
     """After a successful apply on the embedded emulator: which jobs now run there and how to
     destroy them (``""`` when the control plane is not the embedded emulator or nothing runs).
 

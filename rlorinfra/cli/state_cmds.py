@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,80 +22,43 @@ from rlorinfra.cli.common import (
     file_option,
     get_globals,
     json_option,
-    load_config,
     lock_timeout_option,
 )
-from rlorinfra.errors import StateError
+from rlorinfra.cli.exit_codes import ExitCode
+from rlorinfra.cli.outputs import assignments, record_outputs, render_outputs, render_outputs_text, state_outputs
+from rlorinfra.cli.runtime import open_workspace
+from rlorinfra.cli.ui import ClickUI
 
-OUTPUT_FIELDS = ("job_id", "job_name", "endpoint")
-
+if TYPE_CHECKING:
+    from rlorinfra.config.model import Config
+    from rlorinfra.operations.workspace import Workspace
+    from rlorinfra.state.model import JobRecord, State
 
 # ---------------------------------------------------------------- helpers
 
 
-def _open_state(config_path: Path):
-    """The loaded config and a store on its state file."""
-    from rlorinfra.state.store import StateStore
-
-    config = load_config(config_path)
-    return config, StateStore(config.state_path)
-
-
-def _record(state, name: str, store) -> Any:
-    """The record of ``name``, or an error that points at ``state list``."""
-    if name not in state.jobs:
-        known = ", ".join(sorted(state.jobs)) or "none"
-        raise StateError(
-            f"No job named {name!r} in state",
-            f"The state {store.path} has no job {name!r} (jobs in state: {known}). "
-            "Run `rlorinfra state list` to see the names it tracks.",
-        )
-    return state.jobs[name]
+def _open_state(config_path: Path) -> Workspace:
+    """The command's workspace: its config and state store (no control plane is contacted)."""
+    return open_workspace(config_path, show_warnings=False)
 
 
 def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
-def _hcl(value: Any) -> str:
-    # JSON literals read the same as HCL ones for strings, numbers, bools and lists.
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _assignments(pairs: list[tuple[str, Any]], indent: str) -> list[str]:
-    """``key = value`` lines with the ``=`` aligned, Terraform style."""
-    width = max((len(key) for key, _ in pairs), default=0)
-    return [f"{indent}{key:<{width}} = {_hcl(value)}" for key, value in pairs]
-
-
-def render_job(name: str, record) -> str:
+def render_job(name: str, record: JobRecord) -> str:
     """A job record as a readable block (``state show``, ``show``)."""
     data = record.to_dict()
     spec = data.pop("spec")
     top = [(key, value) for key, value in data.items() if value is not None]
     lines = [f"# {name}:", f'job "{name}" {{']
-    lines += _assignments(top, "    ")
+    lines += assignments(top, "    ")
     if spec:
         lines.append("    spec = {")
-        lines += _assignments(sorted(spec.items()), "        ")
+        lines += assignments(sorted(spec.items()), "        ")
         lines.append("    }")
     lines.append("}")
     return "\n".join(lines)
-
-
-def _output_values(record) -> dict[str, str]:
-    return {key: getattr(record, key) for key in OUTPUT_FIELDS}
-
-
-def _render_output(values: dict[str, str]) -> list[str]:
-    return ["{"] + _assignments(list(values.items()), "  ") + ["}"]
-
-
-def check_display_name(name: str) -> str | None:
-    """Why ``name`` cannot be a job display name, or None (the config loader's rules)."""
-    from rlorinfra.config.fields import display_name_problem
-
-    return display_name_problem(name)
 
 
 # ---------------------------------------------------------------- state group
@@ -116,24 +79,23 @@ def state_group() -> None:
 
 @state_group.command("list")
 @file_option
-def state_list_cmd(config_path: Path) -> int:
+def state_list_cmd(config_path: Path) -> ExitCode:
     """List the job names in state, one per line.
 
     \b
     Example:
       rlorinfra state list -f prod.toml
     """
-    _, store = _open_state(config_path)
-    for name in sorted(store.read().jobs):
+    for name in sorted(_open_state(config_path).store.read().jobs):
         click.echo(name)
-    return 0
+    return ExitCode.OK
 
 
 @state_group.command("show")
 @click.argument("name", shell_complete=complete_state_job_names)
 @file_option
 @json_option
-def state_show_cmd(name: str, config_path: Path, as_json: bool) -> int:
+def state_show_cmd(name: str, config_path: Path, as_json: bool) -> ExitCode:
     """Show the recorded job NAME (job ID, endpoint, phase, spec).
 
     \b
@@ -141,20 +103,22 @@ def state_show_cmd(name: str, config_path: Path, as_json: bool) -> int:
       rlorinfra state show grpo-policy-trainer
       rlorinfra state show grpo-policy-trainer --json    # includes "job_id"
     """
-    _, store = _open_state(config_path)
-    record = _record(store.read(), name, store)
+    from rlorinfra.operations import record_of
+
+    store = _open_state(config_path).store
+    record = record_of(store.read(), name, store.path)
     if as_json:
         _echo_json(record.to_dict())
     else:
         click.echo(render_job(name, record))
-    return 0
+    return ExitCode.OK
 
 
 @state_group.command("rm")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True, shell_complete=complete_state_job_names)
 @file_option
 @lock_timeout_option
-def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float) -> int:
+def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float) -> ExitCode:
     """Forget jobs: remove NAME from state. The jobs keep running.
 
     The control-plane job is never deleted or stopped; rlorinfra only stops
@@ -164,38 +128,18 @@ def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float)
     Example:
       rlorinfra state rm grpo-reference-trainer
     """
-    from rlorinfra.state.lock import StateLock
+    from rlorinfra.operations import state_rm
 
-    config, store = _open_state(config_path)
-    with StateLock(store.path, "state rm", lock_timeout, config_path=config.path):
-        state = store.read()
-        removed = {name: _record(state, name, store) for name in dict.fromkeys(names)}
-        _refuse_deposed(removed)
-        for name in removed:
-            state = state.without_job(name)
-        store.write(state)
+    ws = _open_state(config_path)
+    removed = state_rm(ws, names, lock_timeout=lock_timeout)
     for name in removed:
         click.echo(f"Removed {name}")
     click.echo(f"Successfully removed {len(removed)} job(s) from state.\n")
-    _explain_removed(removed, config)
-    return 0
+    _explain_removed(removed, ws.config)
+    return ExitCode.OK
 
 
-def _refuse_deposed(removed: dict[str, Any]) -> None:
-    """Never drop a deposed job silently: forgetting its record would leave it running untracked."""
-    holding = {name: record.deposed_job_ids for name, record in removed.items() if record.deposed_job_ids}
-    if not holding:
-        return
-    listing = "; ".join(f'"{name}" still tracks {", ".join(ids)}' for name, ids in holding.items())
-    raise StateError(
-        "Cannot remove a job that still tracks deposed jobs",
-        f"{listing} (replaced, their deletion not yet confirmed). Removing the record would leave them "
-        "running untracked. Run `rlorinfra apply` first: it deletes the deposed jobs and then `state rm` "
-        "works. Nothing was changed.",
-    )
-
-
-def _explain_removed(removed: dict[str, Any], config) -> None:
+def _explain_removed(removed: dict[str, JobRecord], config: Config) -> None:
     click.echo(
         "The job(s) keep running on the control plane: rlorinfra no longer manages them "
         "and will not stop or delete them. To manage one again:"
@@ -216,7 +160,7 @@ def _explain_removed(removed: dict[str, Any], config) -> None:
 @click.argument("new", shell_complete=complete_state_job_names)
 @file_option
 @lock_timeout_option
-def state_mv_cmd(old: str, new: str, config_path: Path, lock_timeout: float) -> int:
+def state_mv_cmd(old: str, new: str, config_path: Path, lock_timeout: float) -> ExitCode:
     """Rename job OLD to NEW in state (the live job is not touched).
 
     Rename the [jobs.OLD] table of the config to [jobs.NEW] as well, or the
@@ -226,28 +170,16 @@ def state_mv_cmd(old: str, new: str, config_path: Path, lock_timeout: float) -> 
     Example:
       rlorinfra state mv grpo-policy-trainer policy-trainer
     """
-    from rlorinfra.state.lock import StateLock
+    from rlorinfra.operations import state_mv
 
-    problem = check_display_name(new)
-    if problem:
-        raise StateError(f"Invalid job name {new!r}", f"A job display name {problem}. Choose another NEW name.")
-    config, store = _open_state(config_path)
-    with StateLock(store.path, "state mv", lock_timeout, config_path=config.path):
-        state = store.read()
-        record = _record(state, old, store)
-        if new in state.jobs:
-            raise StateError(
-                f"Job {new!r} already exists in state",
-                f"The state {store.path} already tracks {new!r} (job {state.jobs[new].job_id}). "
-                f"Remove it first with `rlorinfra state rm {new}` or choose another name.",
-            )
-        store.write(state.without_job(old).with_job(new, record))
+    ws = _open_state(config_path)
+    record = state_mv(ws, old, new, lock_timeout=lock_timeout)
     click.echo(f'Move "{old}" to "{new}"\nSuccessfully moved 1 job.\n')
-    _explain_moved(old, new, record, config)
-    return 0
+    _explain_moved(old, new, record, ws.config)
+    return ExitCode.OK
 
 
-def _explain_moved(old: str, new: str, record, config) -> None:
+def _explain_moved(old: str, new: str, record: JobRecord, config: Config) -> None:
     click.echo(
         f"The live job {record.job_id} keeps its displayName {old!r}: the control plane cannot "
         "rename jobs, and rlorinfra tracks it by job ID."
@@ -267,7 +199,7 @@ def _explain_moved(old: str, new: str, record, config) -> None:
 @file_option
 @json_option
 @click.option("--raw", is_flag=True, help="Print only NAME's endpoint, for shell scripts.")
-def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) -> int:
+def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) -> ExitCode:
     """Job IDs, job names and trainer endpoints from state.
 
     \b
@@ -278,41 +210,37 @@ def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) ->
     """
     if raw and (name is None or as_json):
         raise click.UsageError("--raw needs a NAME and cannot be combined with --json.")
-    _, store = _open_state(config_path)
+    from rlorinfra.operations import record_of
+
+    store = _open_state(config_path).store
     state = store.read()
     if name is not None:
-        return _output_one(_output_values(_record(state, name, store)), as_json, raw)
-    values = {job: _output_values(record) for job, record in sorted(state.jobs.items())}
+        return _output_one(record_outputs(record_of(state, name, store.path)), as_json, raw)
+    values = state_outputs(state)
     if as_json:
         _echo_json(values)
     elif not values:
         echo_warning(f"No outputs found: the state {store.path} has no jobs. Run `rlorinfra apply` first.")
     else:
         click.echo(render_outputs_text(state))
-    return 0
+    return ExitCode.OK
 
 
-def render_outputs_text(state) -> str:
-    """Every job's outputs as ``rlorinfra output`` prints them (also shown after apply)."""
-    values = {job: _output_values(record) for job, record in sorted(state.jobs.items())}
-    return "\n".join(f"{job} = " + "\n".join(_render_output(value)) for job, value in values.items())
-
-
-def _output_one(values: dict[str, str], as_json: bool, raw: bool) -> int:
+def _output_one(values: dict[str, str], as_json: bool, raw: bool) -> ExitCode:
     if raw:
         click.echo(values["endpoint"])
     elif as_json:
         _echo_json(values)
     else:
-        click.echo("\n".join(_render_output(values)))
-    return 0
+        click.echo(render_outputs(values))
+    return ExitCode.OK
 
 
 @click.command("show")
 @click.argument("planfile", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @file_option
 @json_option
-def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> int:
+def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> ExitCode:
     """Show the current state, or the saved plan PLANFILE.
 
     Reads local files only (no control-plane calls, no lock).
@@ -327,16 +255,16 @@ def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> int:
         return _show_plan(planfile, as_json)
     from rlorinfra.state.codec import encode_state
 
-    _, store = _open_state(config_path)
+    store = _open_state(config_path).store
     state = store.read()
     if as_json:
         click.echo(encode_state(state).decode("utf-8"), nl=False)
     else:
         click.echo(render_state(state, store.path))
-    return 0
+    return ExitCode.OK
 
 
-def render_state(state, path: Path) -> str:
+def render_state(state: State, path: Path) -> str:
     """Every job in state, like ``terraform show``."""
     if not state.jobs:
         return "The state file is empty. No jobs are managed."
@@ -348,7 +276,7 @@ def render_state(state, path: Path) -> str:
     return "\n".join(header) + "\n\n" + "\n\n".join(blocks)
 
 
-def _show_plan(planfile: Path, as_json: bool) -> int:
+def _show_plan(planfile: Path, as_json: bool) -> ExitCode:
     from rlorinfra.plan.document import plan_from_document
     from rlorinfra.plan.planfile import read_plan_file
     from rlorinfra.render.text import render_plan_text
@@ -359,25 +287,17 @@ def _show_plan(planfile: Path, as_json: bool) -> int:
         _echo_json(document)
     else:
         click.echo(render_plan_text(document, color=get_globals().color).rstrip("\n"))
-    return 0
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- force-unlock
-
-
-FORCE_UNLOCK_QUESTION = "Do you really want to force-unlock?"
-FORCE_UNLOCK_EXPLANATION = (
-    "  rlorinfra will remove the lock on the state.\n"
-    "  This will allow local rlorinfra commands to modify this state, even though it\n"
-    "  may still be in use. Only 'yes' will be accepted to confirm."
-)
 
 
 @click.command("force-unlock")
 @click.argument("lock_id")
 @file_option
 @click.option("--force", is_flag=True, help="Do not ask for confirmation (Terraform's -force).")
-def force_unlock_cmd(lock_id: str, config_path: Path, force: bool) -> int:
+def force_unlock_cmd(lock_id: str, config_path: Path, force: bool) -> ExitCode:
     """Remove the state lock LOCK_ID left by a run that is gone.
 
     LOCK_ID is the ID shown by the "Error acquiring the state lock" message;
@@ -393,27 +313,12 @@ def force_unlock_cmd(lock_id: str, config_path: Path, force: bool) -> int:
       rlorinfra force-unlock 0b1c8e55-7a0e-4f43-9d54-1c9b9d3f8a10 -f prod.toml
       rlorinfra force-unlock -force 0b1c8e55-7a0e-4f43-9d54-1c9b9d3f8a10
     """
-    from rlorinfra.cli.runtime import ask_for_yes, stdin_is_tty
-    from rlorinfra.state.lock import force_unlock, lock_info_path, read_lock_info, resolve_state_path
+    from rlorinfra.operations import force_unlock
 
-    config = load_config(config_path)
-    state_path = resolve_state_path(config.state_path)
-    holder = read_lock_info(state_path) if lock_info_path(state_path).exists() else None
-    if holder is None or holder.id != lock_id:
-        force_unlock(state_path, lock_id)  # refuses (no lock, unreadable, wrong ID) and changes nothing
-    if not force:
-        if not stdin_is_tty():
-            raise StateError(
-                "No confirmation for force-unlock: standard input is not a terminal",
-                "rlorinfra force-unlock asks for confirmation before removing a lock. In scripts, "
-                f"pass --force: `rlorinfra force-unlock --force {lock_id}`. Nothing was changed.",
-            )
-        if not ask_for_yes(FORCE_UNLOCK_QUESTION, FORCE_UNLOCK_EXPLANATION):
-            raise StateError("force-unlock cancelled.", "The lock was not removed. Nothing was changed.")
-    force_unlock(state_path, lock_id)
+    force_unlock(_open_state(config_path), lock_id, ClickUI(color=get_globals().color), ask=not force)
     click.echo(
         "rlorinfra state has been successfully unlocked!\n\n"
         "The state has been unlocked, and rlorinfra commands should now be able to "
         "obtain a new lock on the state."
     )
-    return 0
+    return ExitCode.OK

@@ -438,9 +438,14 @@ class JsonView:
         """Nothing to tidy up."""
 
 
+def json_line(record: dict[str, Any]) -> str:
+    """One JSON Lines record (without its newline)."""
+    return json.dumps(record, separators=(",", ":"))
+
+
 def emit_json(record: dict[str, Any]) -> None:
     """Print one JSON Lines record."""
-    click.echo(json.dumps(record, separators=(",", ":")))
+    click.echo(json_line(record))
 
 
 def make_view(plan: Any, *, as_json: bool, color: bool) -> JsonView | TtyView | LineView:

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from rlorinfra.api.client import ControlPlaneClient, RetryPolicy, check_api_key, format_budget, is_loopback
-from rlorinfra.api.connect import open_client
 from rlorinfra.config.load import load_config_text
 from rlorinfra.errors import ApiError, AuthError, ConfigError, NotFoundError
 from rlorinfra.model.control_plane import ControlPlaneSettings
+from rlorinfra.operations.workspace import open_client
 
 KEY = "Zq9xW7vK3mP2rT8yLb4N"
 JOB = {"name": "accounts/acme/rlorTrainerJobs/j1", "displayName": "n", "state": "JOB_STATE_RUNNING",

@@ -1,0 +1,95 @@
+"""Edits of state that touch no job: ``state rm``, ``state mv``, ``force-unlock``.
+
+``state rm`` and ``state mv`` hold the state lock for their read-modify-write;
+``force-unlock`` removes a lock and so takes none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from rlorinfra.errors import StateError
+from rlorinfra.operations.ui import FORCE_UNLOCK_EXPLANATION, FORCE_UNLOCK_QUESTION, UI, Operation, Question
+from rlorinfra.operations.workspace import Workspace
+from rlorinfra.state.model import JobRecord, State
+
+
+def record_of(state: State, name: str, path: Path) -> JobRecord:
+    """The record of ``name``, or an error that points at ``state list``."""
+    record = state.jobs.get(name)
+    if record is None:
+        known = ", ".join(sorted(state.jobs)) or "none"
+        raise StateError(
+            f"No job named {name!r} in state",
+            f"The state {path} has no job {name!r} (jobs in state: {known}). "
+            "Run `rlorinfra state list` to see the names it tracks.",
+        )
+    return record
+
+
+def state_rm(ws: Workspace, names: tuple[str, ...], *, lock_timeout: float = 0) -> dict[str, JobRecord]:
+    """Forget jobs ``names`` (the live jobs keep running); the removed records by name."""
+    store = ws.store
+    with ws.lock(Operation.STATE_RM, lock_timeout):
+        state = store.read()
+        removed = {name: record_of(state, name, store.path) for name in dict.fromkeys(names)}
+        _refuse_deposed(removed)
+        for name in removed:
+            state = state.without_job(name)
+        store.write(state)
+    return removed
+
+
+def _refuse_deposed(removed: Mapping[str, JobRecord]) -> None:
+    """Never drop a deposed job silently: forgetting its record would leave it running untracked."""
+    holding = {name: record.deposed_job_ids for name, record in removed.items() if record.deposed_job_ids}
+    if not holding:
+        return
+    listing = "; ".join(f'"{name}" still tracks {", ".join(ids)}' for name, ids in holding.items())
+    raise StateError(
+        "Cannot remove a job that still tracks deposed jobs",
+        f"{listing} (replaced, their deletion not yet confirmed). Removing the record would leave them "
+        "running untracked. Run `rlorinfra apply` first: it deletes the deposed jobs and then `state rm` "
+        "works. Nothing was changed.",
+    )
+
+
+def state_mv(ws: Workspace, old: str, new: str, *, lock_timeout: float = 0) -> JobRecord:
+    """Rename job ``old`` to ``new`` in state (the live job is not touched); the moved record."""
+    from rlorinfra.config.fields import display_name_problem
+
+    problem = display_name_problem(new)
+    if problem:
+        raise StateError(f"Invalid job name {new!r}", f"A job display name {problem}. Choose another NEW name.")
+    store = ws.store
+    with ws.lock(Operation.STATE_MV, lock_timeout):
+        state = store.read()
+        record = record_of(state, old, store.path)
+        if new in state.jobs:
+            raise StateError(
+                f"Job {new!r} already exists in state",
+                f"The state {store.path} already tracks {new!r} (job {state.jobs[new].job_id}). "
+                f"Remove it first with `rlorinfra state rm {new}` or choose another name.",
+            )
+        store.write(state.without_job(old).with_job(new, record))
+    return record
+
+
+def force_unlock(ws: Workspace, lock_id: str, ui: UI, *, ask: bool = True) -> None:
+    """Remove the state lock ``lock_id`` left by a run that is gone, after asking (unless not ``ask``).
+
+    A wrong or missing lock is refused before anyone is asked.
+    """
+    from rlorinfra.state.lock import force_unlock as remove_lock
+    from rlorinfra.state.lock import lock_info_path, read_lock_info
+    from rlorinfra.state.store import resolve_state_path
+
+    state_path = resolve_state_path(ws.config.state_path)
+    holder = read_lock_info(state_path) if lock_info_path(state_path).exists() else None
+    if holder is None or holder.id != lock_id:
+        remove_lock(state_path, lock_id)  # refuses (no lock, unreadable, wrong ID) and changes nothing
+    question = Question(Operation.FORCE_UNLOCK, FORCE_UNLOCK_QUESTION, FORCE_UNLOCK_EXPLANATION, subject=lock_id)
+    if ask and not ui.confirm(question):
+        raise StateError("force-unlock cancelled.", "The lock was not removed. Nothing was changed.")
+    remove_lock(state_path, lock_id)

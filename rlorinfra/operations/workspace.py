@@ -1,0 +1,170 @@
+"""One command's workspace: its config, state store, lock and (lazily) control-plane client.
+
+The workspace chooses the control plane: the embedded emulator (an in-process
+WSGI app with its database beside the config) or a real one over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rlorinfra.api.client import ControlPlaneClient
+from rlorinfra.api.connect import for_http, for_wsgi_app
+from rlorinfra.config.model import Config, ControlPlaneSettings
+from rlorinfra.errors import RlorinfraError
+from rlorinfra.operations.ui import Operation
+from rlorinfra.state.store import StateStore
+
+Trace = Callable[[str], None]
+
+
+@dataclass
+class Workspace:
+    """One config, its state store and (lazily) its control-plane client.
+
+    Built once per command; :meth:`close` closes what it opened.
+    """
+
+    config: Config
+    api_key: str | None
+    insecure: bool = False
+    trace: Trace | None = None
+    # Told once, the first time the client retries (the CLI prints it on stderr).
+    notify: Trace | None = None
+    _client: ControlPlaneClient | None = field(default=None, repr=False)
+    _store: StateStore | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> StateStore:
+        """The state store (the one writer of the state file)."""
+        if self._store is None:
+            self._store = StateStore(self.config.state_path)
+        return self._store
+
+    def lock(self, operation: Operation, timeout: float) -> AbstractContextManager[object]:
+        """The state lock for ``operation``, waiting up to ``timeout`` seconds for it."""
+        from rlorinfra.state.lock import StateLock
+
+        return StateLock(self.config.state_path, operation.value, timeout, config_path=self.config.path)
+
+    def client(self, account_hint: str | None = None) -> ControlPlaneClient:
+        """The control-plane client, opened on first use.
+
+        ``account_hint`` is used, when the config names no account and this call
+        opens the client, instead of asking the control plane for one (--no-refresh
+        passes the state's account so that planning sends no request).
+        """
+        if self._client is None:
+            self._require_key()
+            settings = self.config.control_plane
+            if account_hint and not settings.account_id:
+                settings = replace(settings, account_id=account_hint)
+            self._client = open_client(
+                settings,
+                api_key=self.api_key,
+                emulator_db=self.config.emulator_db_path,
+                insecure=self.insecure,
+                trace=self.trace,
+                notify=self.notify,
+            )
+        return self._client
+
+    def _require_key(self) -> None:
+        settings = self.config.control_plane
+        if not settings.is_local and not self.api_key:
+            raise RlorinfraError(
+                f"No API key: the environment variable {settings.api_key_env} is not set",
+                f"rlorinfra reads the Fireworks API key only from the environment. Run "
+                f"`export {settings.api_key_env}=...` (in CI, from a secret) and try again. "
+                f"The key is never written to any file.",
+            )
+
+    def control_plane(self, account_hint: str | None = None) -> dict[str, str]:
+        """``{"url", "account_id"[, "instance"]}`` of the control plane in use (resolves the account).
+
+        ``instance`` is the emulator instance the client has heard from (``""``
+        for a control plane that names none, the real API); absent until a
+        response has been seen.
+        """
+        client = self.client(account_hint)
+        url = "local" if self.config.control_plane.is_local else client.base_url
+        identity = {"url": url, "account_id": client.account_id}
+        instance = client.emulator_instance
+        if instance is not None:
+            identity["instance"] = instance
+        return identity
+
+    def close(self) -> None:
+        """Close the client if one was opened."""
+        if self._client is not None:
+            self._client.close()
+
+
+def open_client(
+    settings: ControlPlaneSettings,
+    *,
+    api_key: str | None,
+    emulator_db: Path,
+    insecure: bool = False,
+    trace: Trace | None = None,
+    notify: Trace | None = None,
+) -> ControlPlaneClient:
+    """A client for ``settings``: the embedded emulator when the URL is ``local``, else HTTP.
+
+    ``trace`` gets every attempt (``--debug``); ``notify`` the first retry. The
+    retry budget is ``[control_plane] retry_budget``; errors about the key name
+    the variable ``api_key_env`` names.
+    """
+    if settings.is_local:
+        # The embedded emulator only knows its own key: whatever the environment
+        # holds is meant for a real control plane and must not be sent here.
+        return _embedded_client(settings, emulator_db=emulator_db, trace=trace, notify=notify)
+    return for_http(
+        settings.url,
+        api_key or "",
+        account_id=settings.account_id,
+        gateway_url=settings.trainer_gateway_url,
+        allow_insecure=insecure or settings.allow_insecure,
+        retry_budget_s=settings.retry_budget_s,
+        trace=trace,
+        notify=notify,
+        key_source=settings.api_key_env,
+    )
+
+
+def _embedded_client(
+    settings: ControlPlaneSettings, *, emulator_db: Path, trace: Trace | None, notify: Trace | None
+) -> ControlPlaneClient:
+    from rlorinfra.controlplane import embedded_app
+
+    _make_emulator_folder(emulator_db.parent)
+    app = embedded_app(
+        emulator_db,
+        provision_seconds=settings.emulator.provision_seconds,
+        capacity=settings.emulator.capacity,
+    )
+    return for_wsgi_app(
+        app,
+        account_id=settings.account_id,
+        gateway_url=settings.trainer_gateway_url,
+        retry_budget_s=settings.retry_budget_s,
+        trace=trace,
+        notify=notify,
+    )
+
+
+def _make_emulator_folder(folder: Path) -> None:
+    """``.rlorinfra/`` beside the config, private (0700) whatever the umask."""
+    from rlorinfra.state.store import make_private_folder
+
+    try:
+        make_private_folder(folder)
+    except OSError as exc:
+        raise RlorinfraError(
+            f"Cannot create the embedded emulator's folder {folder}",
+            f"{exc.strerror or exc}. The embedded control plane keeps its database in .rlorinfra/ "
+            "beside the config file; make that folder writable.",
+        ) from None
