@@ -387,7 +387,6 @@ def execute(ws: Workspace, state: State, plan: Plan, live: LiveWorld | None, opt
     executor = Executor(
         ws.client(),
         writer,
-        ws.config.jobs,
         options=options,
         on_event=on_event,
         shape_versions=shape_versions,

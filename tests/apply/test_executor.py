@@ -105,7 +105,7 @@ def run(plane, changes, state=None, **opts):
     plane.writer = writer
     events = []
     options = ApplyOptions(poll_min_s=0, poll_max_s=0, **opts)
-    executor = Executor(plane, writer, {}, options=options, on_event=events.append, sleep=lambda s: None)
+    executor = Executor(plane, writer, options=options, on_event=events.append, sleep=lambda s: None)
     result = executor.run(Plan(changes=tuple(changes)))
     return result, writer.state, writes, events
 
@@ -142,7 +142,7 @@ def test_many_creates_wait_together_with_one_list_per_round():
     plane = FakePlane()
     writer = StateWriter(State(), lambda s: s)
     options = ApplyOptions(parallelism=5, poll_min_s=0.05, poll_max_s=0.05)
-    executor = Executor(plane, writer, {}, options=options, sleep=time.sleep)
+    executor = Executor(plane, writer, options=options, sleep=time.sleep)
     result = executor.run(Plan(changes=tuple(create(f"job-{i}") for i in range(20))))
     assert all(o.ok for o in result.outcomes)
     assert len(writer.state.jobs) == 20
@@ -260,7 +260,6 @@ def test_readiness_timeout_fails_the_job():
     executor = Executor(
         plane,
         writer,
-        {},
         options=ApplyOptions(timeout_s=50, poll_min_s=0, poll_max_s=0),
         clock=lambda: next(ticks),
         sleep=lambda s: None,
