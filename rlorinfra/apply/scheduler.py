@@ -167,8 +167,9 @@ class Executor:
         return False
 
     def _skip(self, task: Task) -> None:
-        """A dependency did not converge: end without a request (state is left as it is)."""
+        """A dependency did not converge: end without a request (an ID reserved up front is released)."""
         task.steps.clear()
+        self._kind(task).release_unstarted([task])
         task.outcome = Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=SKIPPED)
         self.event(task, EventKind.FAILED, message=SKIPPED)
 

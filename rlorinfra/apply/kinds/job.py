@@ -166,11 +166,11 @@ class JobSteps:
         return ids | self._reserved_ids
 
     def release_unstarted(self, tasks: Sequence[Task]) -> None:
-        """Creates that never started (Ctrl-C) leave no record behind, as if never reserved."""
+        """Creates that never started (Ctrl-C, a failed dependency) leave no record behind, as if never reserved."""
         for task in tasks:
             if task.reserved:
                 self.writer.note(functools.partial(_without_if_current, address=task.address, job_id=task.job_id))
-                task.job_id = None
+                task.job_id, task.reserved = None, False
 
     # -- steps (worker threads) ------------------------------------------------
 
