@@ -7,7 +7,8 @@
 """
 
 from rlorinfra.apply.control_plane import ControlPlane
-from rlorinfra.apply.kinds.job import NotOursError, new_job_id
+from rlorinfra.apply.kinds import ApplyKind, TaskHost
+from rlorinfra.apply.kinds.job import JobSteps, NotOursError, new_job_id
 from rlorinfra.apply.model import (
     NOT_STARTED,
     SKIPPED,
@@ -27,6 +28,7 @@ from rlorinfra.apply.writer import StateWriter
 __all__ = [
     "NOT_STARTED",
     "SKIPPED",
+    "ApplyKind",
     "ApplyOptions",
     "ApplyResult",
     "ControlPlane",
@@ -34,11 +36,13 @@ __all__ = [
     "EventKind",
     "Executor",
     "Goal",
+    "JobSteps",
     "NotOursError",
     "Outcome",
     "StateWriter",
     "Step",
     "Task",
+    "TaskHost",
     "new_job_id",
     "now_rfc3339",
 ]

@@ -127,6 +127,7 @@ class Executor:
             progressed = self._poll(waiting)
             if all(t.outcome for t in tasks):
                 return  # the last wait just ended: no reason to sleep once more
+            self._dispatch(tasks, pool)  # start what this round unblocked now, not one interval later
             # Grow gently (x1.5) so a job that turns ready is seen soon after it does,
             # and never past a tenth of the shortest wait so far: at most ~10% late.
             delay = self.options.poll_min_s if progressed else min(delay * 1.5, self.options.poll_max_s)
