@@ -239,7 +239,6 @@ def execute(
     executor = Executor(
         ws.client(),
         StateWriter(state, store.write),
-        ws.config.jobs,
         options=options,
         on_event=on_event,
         shape_versions=shape_versions,

@@ -10,88 +10,11 @@ from __future__ import annotations
 import pytest
 
 from rlorinfra.apply import ApplyOptions, Executor, StateWriter, new_job_id
-from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.errors import ApiError
 from rlorinfra.model.address import Kind
-from rlorinfra.model.jobs import LiveJob
 from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, JobRecord, State
-
-SPEC = {"base_model": "accounts/fireworks/models/qwen3-8b", "training_shape": "accounts/fireworks/trainingShapes/s"}
-
-
-class FakePlane:
-    """Jobs advance one step per LIST: CREATING → RUNNING (scripted overrides per job)."""
-
-    account_id = "acct"
-
-    def __init__(self):
-        self.jobs: dict[str, str] = {}
-        self.script: dict[str, list[str]] = {}  # job id -> states to report on successive lists
-        self.calls: list[str] = []
-        self.fail_create: set[str] = set()
-        self.names: dict[str, str] = {}  # job id -> display name
-        self.state_at_post: list[State] = []
-        self.writer = None
-
-    def job_name(self, job_id):
-        return f"accounts/acct/rlorTrainerJobs/{job_id}"
-
-    def endpoint(self, job_id):
-        return f"http://gw/training/v1/rlorTrainerJobs/acct/{job_id}"
-
-    def _live(self, job_id):
-        return LiveJob(
-            job_id=job_id,
-            name=self.job_name(job_id),
-            display_name=self.names.get(job_id, ""),
-            state=self.jobs[job_id],
-            status_message="pod preempted" if self.jobs[job_id] == "JOB_STATE_FAILED" else "",
-        )
-
-    def create_job(self, job_id, display_name, spec):
-        self.calls.append(f"create:{display_name}")
-        if self.writer is not None:
-            self.state_at_post.append(self.writer.state)
-        if display_name in self.fail_create:
-            raise ApiError("Control plane refused to create", status_code=400)
-        if job_id in self.jobs:
-            raise AlreadyExistsError("exists", status_code=409)
-        self.jobs[job_id] = "JOB_STATE_CREATING"
-        self.names[job_id] = display_name
-        return self._live(job_id)
-
-    def get_job(self, job_id):
-        self.calls.append("get")
-        return self._live(job_id) if job_id in self.jobs else None
-
-    def list_jobs(self):
-        self.calls.append("list")
-        for job_id in list(self.jobs):
-            script = self.script.get(job_id)
-            if script:
-                self.jobs[job_id] = script.pop(0)
-            elif self.jobs[job_id] == "JOB_STATE_CREATING":
-                self.jobs[job_id] = "JOB_STATE_RUNNING"
-        return [self._live(j) for j, s in self.jobs.items() if s != "JOB_STATE_DELETED"]
-
-    def resume_job(self, job_id):
-        self.calls.append("resume")
-        self.jobs[job_id] = "JOB_STATE_CREATING"
-        return self._live(job_id)
-
-    def cancel_job(self, job_id):
-        self.calls.append("cancel")
-        self.jobs[job_id] = "JOB_STATE_CANCELLED"
-
-    def delete_job(self, job_id):
-        self.calls.append("delete")
-        existed = job_id in self.jobs
-        self.jobs[job_id] = "JOB_STATE_DELETED"
-        return existed
-
-    def healthy(self, job_id):
-        self.calls.append("health")
-        return self.jobs.get(job_id) == "JOB_STATE_RUNNING"
+from tests.apply.fakes import SPEC, FakePlane
 
 
 def run(plane, changes, state=None, **opts):
@@ -105,7 +28,7 @@ def run(plane, changes, state=None, **opts):
     plane.writer = writer
     events = []
     options = ApplyOptions(poll_min_s=0, poll_max_s=0, **opts)
-    executor = Executor(plane, writer, {}, options=options, on_event=events.append, sleep=lambda s: None)
+    executor = Executor(plane, writer, options=options, on_event=events.append, sleep=lambda s: None)
     result = executor.run(Plan(changes=tuple(changes)))
     return result, writer.state, writes, events
 
@@ -142,7 +65,7 @@ def test_many_creates_wait_together_with_one_list_per_round():
     plane = FakePlane()
     writer = StateWriter(State(), lambda s: s)
     options = ApplyOptions(parallelism=5, poll_min_s=0.05, poll_max_s=0.05)
-    executor = Executor(plane, writer, {}, options=options, sleep=time.sleep)
+    executor = Executor(plane, writer, options=options, sleep=time.sleep)
     result = executor.run(Plan(changes=tuple(create(f"job-{i}") for i in range(20))))
     assert all(o.ok for o in result.outcomes)
     assert len(writer.state.jobs) == 20
@@ -260,7 +183,6 @@ def test_readiness_timeout_fails_the_job():
     executor = Executor(
         plane,
         writer,
-        {},
         options=ApplyOptions(timeout_s=50, poll_min_s=0, poll_max_s=0),
         clock=lambda: next(ticks),
         sleep=lambda s: None,

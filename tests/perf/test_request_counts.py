@@ -185,7 +185,7 @@ def test_a_poll_round_for_three_awaited_jobs_in_a_big_account_costs_three_gets()
 
     plane.get_job = counted_get
     writer = StateWriter(State(), lambda s: s)
-    executor = Executor(plane, writer, {}, options=ApplyOptions(poll_min_s=0.01, poll_max_s=0.01), list_pages=26)
+    executor = Executor(plane, writer, options=ApplyOptions(poll_min_s=0.01, poll_max_s=0.01), list_pages=26)
     result = executor.run(_creates(3))
     assert all(o.ok for o in result.outcomes)
     assert plane.lists == 0 and plane.gets % 3 == 0 and plane.gets >= 3  # 3 per round, never a LIST
@@ -244,7 +244,7 @@ def test_apply_of_200_creates_writes_state_a_bounded_number_of_times():
     writes = []
     writer = StateWriter(State(), lambda s: writes.append(s) or s)
     plane = _InstantPlane()
-    result = Executor(plane, writer, {}, options=ApplyOptions(poll_min_s=0.01, poll_max_s=0.01)).run(_creates(200))
+    result = Executor(plane, writer, options=ApplyOptions(poll_min_s=0.01, poll_max_s=0.01)).run(_creates(200))
     assert all(o.ok for o in result.outcomes) and len(result.outcomes) == 200
     assert {r.phase for r in result.state.jobs.values()} == {"ready"}
     # Every new ID is on disk (phase "creating") before the first POST, in one write ...
@@ -262,7 +262,7 @@ def test_interrupted_apply_leaves_no_record_for_creates_that_never_started():
 
     writer = StateWriter(State(), lambda s: s)
     plane = _InstantPlane()
-    executor = Executor(plane, writer, {}, options=ApplyOptions(parallelism=1), sleep=interrupt)
+    executor = Executor(plane, writer, options=ApplyOptions(parallelism=1), sleep=interrupt)
     result = executor.run(_creates(20))
     assert result.interrupted
     started = {o.name for o in result.outcomes if o.job_id}

@@ -1,4 +1,8 @@
-"""Property: applying a plan in a simulated world, then planning again, yields no changes.
+"""Property: applying a plan, then planning again, yields no changes.
+
+Twice: in a simulated world, and through the real scheduler against a fake
+control plane (``apply_for_real``), where the generated scenarios also hold
+replaces with create_before_destroy, deposed jobs and prevent_destroy.
 
 The simulator is a small pure model of apply against the control plane:
 create -> a new RUNNING job (with the recorded ID when the plan carries one,
@@ -15,12 +19,16 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rlorinfra.apply import ApplyOptions, ApplyResult, Executor, StateWriter
+from rlorinfra.errors import PlanError
 from rlorinfra.model.jobs import LiveJob
-from rlorinfra.model.states import RELEASED_STATES
+from rlorinfra.model.states import DELETING_STATES, RELEASED_STATES, TRANSITIONAL_STATES
+from rlorinfra.operations.applying import forget_gone_deposed, sync_observed
 from rlorinfra.plan.document import total_accelerators
-from rlorinfra.plan.model import LiveWorld, Plan
+from rlorinfra.plan.model import Action, LiveWorld, Plan
 from rlorinfra.plan.planner import accelerators_for, make_plan
 from rlorinfra.state.model import PHASES, State
+from tests.apply.fakes import FakePlane
 from tests.plan.planworld import (
     A100,
     ALL_STATES,
@@ -46,8 +54,12 @@ variant = st.sampled_from(range(len(VARIANTS)))
 
 
 @st.composite
-def worlds(draw):
-    """Random (desired, state, live) with no untracked jobs under declared names."""
+def worlds(draw, lifecycle: bool = False):
+    """Random (desired, state, live) with no untracked jobs under declared names.
+
+    ``lifecycle`` adds ``prevent_destroy`` to declared jobs and deposed jobs
+    (replaced by create_before_destroy, not yet deleted) to records.
+    """
     desired = {}
     for name in draw(st.sets(st.sampled_from(NAMES))):
         desired[name] = declared(
@@ -55,19 +67,30 @@ def worlds(draw):
             **VARIANTS[draw(variant)],
             desired_state=draw(st.sampled_from(["running", "stopped"])),
             create_before_destroy=draw(st.booleans()),
+            prevent_destroy=lifecycle and draw(st.booleans()),
         )
     records, jobs, missing = {}, [], []
-    for i, name in enumerate(sorted(draw(st.sets(st.sampled_from(NAMES))))):
+    tracked = draw(st.sets(st.sampled_from(NAMES)))
+    if lifecycle and desired:  # mostly declared and tracked: replaces, stops and resumes, not only creates
+        tracked |= draw(st.sets(st.sampled_from(sorted(desired))))
+    for i, name in enumerate(sorted(tracked)):
         job_id = f"{name}-{i}"
         spec = declared(name, **VARIANTS[draw(variant)])
         records[name] = record(
             spec, job_id, phase=draw(st.sampled_from(PHASES)), observed=draw(st.sampled_from([None, *ALL_STATES]))
         )
-        if draw(st.booleans()):
+        if draw(st.integers(0, 3)) if lifecycle else draw(st.booleans()):
             live_spec = spec.spec() if draw(st.booleans()) else declared(name, **VARIANTS[draw(variant)]).spec()
             jobs.append(live_job(job_id, name, draw(st.sampled_from(ALL_STATES)), spec=live_spec))
         else:
             missing.append(job_id)
+        deposed = tuple(f"{job_id}-deposed-{k}" for k in range(draw(st.integers(0, 2)) if lifecycle else 0))
+        records[name] = dataclasses.replace(records[name], deposed_job_ids=deposed)
+        for old_id in deposed:
+            if draw(st.booleans()):
+                jobs.append(live_job(old_id, name, draw(st.sampled_from(ALL_STATES)), spec=spec.spec()))
+            else:
+                missing.append(old_id)
     jobs.append(live_job("other-1", "not-ours", draw(st.sampled_from(ALL_STATES))))
     return desired, state(**records), world(*jobs, missing=tuple(missing))
 
@@ -194,3 +217,83 @@ def test_planning_is_deterministic(world_):
     desired, st_, live = world_
     assert make_plan(desired, st_, live) == make_plan(desired, st_, live)
     assert [c.name for c in make_plan(desired, st_, live).changes] == sorted(set(desired) | set(st_.jobs))
+
+
+# -- the same property against the real scheduler and a fake control plane ------------------
+
+
+class SettlingPlane(FakePlane):
+    """The fake control plane, where every transitional state settles at the next read."""
+
+    def _advance(self, job_id: str) -> None:
+        current = self.jobs[job_id]
+        if current in DELETING_STATES:
+            self.jobs[job_id] = "JOB_STATE_DELETED"
+        elif current == "JOB_STATE_CANCELLING":
+            self.jobs[job_id] = "JOB_STATE_CANCELLED"
+        elif current in TRANSITIONAL_STATES:
+            self.jobs[job_id] = "JOB_STATE_RUNNING"
+
+
+def apply_for_real(st_: State, live: LiveWorld, plan: Plan) -> tuple[State, LiveWorld, ApplyResult]:
+    """Run ``plan`` through the real scheduler against a fake control plane seeded with ``live``.
+
+    Returns the state apply wrote, the world a refresh would see afterwards
+    (tracked tombstones included, RUNNING trainers health-checked), and the result.
+    """
+    plane = SettlingPlane()
+    for job in live.jobs.values():
+        plane.add(job)
+    # What `apply` does to state before the scheduler runs (rlorinfra.operations.execute).
+    writer = StateWriter(forget_gone_deposed(sync_observed(st_, plan), live), lambda s: s)
+    ticks = itertools.count()
+    executor = Executor(
+        plane,
+        writer,
+        options=ApplyOptions(poll_min_s=0, poll_max_s=0, timeout_s=1000),
+        clock=lambda: float(next(ticks)),  # a wait that never ends times out fast instead of hanging
+        sleep=lambda s: None,
+        shape_versions={shape: v.name for shape, v in live.shapes.items()},
+    )
+    result = executor.run(plan)
+    seen = {
+        job_id: dataclasses.replace(
+            plane.live(job_id), healthy=True if plane.jobs[job_id] == "JOB_STATE_RUNNING" else None
+        )
+        for job_id in plane.jobs
+    }
+    tracked = {j for r in writer.state.jobs.values() for j in (r.job_id, *r.deposed_job_ids)}
+    new_live = LiveWorld(live.account_id, jobs=seen, shapes=live.shapes, missing=frozenset(tracked - set(seen)))
+    return writer.state, new_live, result
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    worlds(lifecycle=True), st.sampled_from(["plan", "destroy", "targets"]), st.sets(st.sampled_from(NAMES), min_size=1)
+)
+def test_replanning_after_a_real_apply_has_no_changes(world_, mode, target_pool):
+    desired, st_, live = world_
+    kwargs = {"destroy": mode == "destroy"}
+    if mode == "targets":
+        known = set(desired) | set(st_.jobs)
+        kwargs["targets"] = sorted(target_pool & known) or sorted(known)[:1]
+    try:
+        plan = make_plan(desired, st_, live, **kwargs)
+    except PlanError as exc:  # protection refuses the plan before any change
+        assert "prevent_destroy" in str(exc) and any(s.prevent_destroy for s in desired.values())
+        return
+    new_state, new_live, result = apply_for_real(st_, live, plan)
+    assert not result.failed, result.failed
+    created = [c for c in plan.changes if c.action is Action.CREATE and c.job_id]
+    assert all(c.job_id not in live.jobs for c in created)  # a create under a recorded ID never duplicates
+
+    if kwargs.get("targets"):  # a forgotten job is no longer a valid --target
+        kwargs["targets"] = [t for t in kwargs["targets"] if t in desired or t in new_state.jobs]
+        if not kwargs["targets"]:
+            return
+    again = make_plan(desired, new_state, new_live, **kwargs)
+    assert not again.has_changes, [c for c in again.actionable]
+    if mode == "destroy":
+        assert new_state.jobs == {}
+    for rec in new_state.jobs.values():  # every job state tracks is live (no deposed job left behind untracked)
+        assert rec.job_id in new_live.jobs or rec.phase == "creating" or rec.job_id in new_live.missing
