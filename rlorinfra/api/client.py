@@ -32,10 +32,10 @@ from rlorinfra.api.wire import create_request, live_job, shape_version
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
 from rlorinfra.model.durations import format_duration
 from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
+from rlorinfra.model.retry import RETRY_STATUSES
 from rlorinfra.model.urls import is_loopback
 
 EMULATOR_INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 READ_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0

@@ -10,10 +10,6 @@ from typing import Any, Protocol
 
 from rlorinfra.model.jobs import LiveJob
 
-# HTTP statuses the client retries (timeouts, throttling, server errors): after the
-# retries run out, an earlier attempt of a create may still have landed.
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
 
 class ControlPlane(Protocol):
     """Exactly the client methods the executor uses."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from rlorinfra.cli.common import echo_warning, file_option, get_globals, json_option, load_config
+from rlorinfra.config.model import Config
 
 
 @click.command("init")
@@ -93,7 +94,7 @@ def _is_rlorinfra_config(path: Path) -> bool:
     return True
 
 
-def _summary(config) -> str:
+def _summary(config: Config) -> str:
     """``2 jobs (1 stopped), control plane: local (embedded emulator).``"""
     count = len(config.jobs)
     text = f"{count} job{'' if count == 1 else 's'}"

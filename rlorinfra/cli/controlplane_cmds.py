@@ -346,7 +346,8 @@ def _served_fault(url: str, api_key: str, insecure: bool, fault: Fault) -> dict[
     with ControlPlaneClient(base_url=url, api_key=api_key, allow_insecure=insecure) as client:
         # The client's inject_fault sends only jobId/fault/message; its _request keeps
         # the retries and typed errors for the other fields (flap, drop-response).
-        return client._request("POST", "/_emulator/faults", what=what, json=fault.body()).json()
+        answer: dict[str, Any] = client._request("POST", "/_emulator/faults", what=what, json=fault.body()).json()
+        return answer
 
 
 def _served_target(

@@ -60,7 +60,8 @@ class LazyGroup(SuggestingGroup):
             return None
         module_name, attr = target.split(":")
         module = importlib.import_module(f"rlorinfra.cli.{module_name}")
-        return getattr(module, attr)
+        command: click.Command = getattr(module, attr)
+        return command
 
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

@@ -106,7 +106,7 @@ def state_show_cmd(name: str, config_path: Path, as_json: bool) -> ExitCode:
     from rlorinfra.operations import record_of
 
     store = _open_state(config_path).store
-    record = record_of(store.read(), name, store.path)
+    record = record_of(store.read(), name, store.backend.describe())
     if as_json:
         _echo_json(record.to_dict())
     else:
@@ -215,12 +215,14 @@ def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) ->
     store = _open_state(config_path).store
     state = store.read()
     if name is not None:
-        return _output_one(record_outputs(record_of(state, name, store.path)), as_json, raw)
+        return _output_one(record_outputs(record_of(state, name, store.backend.describe())), as_json, raw)
     values = state_outputs(state)
     if as_json:
         _echo_json(values)
     elif not values:
-        echo_warning(f"No outputs found: the state {store.path} has no jobs. Run `rlorinfra apply` first.")
+        echo_warning(
+            f"No outputs found: the state in {store.backend.describe()} has no jobs. Run `rlorinfra apply` first."
+        )
     else:
         click.echo(render_outputs_text(state))
     return ExitCode.OK
@@ -260,15 +262,15 @@ def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> ExitCod
     if as_json:
         click.echo(encode_state(state).decode("utf-8"), nl=False)
     else:
-        click.echo(render_state(state, store.path))
+        click.echo(render_state(state, store.backend.describe()))
     return ExitCode.OK
 
 
-def render_state(state: State, path: Path) -> str:
+def render_state(state: State, where: str) -> str:
     """Every job in state, like ``terraform show``."""
     if not state.jobs:
         return "The state file is empty. No jobs are managed."
-    header = [f"# state: {path} (serial {state.serial}, lineage {state.lineage})"]
+    header = [f"# state: {where} (serial {state.serial}, lineage {state.lineage})"]
     if state.control_plane:
         cp = state.control_plane
         header.append(f"# control plane: {cp.get('url', '?')} (account {cp.get('account_id', '?')})")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from rlorinfra.errors import StateError
 from rlorinfra.operations.ui import FORCE_UNLOCK_EXPLANATION, FORCE_UNLOCK_QUESTION, UI, Operation, Question
@@ -15,14 +14,14 @@ from rlorinfra.operations.workspace import Workspace
 from rlorinfra.state.model import JobRecord, State
 
 
-def record_of(state: State, name: str, path: Path) -> JobRecord:
+def record_of(state: State, name: str, where: str) -> JobRecord:
     """The record of ``name``, or an error that points at ``state list``."""
     record = state.jobs.get(name)
     if record is None:
         known = ", ".join(sorted(state.jobs)) or "none"
         raise StateError(
             f"No job named {name!r} in state",
-            f"The state {path} has no job {name!r} (jobs in state: {known}). "
+            f"The state in {where} has no job {name!r} (jobs in state: {known}). "
             "Run `rlorinfra state list` to see the names it tracks.",
         )
     return record
@@ -33,7 +32,7 @@ def state_rm(ws: Workspace, names: tuple[str, ...], *, lock_timeout: float = 0) 
     store = ws.store
     with ws.lock(Operation.STATE_RM, lock_timeout):
         state = store.read()
-        removed = {name: record_of(state, name, store.path) for name in dict.fromkeys(names)}
+        removed = {name: record_of(state, name, store.backend.describe()) for name in dict.fromkeys(names)}
         _refuse_deposed(removed)
         for name in removed:
             state = state.without_job(name)
@@ -65,11 +64,11 @@ def state_mv(ws: Workspace, old: str, new: str, *, lock_timeout: float = 0) -> J
     store = ws.store
     with ws.lock(Operation.STATE_MV, lock_timeout):
         state = store.read()
-        record = record_of(state, old, store.path)
+        record = record_of(state, old, store.backend.describe())
         if new in state.jobs:
             raise StateError(
                 f"Job {new!r} already exists in state",
-                f"The state {store.path} already tracks {new!r} (job {state.jobs[new].job_id}). "
+                f"The state in {store.backend.describe()} already tracks {new!r} (job {state.jobs[new].job_id}). "
                 f"Remove it first with `rlorinfra state rm {new}` or choose another name.",
             )
         store.write(state.without_job(old).with_job(new, record))
@@ -81,15 +80,11 @@ def force_unlock(ws: Workspace, lock_id: str, ui: UI, *, ask: bool = True) -> No
 
     A wrong or missing lock is refused before anyone is asked.
     """
-    from rlorinfra.state.lock import force_unlock as remove_lock
-    from rlorinfra.state.lock import lock_info_path, read_lock_info
-    from rlorinfra.state.store import resolve_state_path
-
-    state_path = resolve_state_path(ws.config.state_path)
-    holder = read_lock_info(state_path) if lock_info_path(state_path).exists() else None
+    backend = ws.state_backend()
+    holder = backend.lock_info()
     if holder is None or holder.id != lock_id:
-        remove_lock(state_path, lock_id)  # refuses (no lock, unreadable, wrong ID) and changes nothing
+        backend.force_unlock(lock_id)  # refuses (no lock, unreadable, wrong ID) and changes nothing
     question = Question(Operation.FORCE_UNLOCK, FORCE_UNLOCK_QUESTION, FORCE_UNLOCK_EXPLANATION, subject=lock_id)
     if ask and not ui.confirm(question):
         raise StateError("force-unlock cancelled.", "The lock was not removed. Nothing was changed.")
-    remove_lock(state_path, lock_id)
+    backend.force_unlock(lock_id)

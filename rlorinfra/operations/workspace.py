@@ -1,4 +1,4 @@
-"""One command's workspace: its config, state store, lock and (lazily) control-plane client.
+"""One command's workspace: its config, state backend, lock and (lazily) control-plane client.
 
 The workspace chooses the control plane: the embedded emulator (an in-process
 WSGI app with its database beside the config) or a real one over HTTP.
@@ -16,16 +16,18 @@ from rlorinfra.api.connect import for_http, for_wsgi_app
 from rlorinfra.config.model import Config, ControlPlaneSettings
 from rlorinfra.errors import RlorinfraError
 from rlorinfra.operations.ui import Operation
-from rlorinfra.state.store import StateStore
+from rlorinfra.state.backend import FencedState, StateBackend
+from rlorinfra.state.backends.local import LocalBackend
 
 Trace = Callable[[str], None]
 
 
 @dataclass
 class Workspace:
-    """One config, its state store and (lazily) its control-plane client.
+    """One config, its state backend and (lazily) its control-plane client.
 
-    Built once per command; :meth:`close` closes what it opened.
+    Built once per command; :meth:`close` closes what it opened. ``backend`` is
+    the config's (``[state]``) unless one is given (tests pass an in-memory one).
     """
 
     config: Config
@@ -35,20 +37,25 @@ class Workspace:
     # Told once, the first time the client retries (the CLI prints it on stderr).
     notify: Trace | None = None
     _client: ControlPlaneClient | None = field(default=None, repr=False)
-    _store: StateStore | None = field(default=None, repr=False)
+    backend: StateBackend | None = None
+    _store: FencedState | None = field(default=None, repr=False)
+
+    def state_backend(self) -> StateBackend:
+        """Where the state lives, built once: the config's local file unless another was given."""
+        if self.backend is None:
+            self.backend = LocalBackend(self.config.state_path, config_path=self.config.path)
+        return self.backend
 
     @property
-    def store(self) -> StateStore:
-        """The state store (the one writer of the state file)."""
+    def store(self) -> FencedState:
+        """This command's reads and writes of the state; each write is fenced by the last version seen."""
         if self._store is None:
-            self._store = StateStore(self.config.state_path)
+            self._store = FencedState(self.state_backend())
         return self._store
 
     def lock(self, operation: Operation, timeout: float) -> AbstractContextManager[object]:
         """The state lock for ``operation``, waiting up to ``timeout`` seconds for it."""
-        from rlorinfra.state.lock import StateLock
-
-        return StateLock(self.config.state_path, operation.value, timeout, config_path=self.config.path)
+        return self.state_backend().lock(operation.value, timeout)
 
     def client(self, account_hint: str | None = None) -> ControlPlaneClient:
         """The control-plane client, opened on first use.

@@ -8,6 +8,7 @@ PostgreSQL row or an S3 object. Every backend passes one conformance suite
 
 from __future__ import annotations
 
+import threading
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -72,3 +73,31 @@ def state_changed_error(where: str, expected: Version, found: Version) -> StateC
         "Run the command again: it reads the new state and plans against it "
         "(`rlorinfra plan` shows what differs now).",
     )
+
+
+class FencedState:
+    """One run's view of a backend's state: every write is fenced by the version last seen.
+
+    ``read`` remembers the version it got; ``write`` passes it as the expected
+    version and remembers the new one. So a run whose state was changed underneath
+    it (a lock broken by ``force-unlock``, a stale process resuming) gets
+    ``StateChangedError`` and writes nothing, instead of overwriting another run's
+    work. Thread-safe: apply's workers write through one instance.
+    """
+
+    def __init__(self, backend: StateBackend) -> None:
+        self.backend = backend
+        self._version: Version = None
+        self._guard = threading.Lock()
+
+    def read(self) -> State:
+        """The stored state (empty when none); later writes are fenced against this version."""
+        with self._guard:
+            state, self._version = self.backend.read()
+            return state
+
+    def write(self, state: State) -> State:
+        """Store ``state`` if nothing moved since the last read or write; the state as stored."""
+        with self._guard:
+            stored, self._version = self.backend.write(state, self._version)
+            return stored

@@ -22,13 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from rlorinfra.apply.control_plane import RETRY_STATUSES, ControlPlane
+from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import TaskHost
 from rlorinfra.apply.model import EventKind, Goal, Step, Task, now_rfc3339
 from rlorinfra.apply.writer import StateWriter
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.jobs import LiveJob, canonical_spec, comparable_fields, not_ours
+from rlorinfra.model.retry import RETRY_STATUSES
 from rlorinfra.model.states import ACTIVE_STATES, DEAD_STATES, RESUMABLE_STATES, STOPPED_STATES, TOMBSTONE_STATES
 from rlorinfra.plan.model import Action, Change
 from rlorinfra.state import model as sm
