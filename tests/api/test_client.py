@@ -8,7 +8,7 @@ import random
 import httpx
 import pytest
 
-from rlorinfra.api.client import ControlPlaneClient, RetryPolicy, is_loopback
+from rlorinfra.api.client import ControlPlaneClient, RetryPolicy
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError
 
 KEY = "sk-test-secret-key-123"
@@ -177,20 +177,6 @@ def test_plain_http_to_remote_host_is_refused_unless_insecure():
     assert "--insecure" in info.value.detail
     ControlPlaneClient("http://api.example.test", KEY, allow_insecure=True).close()
     ControlPlaneClient("http://127.0.0.1:8765", KEY).close()
-
-
-@pytest.mark.parametrize(
-    "url,expected",
-    [
-        ("http://127.0.0.1:1", True),
-        ("http://localhost:2", True),
-        ("http://[::1]:3", True),
-        ("http://10.0.0.1", False),
-        ("https://api.fireworks.ai", False),
-    ],
-)
-def test_is_loopback(url, expected):
-    assert is_loopback(url) is expected
 
 
 def test_shape_resolution_latest_and_pinned():
