@@ -68,8 +68,8 @@ def state_changed_error(where: str, expected: Version, found: Version) -> StateC
     now = "no state" if found is None else f"version {found}"
     return StateChangedError(
         "State changed underneath this run",
-        f"The state in {where} is at {now}, but this run read {read}: another rlorinfra run, "
-        "a `state push` or a hand edit wrote it since. Nothing was written, so that change is kept. "
+        f"The state in {where} is at {now}, but this run read {read}: another rlorinfra run "
+        "or a hand edit wrote it since. Nothing was written, so that change is kept. "
         "Run the command again: it reads the new state and plans against it "
         "(`rlorinfra plan` shows what differs now).",
     )
