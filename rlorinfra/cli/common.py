@@ -314,11 +314,15 @@ def complete_state_job_names(ctx: click.Context, param: click.Parameter, incompl
     names = {item.value for item in complete_job_names(ctx, param, incomplete)}
     try:
         from rlorinfra.config.load import load_config as _load
+        from rlorinfra.config.model import StateBackendKind
         from rlorinfra.state.backends.local import LocalBackend
 
         path = ctx.params.get("config_path") or Path(DEFAULT_CONFIG)
-        state, _ = LocalBackend(_load(Path(path), env=dict(os.environ)).state_path).read()
-        names |= set(state.jobs)
+        settings = _load(Path(path), env=dict(os.environ)).state_settings
+        # Only a local state is read for completion: a shared backend would mean a connection per <TAB>.
+        if settings.backend is StateBackendKind.LOCAL:
+            state, _ = LocalBackend(settings.path).read()
+            names |= set(state.jobs)
     except Exception:  # noqa: BLE001 - completion must never print or fail
         pass
     return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]

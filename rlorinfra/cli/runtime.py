@@ -38,7 +38,9 @@ def open_workspace(config_path: Path, insecure: bool = False, *, show_warnings: 
     g = get_globals()
     api_key = g.env.get(config.control_plane.api_key_env) or None
     trace = (lambda line: click.echo(f"[http] {line}", err=True)) if g.debug else None
-    return Workspace(config=config, api_key=api_key, insecure=insecure, trace=trace, notify=announce_retry)
+    return Workspace(
+        config=config, api_key=api_key, insecure=insecure, trace=trace, notify=announce_retry, environ=g.env
+    )
 
 
 def announce_retry(line: str) -> None:

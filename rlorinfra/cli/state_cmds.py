@@ -1,9 +1,9 @@
-"""Commands on state: ``state list|show|rm|mv``, ``output``, ``show``, ``force-unlock``.
+"""Commands on state: ``state list|show|rm|mv|pull|push|migrate``, ``output``, ``show``, ``force-unlock``.
 
 None of these talk to the control plane. Reading commands (``state list``,
 ``state show``, ``output``, ``show``) take no lock: the store replaces the file
 atomically, so a reader sees either the old or the new state. Writing commands
-(``state rm``, ``state mv``) hold the state lock for their read-modify-write.
+(``state rm``, ``state mv``, ``state push``, ``state migrate``) hold the state lock for their read-modify-write.
 ``force-unlock`` removes a lock and so takes none.
 """
 
@@ -74,6 +74,8 @@ def state_group() -> None:
       rlorinfra state show grpo-policy-trainer --json
       rlorinfra state mv old-name new-name
       rlorinfra state rm grpo-policy-trainer     (forget; the job keeps running)
+      rlorinfra state pull > backup.state.json
+      rlorinfra state migrate --from prod.state.json
     """
 
 
@@ -189,6 +191,92 @@ def _explain_moved(old: str, new: str, record: JobRecord, config: Config) -> Non
             f"{config.path} still declares [jobs.{old}]; rename it to [jobs.{new}], or the next "
             f"plan will want to delete {new!r} and create {old!r}."
         )
+
+
+# ---------------------------------------------------------------- pull, push, migrate
+
+
+@state_group.command("pull")
+@file_option
+def state_pull_cmd(config_path: Path) -> ExitCode:
+    """Print the state JSON exactly as the configured backend stores it.
+
+    Prints nothing (and says so on stderr) when no state is stored yet. Takes
+    no lock: a backend replaces its state atomically.
+
+    \b
+    Example:
+      rlorinfra state pull > prod.state.json
+    """
+    from rlorinfra.operations import state_pull
+
+    ws = _open_state(config_path)
+    data = state_pull(ws)
+    if not data:
+        echo_warning(f"No state is stored in {ws.state_where()} yet.")
+        return ExitCode.OK
+    click.echo(data, nl=False)  # bytes go to the binary stream untouched: exactly what is stored
+    return ExitCode.OK
+
+
+@state_group.command("push")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@file_option
+@lock_timeout_option
+@click.option("--force", is_flag=True, help="Push even if the lineage differs or the serial is not higher.")
+def state_push_cmd(file: Path, config_path: Path, lock_timeout: float, force: bool) -> ExitCode:
+    """Replace the configured backend's state with FILE, under the state lock.
+
+    Refused unless FILE has the stored state's lineage and a higher serial
+    (it is newer history of the same state); --force (or -force) overrides
+    that with a warning. FILE keeps its lineage and serial in the backend
+    (a forced push of a lower serial gets the stored serial + 1: the serial
+    never goes backwards).
+
+    \b
+    Example:
+      rlorinfra state push fixed.state.json
+    """
+    from rlorinfra.operations import state_push
+
+    ws = _open_state(config_path)
+    result = state_push(ws, file, ClickUI(color=get_globals().color), force=force, lock_timeout=lock_timeout)
+    click.echo(f"Pushed {file} to {result.where} (lineage {result.lineage}, serial {result.serial}).")
+    return ExitCode.OK
+
+
+@state_group.command("migrate")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The local state file to copy into the configured backend.",
+)
+@file_option
+@lock_timeout_option
+def state_migrate_cmd(source: Path, config_path: Path, lock_timeout: float) -> ExitCode:
+    """Copy a local state file into the configured backend, keeping its lineage and serial.
+
+    Holds the local file's lock and the backend's. Running it again changes
+    nothing; a backend that already holds another state (another lineage) is
+    refused. The local file is never deleted: a note beside it
+    (<file>.migrated) says where the state went and when.
+
+    \b
+    Example:
+      rlorinfra state migrate --from prod.state.json -f prod.toml
+    """
+    from rlorinfra.operations import MigrateOutcome, state_migrate
+
+    result = state_migrate(_open_state(config_path), source, lock_timeout=lock_timeout)
+    ident = f"lineage {result.lineage}, serial {result.serial}"
+    if result.outcome is MigrateOutcome.ALREADY_THERE:
+        click.echo(f"Nothing to do: {result.where} already holds this state ({ident}).")
+    else:
+        click.echo(f"Migrated {source} to {result.where} ({ident}).")
+    click.echo(f"{source} was left in place; {result.note_path} says where the state went.")
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- output, show

@@ -21,6 +21,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ from rlorinfra.config.model import (
     ControlPlaneSettings,
     EmulatorSettings,
     JobSpec,
+    StateBackendKind,
+    StateSettings,
 )
 from rlorinfra.model.jobs import create_path
 from rlorinfra.model.urls import is_loopback
@@ -51,7 +54,17 @@ CONTROL_PLANE_KEYS = (
     "emulator",
 )
 EMULATOR_KEYS = ("provision_seconds", "capacity")
-STATE_KEYS = ("path",)
+# [state] keys per backend; a key of another backend is an error naming the backend it belongs to.
+BACKEND_KEYS: dict[StateBackendKind, tuple[str, ...]] = {
+    StateBackendKind.LOCAL: ("path",),
+    StateBackendKind.POSTGRES: ("conn_str_env", "schema", "name"),
+    StateBackendKind.S3: ("bucket", "key", "region", "endpoint_url"),
+}
+STATE_KEYS = ("backend", *(key for keys in BACKEND_KEYS.values() for key in keys))
+REQUIRED_BACKEND_KEYS: dict[StateBackendKind, tuple[str, ...]] = {StateBackendKind.S3: ("bucket", "key")}
+# A PostgreSQL identifier rlorinfra quotes nowhere: letters, digits, underscores, at most 63 bytes.
+_PG_IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTROL_PLANE_ALIASES = {"base_url": "url", "endpoint": "url", "account": "account_id",
                          "gateway_url": "trainer_gateway_url", "insecure": "allow_insecure"}  # fmt: skip
 
@@ -172,7 +185,7 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
                     data: bytes) -> Config | None:  # fmt: skip
     _check_top_keys(doc, c)
     control_plane = _control_plane(doc.get("control_plane"), env, c)
-    state_path = _state_path(doc.get("state"), path, c)
+    state = _state(doc.get("state"), path, c)
     defaults, bad_defaults = _defaults(doc.get("defaults"), c)
     jobs = _jobs(doc.get("jobs"), (defaults, bad_defaults), control_plane, c)
     if not jobs and not c.has_errors:
@@ -183,11 +196,12 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
     return Config(
         path=path.resolve(),
         control_plane=control_plane,
-        state_path=state_path,
+        state_path=state.path,
         jobs=jobs,
         digest=hashlib.sha256(data).hexdigest(),
         defaults=dict(defaults),
         warnings=tuple(_warning_messages(c)),
+        state=state,
     )
 
 
@@ -372,7 +386,130 @@ def _retry_budget(value: Any) -> float:
 # --------------------------------------------------------------------------- [state]
 
 
-def _state_path(value: Any, config_path: Path, c: Collector) -> Path:
+def _state(value: Any, config_path: Path, c: Collector) -> StateSettings:
+    """The ``[state]`` table: its backend, that backend's keys checked, every other key refused."""
+    table = _table(value, "state", c)
+    backend = _state_backend(table, c)
+    _check_state_keys(table, backend, c)
+    local = {k: v for k, v in table.items() if k != "path" or backend is StateBackendKind.LOCAL}
+    path = _state_path(local, config_path, c, remote=backend is not StateBackendKind.LOCAL)
+    settings = StateSettings(backend=backend, path=path, name=_default_state_name(config_path))
+    if backend is StateBackendKind.POSTGRES:
+        return _postgres_settings(table, settings, c)
+    if backend is StateBackendKind.S3:
+        return _s3_settings(table, settings, c)
+    return settings
+
+
+def _state_backend(table: dict[str, Any], c: Collector) -> StateBackendKind:
+    """``backend``: one of ``StateBackendKind`` (a "did you mean" otherwise); local when absent or wrong."""
+    if "backend" not in table:
+        return StateBackendKind.LOCAL
+    raw = table["backend"]
+    try:
+        return StateBackendKind(raw)
+    except ValueError:
+        choices = [kind.value for kind in StateBackendKind]
+        hint = F.suggestion(raw, choices) if isinstance(raw, str) else ""
+        c.error(f"state.backend must be one of {', '.join(choices)}, {F.got(raw)}",
+                hint or f'For example backend = "postgres". Known backends: {", ".join(choices)}.',
+                key="state.backend", where=("state", "backend"))  # fmt: skip
+        return StateBackendKind.LOCAL
+
+
+def _check_state_keys(table: dict[str, Any], backend: StateBackendKind, c: Collector) -> None:
+    """Unknown keys get a "did you mean"; another backend's keys say whose they are."""
+    own = ("backend", *BACKEND_KEYS[backend])
+    for key in table:
+        if key in own:
+            continue
+        owner = next((kind for kind, keys in BACKEND_KEYS.items() if key in keys), None)
+        if owner is None:
+            _unknown_key(key, STATE_KEYS, c, job=None, key=f"state.{key}", where=("state", key), table="[state]")
+            continue
+        c.error(f'state.{key} belongs to backend = "{owner.value}", not "{backend.value}"',
+                f'Remove {key}, or set backend = "{owner.value}". Keys of backend "{backend.value}": '
+                f"{', '.join(BACKEND_KEYS[backend])}.", key=f"state.{key}", where=("state", key))  # fmt: skip
+    for key in REQUIRED_BACKEND_KEYS.get(backend, ()):
+        if key not in table:
+            c.error(f'state.{key} is required with backend = "{backend.value}"',
+                    f'Add {key} = "..." to [state] (the S3 bucket and the object key of the state).',
+                    key=f"state.{key}", where=("state",))  # fmt: skip
+
+
+def _default_state_name(config_path: Path) -> str:
+    """The config stem as a state name when it is a valid identifier (else ``rlorinfra``)."""
+    stem = config_path.stem.replace("-", "_").replace(".", "_")
+    return stem if _PG_IDENTIFIER_RE.match(stem) else "rlorinfra"
+
+
+def _postgres_settings(table: dict[str, Any], settings: StateSettings, c: Collector) -> StateSettings:
+    checks = {"conn_str_env": _env_var_name, "schema": _pg_identifier, "name": _pg_identifier}
+    values: dict[str, Any] = {}
+    for key, check in checks.items():
+        if key not in table:
+            continue
+        try:
+            values[key] = check(table[key])
+        except F.Invalid as exc:
+            c.error(f"state.{key} {exc.summary}", exc.hint, key=f"state.{key}", where=("state", key))
+    return replace(settings, **values)
+
+
+def _env_var_name(value: Any) -> str:
+    """The NAME of an environment variable; a value that looks like a connection string is refused."""
+    hint = 'Name the environment variable that holds the connection string, e.g. conn_str_env = "PG_CONN_STR".'
+    if isinstance(value, str) and ("://" in value or "=" in value or "@" in value):
+        raise F.Invalid(
+            "looks like a connection string (value not shown): it must be the NAME of the environment "
+            "variable that holds one",
+            f"{hint} Then `export PG_CONN_STR=...` (in CI, from a secret). A connection string holds a "
+            "password and is never written in the configuration; if this one did, change that password.",
+        )
+    name = F.text(value)
+    if not _ENV_NAME_RE.match(name):
+        raise F.Invalid(f"must be an environment variable name (letters, digits, _), {F.got(name)}", hint)
+    return name
+
+
+def _pg_identifier(value: Any) -> str:
+    name = F.text(value)
+    if not _PG_IDENTIFIER_RE.match(name):
+        raise F.Invalid(
+            f"must be letters, digits and underscores, starting with a letter or _, at most 63 characters, "
+            f"{F.got(name)}",
+            'For example schema = "rlorinfra", name = "prod".',
+        )
+    return name
+
+
+def _s3_settings(table: dict[str, Any], settings: StateSettings, c: Collector) -> StateSettings:
+    values: dict[str, Any] = {}
+    for key in ("bucket", "key", "region", "endpoint_url"):
+        if key not in table:
+            continue
+        try:
+            values[key] = F.text(table[key], spaces=False)
+            if key == "endpoint_url":
+                _check_endpoint_url(values[key])
+        except F.Invalid as exc:
+            c.error(f"state.{key} {exc.summary}", exc.hint, key=f"state.{key}", where=("state", key))
+    return replace(settings, **values)
+
+
+def _check_endpoint_url(value: str) -> None:
+    """An http(s) URL without credentials (those come from the AWS environment only)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise F.Invalid(f"must be an http:// or https:// URL, {F.got(value)}",
+                        'For example endpoint_url = "https://minio.internal:9000".')  # fmt: skip
+    if parts.username or parts.password:
+        raise F.Invalid("must not hold credentials (value not shown)",
+                        "S3 credentials come only from the standard AWS environment "
+                        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ...).")  # fmt: skip
+
+
+def _state_path(table: dict[str, Any], config_path: Path, c: Collector, *, remote: bool = False) -> Path:
     """Absolute state path: ``[state] path`` relative to the config's folder, or the default.
 
     Symlinks are resolved here, once: the state, its backup and its lock all live
@@ -385,11 +522,8 @@ def _state_path(value: Any, config_path: Path, c: Collector) -> Path:
     # /dev/stdin, /dev/fd/N name a descriptor: the default takes the name of the file behind it.
     stem = config_file.stem if str(config_path).startswith(("/dev/", "/proc/")) else config_path.stem
     default = folder / f"{stem}.state.json"
-    not_a_file = config_path.exists() and not config_path.is_file()  # a pipe or a device
-    table = _table(value, "state", c)
-    for key in table:
-        if key not in STATE_KEYS:
-            _unknown_key(key, STATE_KEYS, c, job=None, key=f"state.{key}", where=("state", key), table="[state]")
+    # A pipe or a device: no folder beside it for a local state (a shared backend needs none).
+    not_a_file = config_path.exists() and not config_path.is_file() and not remote
     raw = None
     if "path" in table:
         try:

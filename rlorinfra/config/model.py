@@ -14,6 +14,7 @@ force anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,14 @@ __all__ = [
     "LIFECYCLE_FIELDS",
     "LOCAL_URL",
     "UNSENT_FIELDS",
+    "DEFAULT_CONN_STR_ENV",
+    "DEFAULT_PG_SCHEMA",
     "Config",
     "ControlPlaneSettings",
     "EmulatorSettings",
     "JobSpec",
+    "StateBackendKind",
+    "StateSettings",
 ]
 
 DESIRED_STATES = ("running", "stopped")
@@ -107,6 +112,40 @@ class JobSpec:
         return canonical_spec(out)
 
 
+class StateBackendKind(StrEnum):
+    """Where the state lives (``[state] backend``, DESIGN.md §4)."""
+
+    LOCAL = "local"
+    POSTGRES = "postgres"
+    S3 = "s3"
+
+
+# Terraform's pg backend reads the same variable, so a team's CI secret can be reused.
+DEFAULT_CONN_STR_ENV = "PG_CONN_STR"
+DEFAULT_PG_SCHEMA = "rlorinfra"
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """The checked ``[state]`` table: which backend and its keys (the others stay at their defaults).
+
+    ``path`` is the absolute local state file (always set: the local default
+    when another backend is chosen, so messages about it still make sense).
+    ``conn_str_env`` is the NAME of the variable holding the PostgreSQL
+    connection string; the string itself is never part of the config.
+    """
+
+    backend: StateBackendKind = StateBackendKind.LOCAL
+    path: Path = Path("rlorinfra.state.json")
+    conn_str_env: str = DEFAULT_CONN_STR_ENV
+    schema: str = DEFAULT_PG_SCHEMA
+    name: str = "rlorinfra"
+    bucket: str = ""
+    key: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole validated desired-state file."""
@@ -118,6 +157,12 @@ class Config:
     digest: str  # sha256 of the file bytes: saved plans refuse a changed config
     warnings: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # checked [defaults] values
+    state: StateSettings | None = None  # None: local at state_path (configs built by hand in tests)
+
+    @property
+    def state_settings(self) -> StateSettings:
+        """The ``[state]`` settings; a config built without them is the local file at ``state_path``."""
+        return self.state if self.state is not None else StateSettings(path=self.state_path)
 
     @property
     def emulator_db_path(self) -> Path:

@@ -17,6 +17,14 @@ from rlorinfra.operations.planning import (
     save_plan,
 )
 from rlorinfra.operations.state_edits import force_unlock, record_of, state_mv, state_rm
+from rlorinfra.operations.state_moves import (
+    MigrateOutcome,
+    MigrateResult,
+    PushResult,
+    state_migrate,
+    state_pull,
+    state_push,
+)
 from rlorinfra.operations.ui import UI, Operation, Question
 from rlorinfra.operations.workspace import Workspace, open_client
 
@@ -25,6 +33,9 @@ __all__ = [
     "ApplyCancelled",
     "ApplyRun",
     "ImportResult",
+    "MigrateOutcome",
+    "MigrateResult",
+    "PushResult",
     "Operation",
     "PlanOutcome",
     "PlanRequest",
@@ -45,6 +56,9 @@ __all__ = [
     "run_import",
     "run_plan",
     "save_plan",
+    "state_migrate",
     "state_mv",
+    "state_pull",
+    "state_push",
     "state_rm",
 ]

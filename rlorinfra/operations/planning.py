@@ -71,12 +71,15 @@ def check_state_owner(ws: Workspace, state: State, account_hint: str | None = No
     from rlorinfra.state.store import check_control_plane
 
     cp = ws.control_plane(account_hint)
-    note = check_control_plane(state, cp["url"], cp["account_id"], path=ws.config.state_path)
-    check_instance(state, cp, ws.config.state_path)
+    # A local state is named by its file; another backend's "this state" is named by describe() below.
+    note = check_control_plane(
+        state, cp["url"], cp["account_id"], path=ws.config.state_path if ws.is_local_state else None
+    )
+    check_instance(state, cp, ws.state_where())
     return [note] if note else []
 
 
-def check_instance(state: State, control_plane: Mapping[str, str], path: Path) -> None:
+def check_instance(state: State, control_plane: Mapping[str, str], where: str) -> None:
     """One control plane, one state: an emulator's world is its database, not its URL.
 
     A state records the emulator instance it was made against (``""`` for a
@@ -90,7 +93,7 @@ def check_instance(state: State, control_plane: Mapping[str, str], path: Path) -
         return
     raise StateError(
         "State belongs to another control plane",
-        f"The state file {path} was made against {_world(recorded)}, but this run talks to "
+        f"The state in {where} was made against {_world(recorded)}, but this run talks to "
         f"{_world(current)} at {control_plane.get('url')}. Its job IDs mean nothing there (the embedded "
         "emulator and a served one are different worlds, and so are two emulator databases), so "
         "rlorinfra will not plan or apply with it. Point [control_plane] url back at the control plane "
@@ -114,7 +117,7 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     client = ws.client()
     if request.refresh:
         live = refresh(client, ws.config.jobs, state, health_check=request.health_check)
-        check_instance(state, ws.control_plane(), ws.config.state_path)  # known once answers came
+        check_instance(state, ws.control_plane(), ws.state_where())  # known once answers came
     else:
         live = offline_world(state, client.account_id)
     plan = make_plan(

@@ -6,15 +6,15 @@ WSGI app with its database beside the config) or a real one over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rlorinfra.api.client import ControlPlaneClient
 from rlorinfra.api.connect import for_http, for_wsgi_app
-from rlorinfra.config.model import Config, ControlPlaneSettings
-from rlorinfra.errors import RlorinfraError
+from rlorinfra.config.model import Config, ControlPlaneSettings, StateBackendKind, StateSettings
+from rlorinfra.errors import RlorinfraError, StateError
 from rlorinfra.operations.ui import Operation
 from rlorinfra.state.backend import FencedState, StateBackend
 from rlorinfra.state.backends.local import LocalBackend
@@ -39,12 +39,23 @@ class Workspace:
     _client: ControlPlaneClient | None = field(default=None, repr=False)
     backend: StateBackend | None = None
     _store: FencedState | None = field(default=None, repr=False)
+    # The environment the CLI read (connection strings come from here, by the name [state] gives).
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def state_backend(self) -> StateBackend:
-        """Where the state lives, built once: the config's local file unless another was given."""
+        """Where the state lives, built once from ``[state]`` unless another was given."""
         if self.backend is None:
-            self.backend = LocalBackend(self.config.state_path, config_path=self.config.path)
+            self.backend = open_backend(self.config.state_settings, self.environ, config_path=self.config.path)
         return self.backend
+
+    @property
+    def is_local_state(self) -> bool:
+        """True when the state is the config's local file (messages then name the file)."""
+        return isinstance(self.state_backend(), LocalBackend)
+
+    def state_where(self) -> str:
+        """Where the state lives, for messages: ``local file PATH``, ``PostgreSQL ...`` (never a secret)."""
+        return self.state_backend().describe()
 
     @property
     def store(self) -> FencedState:
@@ -108,6 +119,42 @@ class Workspace:
         """Close the client if one was opened."""
         if self._client is not None:
             self._client.close()
+
+
+def open_backend(
+    settings: StateSettings, environ: Mapping[str, str], *, config_path: Path | None = None
+) -> StateBackend:
+    """The state backend ``settings`` describe; the driver modules are imported only when used.
+
+    The PostgreSQL connection string is read from ``environ`` under the name
+    ``conn_str_env`` gives; a missing one is an error that names the variable.
+    """
+    if settings.backend is StateBackendKind.POSTGRES:
+        return _postgres_backend(settings, environ)
+    if settings.backend is StateBackendKind.S3:
+        # (written in parallel with this module: the ignore goes once it exists on the same branch)
+        from rlorinfra.state.backends.s3 import S3Backend  # type: ignore[import-not-found,unused-ignore]
+
+        s3: StateBackend = S3Backend(
+            bucket=settings.bucket, key=settings.key, region=settings.region, endpoint_url=settings.endpoint_url
+        )
+        return s3
+    return LocalBackend(settings.path, config_path=config_path)
+
+
+def _postgres_backend(settings: StateSettings, environ: Mapping[str, str]) -> StateBackend:
+    conn_str = environ.get(settings.conn_str_env, "")
+    if not conn_str.strip():
+        raise StateError(
+            f"No PostgreSQL connection string: the environment variable {settings.conn_str_env} is not set",
+            f'[state] backend = "postgres" reads the libpq connection string only from the environment '
+            f"variable that conn_str_env names. Run `export {settings.conn_str_env}=postgres://USER@HOST/DB` "
+            "(in CI, from a secret) and try again. It is never written to any file.",
+        )
+    from rlorinfra.state.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
+
+    postgres: StateBackend = PostgresBackend(conn_str, schema=settings.schema, name=settings.name)
+    return postgres
 
 
 def open_client(

@@ -119,6 +119,24 @@ class StateStore:
         self._replace_file(self.path, encode_state(new))
         return new
 
+    def write_verbatim(self, state: State, *, fence: Callable[[State | None], None] | None = None) -> State:
+        """Store ``state`` as given, serial and lineage included (``state push``, ``state migrate``).
+
+        Unlike ``write`` nothing is bumped: the caller decided the serial. The
+        previous bytes go to ``<state>.backup`` as with every write; ``fence``
+        sees what is on disk first and raises to refuse.
+        """
+        old_bytes = self._read_bytes()
+        if fence is not None:
+            fence(None if old_bytes is None else decode_state(old_bytes, self.path))
+        new = replace(state, format_version=SUPPORTED_FORMAT_VERSION)
+        data = encode_state(new)  # encoded before anything is replaced: a failure leaves the old state
+        self._sweep_stale_temps()
+        if old_bytes is not None:
+            self._replace_file(self.backup_path, old_bytes)
+        self._replace_file(self.path, data)
+        return new
+
     def _sweep_stale_temps(self) -> None:
         # A run killed (SIGKILL, power cut) between creating a temp file and renaming it
         # leaves the temp behind; nothing in-process can clean that up. Writers hold the

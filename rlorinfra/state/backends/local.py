@@ -62,6 +62,15 @@ class LocalBackend:
         unwritten_empty = written.serial == 0 and written.lineage is None
         return written, (expected_version if unwritten_empty else str(written.serial))
 
+    def write_verbatim(self, state: State, expected_version: Version) -> Version:
+        """Store ``state`` with its own serial and lineage unless the serial moved (``StateChangedError``)."""
+
+        def fence(stored: State | None) -> None:
+            if serial_version(stored) != expected_version:
+                raise state_changed_error(self.describe(), expected_version, serial_version(stored))
+
+        return serial_version(self.store.write_verbatim(state, fence=fence))
+
     def lock(self, operation: str, timeout: float) -> AbstractContextManager[LockInfo]:
         """The ``filelock`` on ``<state>.lock``, holder info in ``<state>.lock.info``."""
         return StateLock(self.path, operation, timeout, config_path=self.config_path)

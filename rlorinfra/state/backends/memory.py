@@ -69,6 +69,16 @@ class InMemoryBackend:
             self._data = encode_state(new)
             return new, serial_version(new)
 
+    def write_verbatim(self, state: State, expected_version: Version) -> Version:
+        """Store ``state`` with its own serial and lineage unless the version moved (``StateChangedError``)."""
+        with self._changed:
+            stored = self._stored()
+            if serial_version(stored) != expected_version:
+                raise state_changed_error(self.describe(), expected_version, serial_version(stored))
+            new = replace(state, format_version=SUPPORTED_FORMAT_VERSION)
+            self._data = encode_state(new)
+            return serial_version(new)
+
     def lock(self, operation: str, timeout: float) -> AbstractContextManager[LockInfo]:
         """Hold the lock for ``operation``, waiting up to ``timeout`` seconds for the holder."""
         return self._held(operation, max(0.0, float(timeout)))
