@@ -26,7 +26,7 @@ from rlorinfra.state.backends.postgres import PostgresBackend
 from rlorinfra.state.codec import encode_state, same_content
 from rlorinfra.state.lock import LockInfo
 from rlorinfra.state.model import State
-from tests.state.pg_server import PG_CRASH_WRITER, PgHolder, pg_env, pg_server, unique_name  # noqa: F401 (fixture)
+from tests.state.pg_server import PG_CRASH_WRITER, PgHolder, pg_env, unique_name
 from tests.state.state_samples import make_record, sample_state
 
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
