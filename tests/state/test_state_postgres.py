@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from rlorinfra.errors import StateError, StateLockedError
+from rlorinfra.errors import StateChangedError, StateError, StateLockedError
 from rlorinfra.state.backends.postgres import PostgresBackend
 from rlorinfra.state.codec import encode_state
 from tests.state.pg_server import PASSWORD, PgHolder, PgServer, free_port, unique_name
@@ -228,3 +228,37 @@ def test_an_invalid_connection_string_is_not_quoted(backends):
     with pytest.raises(StateError) as err:
         backends(conninfo=f"host=127.0.0.1 password={PASSWORD} bogus")
     assert PASSWORD not in f"{err.value} {err.value.detail}"
+
+
+def test_threads_sharing_one_backend_lose_no_acknowledged_write(backends):
+    # apply's workers share one backend: a write's BEGIN…COMMIT must not interleave with
+    # another thread's statements on the same connection (a rollback would undo the other's write).
+    backend = backends()
+    backend.write(sample_state(), None)
+    acknowledged: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        for step in range(8):
+            name = f"w{index}-{step}"
+            while True:
+                state, version = backend.read()
+                try:
+                    backend.write(state.with_job(name, make_record(f"job-{name}")), version)
+                except StateChangedError:
+                    continue
+                except BaseException as err:  # noqa: BLE001 - collected, asserted below
+                    errors.append(err)
+                    return
+                acknowledged.append(name)
+                break
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    stored, version = backend.read()
+    assert sorted(acknowledged) == sorted(name for name in stored.jobs if name.startswith("w"))
+    assert len(acknowledged) == 32 and version == str(1 + 32)

@@ -20,6 +20,7 @@ redacted, and ``describe``/``repr`` name only database, host, port and schema.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,6 +133,9 @@ class PostgresBackend:
         self._data_conn: Any = None  # reads and writes; opened on first use
         self._lock_conn: Any = None  # the session holding the advisory lock, while held
         self._ready = False  # the tables are known to exist
+        # One statement sequence at a time on the data connection: a write's BEGIN…COMMIT
+        # must not interleave with another thread's statements (apply's workers share the backend).
+        self._guard = threading.RLock()
 
     def __repr__(self) -> str:
         return f"PostgresBackend(name={self.name!r}, schema={self.schema!r})"
@@ -151,15 +155,16 @@ class PostgresBackend:
         While this backend holds the lock the read goes over the lock's session:
         a plan costs one connection and three statements.
         """
-        conn = self._lock_conn if self._lock_conn is not None else self._data()
-        row = self._fetch(conn, _READ, {"name": self.name})
+        with self._guard:
+            conn = self._lock_conn if self._lock_conn is not None else self._data()
+            row = self._fetch(conn, _READ, {"name": self.name})
         if row is None:
             return State(), None
         return self._decode(row[0]), str(row[1])
 
     def write(self, state: State, expected_version: Version) -> tuple[State, Version]:
         """Store ``state`` unless the row's serial moved since ``expected_version`` (``StateChangedError``)."""
-        with self._errors():
+        with self._guard, self._errors():
             written: tuple[State, Version] = self._ensured(lambda: self._write(state, expected_version))
             return written
 
@@ -207,25 +212,27 @@ class PostgresBackend:
 
     def lock_info(self) -> LockInfo | None:
         """The live holder (its session still holds the advisory lock), or None."""
-        conn = self._lock_conn if self._lock_conn is not None else self._data()
-        return self._holder(conn)
+        with self._guard:
+            conn = self._lock_conn if self._lock_conn is not None else self._data()
+            return self._holder(conn)
 
     def force_unlock(self, lock_id: str) -> None:
         """End the holder's session and remove its row; ``StateError`` when nobody holds it or the ID differs."""
-        conn = self._data()
-        holder = self._holder_and_pid(conn)
-        if holder is None:
-            raise StateError("No lock to remove", f"The {self.describe()} is not locked. Nothing was changed.")
-        info, holder_pid = holder
-        if info.id != lock_id:
-            raise StateError(
-                "Lock ID does not match",
-                f"The {self.describe()} is locked with ID {info.id}, not {lock_id}. Nothing was "
-                f"changed.\n\n{info.describe()}",
-            )
-        with self._errors():
-            conn.execute(_TERMINATE, {"pid": holder_pid, "wait": TERMINATE_WAIT_MS})
-            conn.execute(self._sql(_DELETE_HOLDER), {"name": self.name, "id": lock_id})
+        with self._guard:
+            conn = self._data()
+            holder = self._holder_and_pid(conn)
+            if holder is None:
+                raise StateError("No lock to remove", f"The {self.describe()} is not locked. Nothing was changed.")
+            info, holder_pid = holder
+            if info.id != lock_id:
+                raise StateError(
+                    "Lock ID does not match",
+                    f"The {self.describe()} is locked with ID {info.id}, not {lock_id}. Nothing was "
+                    f"changed.\n\n{info.describe()}",
+                )
+            with self._errors():
+                conn.execute(_TERMINATE, {"pid": holder_pid, "wait": TERMINATE_WAIT_MS})
+                conn.execute(self._sql(_DELETE_HOLDER), {"name": self.name, "id": lock_id})
 
     @contextmanager
     def _held(self, operation: str, timeout: float) -> Iterator[LockInfo]:
