@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -262,3 +263,25 @@ def test_threads_sharing_one_backend_lose_no_acknowledged_write(backends):
     stored, version = backend.read()
     assert sorted(acknowledged) == sorted(name for name in stored.jobs if name.startswith("w"))
     assert len(acknowledged) == 32 and version == str(1 + 32)
+
+
+def test_a_missing_driver_says_which_extra_to_install(pg_server, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what `import psycopg` meets without the extra
+    with pytest.raises(StateError, match="needs psycopg") as err:
+        PostgresBackend(pg_server.conninfo(), name="prod")
+    assert "pip install 'rlorinfra[postgres]'" in err.value.detail
+
+
+def test_the_locked_error_names_the_config_to_force_unlock_with(pg_server, backends, holders, tmp_path):
+    holder = PgHolder.start(pg_server, unique_name(), "apply")
+    holders.append(holder)
+    name = holder.info.path.split('"')[1]
+    backend = PostgresBackend(pg_server.conninfo(), name=name, config_path=tmp_path / "prod.toml")
+    try:
+        with pytest.raises(StateLockedError) as err:
+            with backend.lock("plan", 0.2):
+                pass
+    finally:
+        backend.close()
+    assert f"rlorinfra force-unlock {holder.info.id} -f {tmp_path / 'prod.toml'}" in err.value.detail
+    assert "(waited 0.2 s)" in err.value.detail

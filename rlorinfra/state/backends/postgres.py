@@ -114,6 +114,18 @@ _DELETE_HOLDER = "DELETE FROM {schema}.locks WHERE name = %(name)s AND id = %(id
 _TERMINATE = "SELECT pg_terminate_backend(%(pid)s, %(wait)s)"
 
 
+def require_driver() -> None:
+    """``StateError`` saying how to install psycopg when it is missing (the ``postgres`` extra)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise StateError(
+            "The postgres state backend needs psycopg",
+            'The config sets [state] backend = "postgres", but the PostgreSQL driver is not installed. '
+            "Install it with `pip install 'rlorinfra[postgres]'` and run the command again.",
+        ) from None
+
+
 def lock_key(schema: str, name: str) -> int:
     """The advisory lock key of state ``name`` in ``schema``: a signed 64-bit hash of both."""
     digest = hashlib.sha256(f"rlorinfra\0{schema}\0{name}".encode()).digest()
@@ -123,11 +135,13 @@ def lock_key(schema: str, name: str) -> int:
 class PostgresBackend:
     """A ``StateBackend`` over one row of ``SCHEMA.states`` in the database ``conn_str`` names."""
 
-    def __init__(self, conn_str: str, *, schema: str = "rlorinfra", name: str) -> None:
+    def __init__(self, conn_str: str, *, schema: str = "rlorinfra", name: str, config_path: Path | None = None) -> None:
         self._conn_str = conn_str
+        self.config_path = config_path  # only makes the force-unlock hint of a "locked" error exact
         self.schema = schema
         self.name = name
         self._secrets = _secrets_of(conn_str)
+        require_driver()
         self._params = self._parse(conn_str)
         self._key = lock_key(schema, name)
         self._data_conn: Any = None  # reads and writes; opened on first use
@@ -261,7 +275,11 @@ class PostgresBackend:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise lock_held_error(
-                    f"The {self.describe()}", self._holder(conn), timeout, unavailable="the holder just let go"
+                    f"The {self.describe()}",
+                    self._holder(conn),
+                    timeout,
+                    config_path=self.config_path,
+                    unavailable="the holder just let go",
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, MAX_BACKOFF)
