@@ -285,3 +285,17 @@ def test_the_locked_error_names_the_config_to_force_unlock_with(pg_server, backe
         backend.close()
     assert f"rlorinfra force-unlock {holder.info.id} -f {tmp_path / 'prod.toml'}" in err.value.detail
     assert "(waited 0.2 s)" in err.value.detail
+
+
+def test_a_dropped_connection_fails_one_call_and_the_next_reconnects(pg_server, backends):
+    backend = backends()
+    written, version = backend.write(sample_state(), None)
+    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:  # e.g. a server restart
+        conn.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    with pytest.raises(StateError, match="could not be used") as err:
+        backend.read()
+    assert PASSWORD not in err.value.detail
+    assert backend.read() == (written, version)

@@ -342,7 +342,7 @@ class PostgresBackend:
         return sql.SQL(query.replace("{ddl_key}", str(_DDL_LOCK_KEY))).format(schema=sql.Identifier(self.schema))
 
     def _data(self) -> Any:
-        if self._data_conn is None or self._data_conn.closed:
+        if self._data_conn is None or self._data_conn.closed:  # closed: psycopg saw the session drop
             self._data_conn = self._connect()
         return self._data_conn
 
