@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.state.pg_server import pg_server  # noqa: F401 - the session's PostgreSQL cluster fixture
+
 HELPER = Path(__file__).with_name("lock_holder.py")
 
 

@@ -22,9 +22,11 @@ from rlorinfra.state.backend import StateBackend, Version
 from rlorinfra.state.backends import memory as memory_module
 from rlorinfra.state.backends.local import LocalBackend
 from rlorinfra.state.backends.memory import InMemoryBackend
+from rlorinfra.state.backends.postgres import PostgresBackend
 from rlorinfra.state.codec import encode_state, same_content
 from rlorinfra.state.lock import LockInfo
 from rlorinfra.state.model import State
+from tests.state.pg_server import PG_CRASH_WRITER, PgHolder, pg_env, unique_name
 from tests.state.state_samples import make_record, sample_state
 
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
@@ -112,15 +114,46 @@ def memory_harness(tmp_path: Path, lock_holder, monkeypatch) -> Harness:
     return Harness(backend, lambda operation: _ThreadLock(backend, operation), crash)
 
 
+# -- postgres: a throwaway cluster, real second processes -----------------------------------------
+
+
+def postgres_harness(tmp_path: Path, lock_holder, monkeypatch, request) -> Harness:
+    server = request.getfixturevalue("pg_server")
+    name = unique_name("conformance")
+    backend = PostgresBackend(server.conninfo(), name=name)
+    request.addfinalizer(backend.close)
+    holders: list[PgHolder] = []
+    request.addfinalizer(lambda: [holder.kill() for holder in holders])
+
+    def hold(operation: str) -> HeldLock:
+        holders.append(PgHolder.start(server, name, operation))
+        return holders[-1]
+
+    def crash(state: State, expected: Version) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(PG_CRASH_WRITER), name, expected or "-"],
+            input=encode_state(state),
+            capture_output=True,
+            env=pg_env(server),
+        )
+        assert proc.returncode == -9, proc.stdout + proc.stderr  # killed by SIGKILL before COMMIT
+
+    return Harness(backend, hold, crash)
+
+
 HARNESSES = {
     "local": local_harness,
     "memory": memory_harness,
+    "postgres": postgres_harness,
 }
 
 
 @pytest.fixture(params=sorted(HARNESSES))
 def harness(request, tmp_path, lock_holder, monkeypatch) -> Harness:
-    return HARNESSES[request.param](tmp_path, lock_holder, monkeypatch)
+    make = HARNESSES[request.param]
+    if request.param == "postgres":  # needs the session's server: asked for only when used
+        return make(tmp_path, lock_holder, monkeypatch, request)
+    return make(tmp_path, lock_holder, monkeypatch)
 
 
 @pytest.fixture
