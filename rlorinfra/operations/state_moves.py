@@ -19,25 +19,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from rlorinfra.errors import StateError
 from rlorinfra.operations.ui import UI, Operation
 from rlorinfra.operations.workspace import Workspace
-from rlorinfra.state.backend import StateBackend, Version
+from rlorinfra.state.backend import Version
 from rlorinfra.state.backends.local import LocalBackend
 from rlorinfra.state.codec import decode_state, encode_state
 from rlorinfra.state.files import atomic_write
 from rlorinfra.state.model import State
-
-
-@runtime_checkable
-class VerbatimWrites(Protocol):
-    """A backend that can store a state with the serial and lineage it already has."""
-
-    def write_verbatim(self, state: State, expected_version: Version) -> Version:
-        """Store ``state`` as given unless the stored version moved since ``expected_version``."""
-        ...
 
 
 class MigrateOutcome(StrEnum):
@@ -92,7 +82,7 @@ def state_push(ws: Workspace, path: Path, ui: UI, *, force: bool = False, lock_t
     the serial still never goes backwards.
     """
     pushed = read_state_file(path)
-    backend = _verbatim(ws.state_backend())
+    backend = ws.state_backend()
     with ws.lock(Operation.STATE_PUSH, lock_timeout):
         stored, version = ws.state_backend().read()
         problems = _push_problems(pushed, stored, version, path)
@@ -143,7 +133,7 @@ def state_migrate(
     """
     local = LocalBackend(Path(source))
     configured = ws.state_backend()
-    backend = _verbatim(configured)
+    backend = configured
     if isinstance(configured, LocalBackend) and configured.path == local.path:
         raise StateError(
             f"{source} is already the configured state",
@@ -208,14 +198,3 @@ def _write_note(note: Path, state: State, where: str, when: datetime) -> None:
             f"The state was migrated, but the note {note} could not be written",
             f"{exc.strerror or exc}. The state is in {where}; the local file was left unchanged.",
         ) from None
-
-
-def _verbatim(backend: StateBackend) -> VerbatimWrites:
-    """The backend as one that stores a state verbatim, or an error when it cannot."""
-    if not isinstance(backend, VerbatimWrites):
-        raise StateError(
-            f"The {backend.describe()} cannot store a state with its own lineage and serial",
-            "state push and state migrate keep a state's lineage and serial, which this backend does not "
-            "support. Nothing was changed.",
-        )
-    return backend

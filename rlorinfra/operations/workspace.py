@@ -116,9 +116,11 @@ class Workspace:
         return identity
 
     def close(self) -> None:
-        """Close the client if one was opened."""
+        """Close the client and the state backend, if they were opened."""
         if self._client is not None:
             self._client.close()
+        if self.backend is not None:
+            self.backend.close()
 
 
 def open_backend(

@@ -41,6 +41,14 @@ class StateBackend(Protocol):
         """
         ...
 
+    def write_verbatim(self, state: State, expected_version: Version) -> Version:
+        """Store ``state`` with its own serial and lineage (``state push``/``migrate``), fenced like ``write``.
+
+        Returns the new version; raises ``StateChangedError`` when the stored version
+        moved since ``expected_version`` was read, and then writes nothing.
+        """
+        ...
+
     def lock(self, operation: str, timeout: float) -> AbstractContextManager[LockInfo]:
         """Hold the state lock for ``operation``, waiting up to ``timeout`` seconds.
 
@@ -50,6 +58,10 @@ class StateBackend(Protocol):
 
     def lock_info(self) -> LockInfo | None:
         """Who holds the lock now, or None when nobody does."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds open (connections); reading again reopens them."""
         ...
 
     def force_unlock(self, lock_id: str) -> None:

@@ -236,6 +236,33 @@ def test_expecting_a_state_where_there_is_none_is_refused(backend):
     assert backend.read() == (State(), None)
 
 
+def test_a_verbatim_write_keeps_the_given_serial_and_lineage(backend):
+    first, v1 = backend.write(sample_state(), None)
+    pushed = replace(changed(first), serial=7, lineage=first.lineage)
+    v7 = backend.write_verbatim(pushed, v1)
+    assert v7 not in (None, v1)
+    stored, version = backend.read()
+    assert (stored.serial, stored.lineage, version) == (7, first.lineage, v7)
+    assert same_content(stored, pushed)
+    # An ordinary write after it goes on from the pushed serial.
+    after, _ = backend.write(changed(stored, "trainer-d"), v7)
+    assert after.serial == 8
+
+
+def test_a_verbatim_write_into_an_empty_backend_keeps_the_lineage(backend):
+    version = backend.write_verbatim(replace(sample_state(), serial=4, lineage="from-a-file"), None)
+    stored, read_version = backend.read()
+    assert (stored.serial, stored.lineage, read_version) == (4, "from-a-file", version)
+
+
+def test_a_stale_verbatim_write_is_refused_and_nothing_is_written(backend):
+    first, v1 = backend.write(sample_state(), None)
+    second, v2 = backend.write(changed(first), v1)
+    with pytest.raises(StateChangedError):
+        backend.write_verbatim(replace(changed(first, "trainer-d"), serial=9), v1)
+    assert backend.read() == (second, v2)
+
+
 def test_a_crash_in_the_middle_of_a_write_leaves_the_old_state(harness):
     backend = harness.backend
     first, v1 = backend.write(sample_state(), None)

@@ -75,6 +75,9 @@ class LocalBackend:
         """The ``filelock`` on ``<state>.lock``, holder info in ``<state>.lock.info``."""
         return StateLock(self.path, operation, timeout, config_path=self.config_path)
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def lock_info(self) -> LockInfo | None:
         """The holder recorded in ``<state>.lock.info``, or None."""
         return read_lock_info(self.path)

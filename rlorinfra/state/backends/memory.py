@@ -83,6 +83,9 @@ class InMemoryBackend:
         """Hold the lock for ``operation``, waiting up to ``timeout`` seconds for the holder."""
         return self._held(operation, max(0.0, float(timeout)))
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def lock_info(self) -> LockInfo | None:
         """The current holder, or None."""
         with self._changed:

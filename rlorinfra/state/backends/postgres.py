@@ -179,14 +179,23 @@ class PostgresBackend:
     def write(self, state: State, expected_version: Version) -> tuple[State, Version]:
         """Store ``state`` unless the row's serial moved since ``expected_version`` (``StateChangedError``)."""
         with self._guard, self._errors():
-            written: tuple[State, Version] = self._ensured(lambda: self._write(state, expected_version))
+            written: tuple[State, Version] = self._ensured(
+                lambda: self._write(expected_version, lambda current: _next_state(state, current))
+            )
             return written
 
-    def _write(self, state: State, expected: Version) -> tuple[State, Version]:
+    def write_verbatim(self, state: State, expected_version: Version) -> Version:
+        """Store ``state`` with its own serial and lineage unless the row moved (``StateChangedError``)."""
+        as_given = replace(state, format_version=SUPPORTED_FORMAT_VERSION)
+        with self._guard, self._errors():
+            written: tuple[State, Version] = self._ensured(lambda: self._write(expected_version, lambda _: as_given))
+            return written[1]
+
+    def _write(self, expected: Version, compose: Callable[[State], State | None]) -> tuple[State, Version]:
         conn = self._data()
         conn.execute("BEGIN")
         try:
-            result = self._write_in_transaction(conn, state, expected)
+            result = self._write_in_transaction(conn, expected, compose)
             conn.execute("COMMIT")  # the only point where the new row becomes visible
             return result
         except BaseException:
@@ -194,20 +203,18 @@ class PostgresBackend:
                 conn.execute("ROLLBACK")
             raise
 
-    def _write_in_transaction(self, conn: Any, state: State, expected: Version) -> tuple[State, Version]:
+    def _write_in_transaction(
+        self, conn: Any, expected: Version, compose: Callable[[State], State | None]
+    ) -> tuple[State, Version]:
+        """Fence on the row's serial, then store what ``compose`` makes of the current state (None: nothing)."""
         row = conn.execute(self._sql(_READ_FOR_UPDATE), {"name": self.name}).fetchone()
         found: Version = None if row is None else str(row[1])
         if found != expected:
             raise state_changed_error(self.describe(), expected, found)
         current = State() if row is None else self._decode(row[0])
-        if same_content(state, current):
+        new = compose(current)
+        if new is None:
             return current, expected
-        new = replace(
-            state,
-            format_version=SUPPORTED_FORMAT_VERSION,
-            serial=current.serial + 1,
-            lineage=current.lineage or str(uuid.uuid4()),
-        )
         params = {"name": self.name, "data": encode_state(new).decode(), "serial": new.serial, "lineage": new.lineage}
         if row is None:
             written = conn.execute(self._sql(_INSERT), params).rowcount
@@ -396,6 +403,18 @@ class PostgresBackend:
 
     def _decode(self, text: str) -> State:
         return decode_state(text.encode(), Path(f"{self.schema}.states[{self.name}]"))
+
+
+def _next_state(state: State, current: State) -> State | None:
+    """``state`` as the next version of ``current`` (serial bumped, lineage kept); None when unchanged."""
+    if same_content(state, current):
+        return None
+    return replace(
+        state,
+        format_version=SUPPORTED_FORMAT_VERSION,
+        serial=current.serial + 1,
+        lineage=current.lineage or str(uuid.uuid4()),
+    )
 
 
 def _secrets_of(conn_str: str) -> set[str]:
