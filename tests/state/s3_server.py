@@ -9,16 +9,21 @@ run on another "host": it holds the lock, crashes mid-write or writes late.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -138,3 +143,55 @@ def s3_actor(moto_s3):
         holder.proc.wait()
         for stream in (holder.proc.stdin, holder.proc.stdout):
             stream.close()
+
+
+class _StrippingHandler(BaseHTTPRequestHandler):
+    """Forwards each request to the upstream store without its conditional headers."""
+
+    protocol_version = "HTTP/1.1"
+    upstream: tuple[str, int]
+    stripped = frozenset({"if-none-match", "if-match"})
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.stripped}
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the base class's name)
+        pass  # quiet: pytest shows stderr of failing tests only, and this is noise there
+
+
+@contextmanager
+def stripping_proxy(upstream_url: str) -> Iterator[str]:
+    """A store that ignores If-None-Match/If-Match: a loopback proxy in front of ``upstream_url``.
+
+    Yields the proxy's endpoint URL; stopped on exit.
+    """
+    parts = urlsplit(upstream_url)
+    handler = type("Handler", (_StrippingHandler,), {"upstream": (parts.hostname, parts.port)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -110,7 +110,7 @@ class S3Backend:
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
             response = self._call("write the state", "put_object", Key=self.key, Body=data, **condition)
-        except _ConditionFailed:
+        except (_ConditionFailed, _Missing):  # moved, or deleted (If-Match on a missing key: 404)
             now = self._get(self.key)
             if now is not None and now.body == data:
                 return now.etag  # our own write, whose answer was lost and retried
@@ -148,7 +148,12 @@ class S3Backend:
                 f"\n\n{holder.describe()}\n\nIf you are sure that run is no longer active, run "
                 f"`rlorinfra force-unlock {holder.id}`.",
             )
-        self._call("remove the lock", "delete_object", Key=self.lock_key)
+        if not self._delete_lock(held):
+            raise StateError(
+                "The lock changed while it was being removed",
+                f"{self.describe()} was unlocked or locked again by another run just now. Nothing was "
+                "changed; run `rlorinfra force-unlock` again with the ID it shows if it is still stuck.",
+            )
 
     @contextmanager
     def _held(self, operation: str, timeout: float) -> Iterator[LockInfo]:
@@ -193,7 +198,17 @@ class S3Backend:
         held = self._get(self.lock_key)
         # After a force-unlock the lock may be the next run's: leave it alone.
         if held is not None and _lock_id(held.body) == info.id:
-            self._call("remove the lock", "delete_object", Key=self.lock_key)
+            self._delete_lock(held)
+
+    def _delete_lock(self, held: _Object) -> bool:
+        """Delete the lock object if it is still ``held`` (its ETag); False when it changed or went."""
+        # If-Match makes "it is still the one I checked" and the delete one step: a lock
+        # taken by the next run in between is never removed.
+        try:
+            self._call("remove the lock", "delete_object", Key=self.lock_key, IfMatch=held.etag)
+        except (_ConditionFailed, _Missing):
+            return False
+        return True
 
     def _holder(self, held: _Object) -> LockInfo:
         try:
