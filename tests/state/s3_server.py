@@ -33,6 +33,7 @@ ACTOR = Path(__file__).with_name("s3_actor.py")
 FAKE_ACCESS_KEY = "AKIAFAKEACCESSKEY0001"
 FAKE_SECRET_KEY = "fake-secret-Zq8vW2pL5nR7tY9uX3kM6bJ1hG4dF0sA"
 REGION = "us-east-1"
+ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")  # would redirect every client
 
 
 def free_port() -> int:
@@ -79,12 +80,40 @@ class MotoS3:
         return name
 
 
+@contextmanager
+def running_moto(**env: str) -> Iterator[str]:
+    """``python -m moto.server`` on a free loopback port (``env``: extra settings); yields its URL, stops it."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    try:
+        wait_listening(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="session")
 def moto_s3(tmp_path_factory) -> Iterator[MotoS3]:
     """moto's S3 on 127.0.0.1, with fake credentials in this process's environment."""
     home = tmp_path_factory.mktemp("aws")
     with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+        ):
             env.delenv(name, raising=False)
         env.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)
         env.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_KEY)
@@ -93,22 +122,8 @@ def moto_s3(tmp_path_factory) -> Iterator[MotoS3]:
         env.setenv("AWS_CONFIG_FILE", str(home / "config"))
         env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "credentials"))
         env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_listening(port, proc)
-            yield MotoS3(f"http://127.0.0.1:{port}")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with running_moto() as endpoint_url:
+            yield MotoS3(endpoint_url)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from rlorinfra.errors import StateChangedError, StateError, StateLockedError
 from rlorinfra.state.backend import FencedState
 from rlorinfra.state.backends.s3 import S3Backend
 from rlorinfra.state.codec import encode_state
-from tests.state.s3_server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, free_port, stripping_proxy
+from tests.state.s3_server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, free_port, running_moto, stripping_proxy
 from tests.state.state_samples import make_record, sample_state
 
 KEY = "envs/prod.state.json"
@@ -178,6 +178,15 @@ def test_an_unreachable_endpoint_is_named(moto_s3):
     with pytest.raises(StateError, match="unreachable") as err:
         backend.read()
     assert "endpoint_url" in err.value.detail
+
+
+def test_credentials_the_store_refuses_are_reported_as_access_denied(moto_s3):
+    # This moto checks every request's credentials against its (empty) IAM: ours are unknown.
+    with running_moto(INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
+        with pytest.raises(StateError, match="access denied") as err:
+            S3Backend(bucket="b", key=KEY, endpoint_url=endpoint).read()
+    assert "s3:PutObject" in err.value.detail
+    assert FAKE_SECRET_KEY not in str(err.value) and FAKE_ACCESS_KEY not in str(err.value)
 
 
 def test_no_credential_appears_in_any_error_or_object(backend, moto_s3, s3_bucket, s3_actor):

@@ -86,7 +86,8 @@ class S3Backend:
     def write(self, state: State, expected_version: Version) -> tuple[State, Version]:
         """Store ``state`` unless the object's ETag moved since ``expected_version`` (``StateChangedError``).
 
-        Unchanged content writes nothing. The previous bytes go to ``<key>.backup`` first.
+        Unchanged content writes nothing. The previous bytes go to ``<key>.backup`` first
+        (so if the fenced put then loses a race, the backup still holds a state that was stored).
         """
         stored = self._get(self.key)
         found = None if stored is None else stored.etag
