@@ -7,6 +7,8 @@ Usage: ``python s3_actor.py COMMAND ENDPOINT BUCKET KEY [ARG]``:
 - ``late-write``: take the lock, read the state (fenced), print the lock info,
   wait for a line on stdin, then write one more job; print ``written`` or
   ``refused: SUMMARY`` (the fence said no).
+- ``race``: try the lock once (timeout 0); print ``{"won": ID}`` and hold it
+  until a line arrives on stdin, or ``{"lost": HOLDER_ID}``.
 - ``crash EXPECTED``: write the state read from stdin over version EXPECTED
   (``-``: none) and SIGKILL itself as the state object's PutObject is sent.
 """
@@ -19,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from rlorinfra.errors import StateChangedError
+from rlorinfra.errors import StateChangedError, StateLockedError
 from rlorinfra.state.backend import FencedState
 from rlorinfra.state.backends.s3 import S3Backend
 from rlorinfra.state.codec import decode_state
@@ -31,6 +33,15 @@ def hold(backend: S3Backend, operation: str) -> None:
         print(json.dumps(info.to_dict()), flush=True)
         sys.stdin.readline()
     print("released", flush=True)
+
+
+def race(backend: S3Backend) -> None:
+    try:
+        with backend.lock("apply", 0) as info:
+            print(json.dumps({"won": info.id}), flush=True)
+            sys.stdin.readline()
+    except StateLockedError as err:
+        print(json.dumps({"lost": err.holder.get("id")}), flush=True)
 
 
 def late_write(backend: S3Backend) -> None:
@@ -65,6 +76,8 @@ def main() -> None:
     backend = S3Backend(bucket=bucket, key=key, endpoint_url=endpoint)
     if command == "hold":
         hold(backend, rest[0] if rest else "apply")
+    elif command == "race":
+        race(backend)
     elif command == "late-write":
         late_write(backend)
     elif command == "crash":

@@ -6,7 +6,10 @@ other runs in real processes (``s3_actor.py``).
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -14,7 +17,15 @@ from rlorinfra.errors import StateChangedError, StateError, StateLockedError
 from rlorinfra.state.backend import FencedState
 from rlorinfra.state.backends.s3 import S3Backend
 from rlorinfra.state.codec import encode_state
-from tests.state.s3_server import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, free_port, running_moto, stripping_proxy
+from tests.state.s3_server import (
+    ACTOR,
+    FAKE_ACCESS_KEY,
+    FAKE_SECRET_KEY,
+    actor_env,
+    free_port,
+    running_moto,
+    stripping_proxy,
+)
 from tests.state.state_samples import make_record, sample_state
 
 KEY = "envs/prod.state.json"
@@ -129,6 +140,24 @@ def test_the_probe_runs_once_per_backend(backend, moto_s3):
 
 
 # -- other runs, in other processes --------------------------------------------------------------
+
+
+def test_of_runs_racing_for_the_lock_exactly_one_wins_and_the_others_name_it(backend, moto_s3, s3_bucket):
+    backend.read()  # the bucket is ready before the racers start
+    command = [sys.executable, str(ACTOR), "race", moto_s3.endpoint_url, s3_bucket, KEY]
+    racers = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=actor_env())
+        for _ in range(4)
+    ]  # all started before any is read: they race
+    try:
+        results = [json.loads(racer.stdout.readline()) for racer in racers]
+        winners = [result["won"] for result in results if "won" in result]
+        assert len(winners) == 1
+        assert [result["lost"] for result in results if "lost" in result] == winners * 3
+    finally:
+        for racer in racers:
+            racer.communicate("\n", timeout=30)
+    assert backend.lock_info() is None
 
 
 def test_a_sigkilled_holder_leaves_the_lock_until_force_unlock(backend, s3_bucket, s3_actor):
