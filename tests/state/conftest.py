@@ -61,3 +61,7 @@ def lock_holder():
         holder.proc.wait()
         for stream in (holder.proc.stdin, holder.proc.stdout):
             stream.close()
+
+
+# The S3 fixtures (moto in server mode); imported last, as they build on ``Holder``.
+from tests.state.s3_server import moto_s3, s3_actor, s3_bucket  # noqa: E402, F401

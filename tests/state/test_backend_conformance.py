@@ -23,10 +23,13 @@ from rlorinfra.state.backends import memory as memory_module
 from rlorinfra.state.backends.local import LocalBackend
 from rlorinfra.state.backends.memory import InMemoryBackend
 from rlorinfra.state.backends.postgres import PostgresBackend
+from rlorinfra.state.backends.s3 import S3Backend
 from rlorinfra.state.codec import encode_state, same_content
 from rlorinfra.state.lock import LockInfo
 from rlorinfra.state.model import State
 from tests.state.pg_server import PG_CRASH_WRITER, PgHolder, pg_env, unique_name
+from tests.state.s3_server import ACTOR as S3_ACTOR
+from tests.state.s3_server import actor_env
 from tests.state.state_samples import make_record, sample_state
 
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
@@ -62,7 +65,7 @@ class _ProcessLock(HeldLock):
         self.holder.release()
 
 
-def local_harness(tmp_path: Path, lock_holder, monkeypatch) -> Harness:
+def local_harness(request, tmp_path: Path, lock_holder, monkeypatch) -> Harness:
     path = tmp_path / "team" / "prod.state.json"
 
     def crash(state: State, expected: Version) -> None:
@@ -99,7 +102,7 @@ class _ThreadLock(HeldLock):
         self._thread.join(10)
 
 
-def memory_harness(tmp_path: Path, lock_holder, monkeypatch) -> Harness:
+def memory_harness(request, tmp_path: Path, lock_holder, monkeypatch) -> Harness:
     backend = InMemoryBackend("conformance")
 
     def crash(state: State, expected: Version) -> None:
@@ -117,7 +120,7 @@ def memory_harness(tmp_path: Path, lock_holder, monkeypatch) -> Harness:
 # -- postgres: a throwaway cluster, real second processes -----------------------------------------
 
 
-def postgres_harness(tmp_path: Path, lock_holder, monkeypatch, request) -> Harness:
+def postgres_harness(request, tmp_path: Path, lock_holder, monkeypatch) -> Harness:
     server = request.getfixturevalue("pg_server")
     name = unique_name("conformance")
     backend = PostgresBackend(server.conninfo(), name=name)
@@ -141,19 +144,40 @@ def postgres_harness(tmp_path: Path, lock_holder, monkeypatch, request) -> Harne
     return Harness(backend, hold, crash)
 
 
+# -- s3: moto in server mode, a second process -------------------------------------------------
+
+
+def s3_harness(request, tmp_path: Path, lock_holder, monkeypatch) -> Harness:
+    # The moto server and the bucket are fixtures: only the s3 cases start them.
+    bucket = request.getfixturevalue("s3_bucket")
+    endpoint = request.getfixturevalue("moto_s3").endpoint_url
+    actor = request.getfixturevalue("s3_actor")
+    key = "team/prod.state.json"
+
+    def crash(state: State, expected: Version) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(S3_ACTOR), "crash", endpoint, bucket, key, expected or "-"],
+            input=encode_state(state),
+            capture_output=True,
+            env=actor_env(),
+        )
+        assert proc.returncode == -9, proc.stdout + proc.stderr  # killed by SIGKILL mid-write
+
+    backend = S3Backend(bucket=bucket, key=key, endpoint_url=endpoint)
+    return Harness(backend, lambda operation: _ProcessLock(actor("hold", bucket, key, operation)), crash)
+
+
 HARNESSES = {
     "local": local_harness,
     "memory": memory_harness,
     "postgres": postgres_harness,
+    "s3": s3_harness,
 }
 
 
 @pytest.fixture(params=sorted(HARNESSES))
 def harness(request, tmp_path, lock_holder, monkeypatch) -> Harness:
-    make = HARNESSES[request.param]
-    if request.param == "postgres":  # needs the session's server: asked for only when used
-        return make(tmp_path, lock_holder, monkeypatch, request)
-    return make(tmp_path, lock_holder, monkeypatch)
+    return HARNESSES[request.param](request, tmp_path, lock_holder, monkeypatch)
 
 
 @pytest.fixture

@@ -1,0 +1,407 @@
+"""The S3 backend: the state as one object, fenced by its ETag, locked by a conditional create.
+
+- The state is the object at ``key``, exactly the bytes ``encode_state`` writes;
+  its ETag is the version. The previous content is copied to ``<key>.backup``
+  before each overwrite.
+- A write is ``PutObject`` with ``If-Match: <etag read>`` (``If-None-Match: *``
+  when nothing was stored), so a run whose state moved underneath it gets
+  ``StateChangedError`` from the store itself and writes nothing.
+- The lock is the object ``<key>.lock``, created with ``If-None-Match: *`` and
+  holding the holder's ``LockInfo``. S3 has no sessions: a killed holder leaves
+  it behind until ``force-unlock ID`` deletes it; the ETag fence keeps a paused
+  holder whose lock was broken from overwriting the next run's work.
+- On first use the backend proves the store refuses a second conditional create
+  (some S3-compatible stores ignore the header); else it refuses to work, since
+  such a store gives no mutual exclusion.
+
+Credentials come only from boto3's own chain (the standard AWS environment);
+they never reach a message: store errors are summarized by their code, never
+echoed. boto3 is imported lazily, so rlorinfra works without the ``s3`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from rlorinfra.errors import StateError
+from rlorinfra.state.backend import StateBackend, Version, state_changed_error
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state, same_content
+from rlorinfra.state.lock import INITIAL_BACKOFF, MAX_BACKOFF, LockInfo, lock_held_error
+from rlorinfra.state.model import State
+
+# The store's answers to a conditional request whose condition failed (412), or that
+# raced another conditional request on the same key (409): either way, someone else won.
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+@dataclass(frozen=True)
+class _Object:
+    """An object's bytes and ETag."""
+
+    body: bytes
+    etag: str
+
+
+class S3Backend:
+    """A ``StateBackend`` over the object ``s3://bucket/key`` (``endpoint_url``: an S3-compatible store)."""
+
+    def __init__(self, *, bucket: str, key: str, region: str | None = None, endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.backup_key = key + ".backup"
+        self.lock_key = key + ".lock"
+        self._client: Any = None
+        self._proven = False
+        self._guard = threading.Lock()  # one client, one probe, whatever thread comes first
+
+    def __repr__(self) -> str:
+        return f"S3Backend({self.describe()!r})"
+
+    def describe(self) -> str:
+        """``s3://BUCKET/KEY`` (``at HOST:PORT`` for an S3-compatible endpoint); never a credential."""
+        where = f"s3://{self.bucket}/{self.key}"
+        return f"{where} at {_endpoint_host(self.endpoint_url)}" if self.endpoint_url else where
+
+    # -- state --------------------------------------------------------------------------------
+
+    def read(self) -> tuple[State, Version]:
+        """The stored state (``State()`` when there is none) and its ETag as the version."""
+        stored = self._get(self.key)
+        if stored is None:
+            return State(), None
+        return self._decode(stored.body), stored.etag
+
+    def write(self, state: State, expected_version: Version) -> tuple[State, Version]:
+        """Store ``state`` unless the object's ETag moved since ``expected_version`` (``StateChangedError``).
+
+        Unchanged content writes nothing. The previous bytes go to ``<key>.backup`` first
+        (so if the fenced put then loses a race, the backup still holds a state that was stored).
+        """
+        stored = self._fenced_get(expected_version)
+        current = State() if stored is None else self._decode(stored.body)
+        if same_content(state, current):
+            return current, expected_version
+        new = replace(
+            state,
+            format_version=SUPPORTED_FORMAT_VERSION,
+            serial=current.serial + 1,
+            lineage=current.lineage or str(uuid.uuid4()),
+        )
+        return new, self._replace(stored, encode_state(new), expected_version)
+
+    def write_verbatim(self, state: State, expected_version: Version) -> Version:
+        """Store ``state`` with its own serial and lineage unless the ETag moved (``StateChangedError``)."""
+        stored = self._fenced_get(expected_version)
+        data = encode_state(replace(state, format_version=SUPPORTED_FORMAT_VERSION))
+        return self._replace(stored, data, expected_version)
+
+    def close(self) -> None:
+        """Nothing to release: boto3's client keeps no session that outlives a request."""
+
+    def _fenced_get(self, expected: Version) -> _Object | None:
+        """The stored object, or ``StateChangedError`` when its ETag is not ``expected``."""
+        stored = self._get(self.key)
+        found = None if stored is None else stored.etag
+        if found != expected:
+            raise state_changed_error(self.describe(), expected, found)
+        return stored
+
+    def _replace(self, stored: _Object | None, data: bytes, expected: Version) -> str:
+        """Back up ``stored``, then put ``data`` conditionally on ``expected``; the new ETag."""
+        # ``data`` is encoded before anything is written: a failure to encode writes nothing.
+        if stored is not None:
+            self._call("write the backup", "put_object", Key=self.backup_key, Body=stored.body)
+        return self._put_state(data, expected)
+
+    def _put_state(self, data: bytes, expected: Version) -> str:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            response = self._call("write the state", "put_object", Key=self.key, Body=data, **condition)
+        except (_ConditionFailed, _Missing):  # moved, or deleted (If-Match on a missing key: 404)
+            now = self._get(self.key)
+            if now is not None and now.body == data:
+                return now.etag  # our own write, whose answer was lost and retried
+            raise state_changed_error(self.describe(), expected, None if now is None else now.etag) from None
+        return str(response["ETag"])
+
+    def _decode(self, body: bytes) -> State:
+        # Every strictness of the local file applies (``decode_state``); messages name bucket/key.
+        return decode_state(body, Path(self.bucket) / self.key)
+
+    # -- lock ---------------------------------------------------------------------------------
+
+    def lock(self, operation: str, timeout: float) -> AbstractContextManager[LockInfo]:
+        """Create ``<key>.lock`` (``If-None-Match: *``) for ``operation``, waiting up to ``timeout`` seconds."""
+        return self._held(operation, max(0.0, float(timeout)))
+
+    def lock_info(self) -> LockInfo | None:
+        """The holder recorded in ``<key>.lock``, or None when nobody holds it."""
+        held = self._get(self.lock_key)
+        return None if held is None else self._holder(held)
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Delete ``<key>.lock`` if its ID is ``lock_id``; ``StateError`` (nothing changed) otherwise."""
+        held = self._get(self.lock_key)
+        if held is None:
+            raise StateError(
+                "No lock to remove",
+                f"{self.describe()} is not locked (there is no {self.lock_key}). Nothing was changed.",
+            )
+        holder = self._holder(held)
+        if holder.id != lock_id:
+            raise StateError(
+                "Lock ID does not match",
+                f"{self.describe()} is locked with ID {holder.id}, not {lock_id}. Nothing was changed."
+                f"\n\n{holder.describe()}\n\nIf you are sure that run is no longer active, run "
+                f"`rlorinfra force-unlock {holder.id}`.",
+            )
+        if not self._delete_lock(held):
+            raise StateError(
+                "The lock changed while it was being removed",
+                f"{self.describe()} was unlocked or locked again by another run just now. Nothing was "
+                "changed; run `rlorinfra force-unlock` again with the ID it shows if it is still stuck.",
+            )
+
+    @contextmanager
+    def _held(self, operation: str, timeout: float) -> Iterator[LockInfo]:
+        info = self._acquire(operation, timeout)
+        try:
+            yield info
+        finally:
+            self._release(info)
+
+    def _acquire(self, operation: str, timeout: float) -> LockInfo:
+        info = LockInfo.new(self.describe(), operation)
+        body = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
+        deadline = time.monotonic() + timeout
+        delay = INITIAL_BACKOFF
+        while not self._try_create_lock(body, info):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._locked_error(timeout)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, MAX_BACKOFF)
+        return info
+
+    def _try_create_lock(self, body: bytes, info: LockInfo) -> bool:
+        try:
+            self._call("create the lock", "put_object", Key=self.lock_key, Body=body, IfNoneMatch="*")
+        except _ConditionFailed:
+            held = self._get(self.lock_key)
+            return held is not None and held.body == body  # ours: a retried create whose answer was lost
+        return True
+
+    def _locked_error(self, waited: float) -> StateError:
+        held = self._get(self.lock_key)
+        try:
+            holder = None if held is None else self._holder(held)
+        except StateError:
+            holder = None
+        return lock_held_error(
+            f"The state {self.describe()}", holder, waited, unavailable=f"{self.lock_key} is gone or unreadable"
+        )
+
+    def _release(self, info: LockInfo) -> None:
+        held = self._get(self.lock_key)
+        # After a force-unlock the lock may be the next run's: leave it alone.
+        if held is not None and _lock_id(held.body) == info.id:
+            self._delete_lock(held)
+
+    def _delete_lock(self, held: _Object) -> bool:
+        """Delete the lock object if it is still ``held`` (its ETag); False when it changed or went."""
+        # If-Match makes "it is still the one I checked" and the delete one step: a lock
+        # taken by the next run in between is never removed.
+        try:
+            self._call("remove the lock", "delete_object", Key=self.lock_key, IfMatch=held.etag)
+        except (_ConditionFailed, _Missing):
+            return False
+        return True
+
+    def _holder(self, held: _Object) -> LockInfo:
+        try:
+            return LockInfo.from_dict(json.loads(held.body))
+        except (ValueError, KeyError, TypeError):
+            raise StateError(
+                f"Cannot read the lock object {self.lock_key}",
+                f"{self.describe()} is locked, but {self.lock_key} is not valid lock info, so its holder "
+                f"and ID cannot be shown. If you are sure no rlorinfra run is active, delete "
+                f"s3://{self.bucket}/{self.lock_key} by hand.",
+            ) from None
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def _get(self, key: str) -> _Object | None:
+        try:
+            response = self._call(f"read {key}", "get_object", Key=key)
+        except _Missing:
+            return None
+        with response["Body"] as stream:
+            return _Object(stream.read(), str(response["ETag"]))
+
+    def _call(self, what: str, operation: str, **params: Any) -> Any:
+        """``client.<operation>(Bucket=…, **params)``, store errors turned into ``StateError`` without secrets."""
+        client = self._ready()
+        return _translated(self._store_name(), what, lambda: getattr(client, operation)(Bucket=self.bucket, **params))
+
+    def _store_name(self) -> str:
+        return f"the S3 endpoint {_endpoint_host(self.endpoint_url)}" if self.endpoint_url else "S3"
+
+    def _ready(self) -> Any:
+        """The client, made once; the store proved to enforce conditional writes before first use."""
+        with self._guard:
+            if self._client is None:
+                self._client = _make_client(self.region, self.endpoint_url)
+            if not self._proven:
+                self._prove_conditional_writes(self._client)
+                self._proven = True
+            return self._client
+
+    def _prove_conditional_writes(self, client: Any) -> None:
+        # A unique key: two runs proving the same store at once must not see each other's probe.
+        probe = f"{self.key}.probe-{uuid.uuid4()}"
+        store = self._store_name()
+
+        def create() -> bool:
+            put = lambda: client.put_object(Bucket=self.bucket, Key=probe, Body=b"probe\n", IfNoneMatch="*")  # noqa: E731
+            try:
+                _translated(store, "create a probe object", put)
+            except _ConditionFailed:
+                return False
+            return True
+
+        try:
+            create()
+            second_refused = not create()
+        finally:
+            _translated(store, "remove the probe object", lambda: client.delete_object(Bucket=self.bucket, Key=probe))
+        if not second_refused:
+            raise self._no_mutual_exclusion()
+
+    def _no_mutual_exclusion(self) -> StateError:
+        return StateError(
+            f"{self.describe()}: this store gives no mutual exclusion",
+            f"{self._store_name()} accepted a second create of the same object with "
+            "`If-None-Match: *`, so it ignores conditional writes: two runs could both take the "
+            "lock and overwrite each other's state. Nothing was read or written. Use a store that "
+            "supports S3 conditional writes (AWS S3, or an S3-compatible store with "
+            "If-None-Match/If-Match support), or the `postgres` or `local` backend.",
+        )
+
+
+class _ConditionFailed(Exception):
+    """A conditional request lost: the object exists (If-None-Match) or moved (If-Match)."""
+
+
+class _Missing(Exception):
+    """The object does not exist."""
+
+
+def _make_client(region: str | None, endpoint_url: str | None) -> Any:
+    import boto3  # type: ignore[import-untyped]  # lazily: only this backend needs the `s3` extra
+    from botocore.config import Config  # type: ignore[import-untyped]
+
+    config = Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"max_attempts": 3, "mode": "standard"},
+        # Checksums only where S3 requires them: many S3-compatible stores reject the newer defaults.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    try:
+        return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+    except Exception as exc:  # botocore's configuration errors share no base class worth naming
+        raise StateError(
+            "Cannot set up the S3 client",
+            f"{type(exc).__name__}. Check `[state] region` and `endpoint_url` in the config and the "
+            "standard AWS environment (AWS_PROFILE, AWS_REGION, ...).",
+        ) from None
+
+
+def _translated(store: str, what: str, call: Callable[[], Any]) -> Any:
+    """Run ``call``; turn botocore errors into ``_ConditionFailed``, ``_Missing`` or a secret-free ``StateError``."""
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        return call()
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        if code in _CONDITION_FAILED or status in ("412", "409"):
+            raise _ConditionFailed() from None
+        if code in _MISSING:
+            raise _Missing() from None
+        raise _client_error(store, what, code, status) from None
+    except NoCredentialsError:
+        raise StateError(
+            f"Cannot {what}: no AWS credentials",
+            "rlorinfra reads AWS credentials only from the standard AWS environment (environment "
+            "variables, ~/.aws, an instance or task role). Set one up and run the command again.",
+        ) from None
+    except (EndpointConnectionError, BotoConnectionError):
+        raise StateError(
+            f"Cannot {what}: {store} is unreachable",
+            f"rlorinfra could not connect to {store}. Check the network and `[state] endpoint_url`, "
+            "then run the command again. Nothing was changed by this attempt.",
+        ) from None
+    except BotoCoreError as exc:
+        raise StateError(
+            f"Cannot {what} on {store}", f"{type(exc).__name__}. Run the command again; nothing was changed."
+        ) from None
+
+
+def _client_error(store: str, what: str, code: str, status: str) -> StateError:
+    """A ``StateError`` from a store's error code (never its message: it may quote request details)."""
+    if code == "NoSuchBucket":
+        return StateError(
+            f"Cannot {what}: the bucket does not exist",
+            f"{store} has no bucket by the name in `[state] bucket`. Create it (rlorinfra never creates "
+            "buckets) or fix the name, then run the command again.",
+        )
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == "403":
+        return StateError(
+            f"Cannot {what}: access denied ({code or status})",
+            f"{store} refused the AWS credentials found in the standard AWS environment. They need "
+            "s3:GetObject, s3:PutObject and s3:DeleteObject on the state key and its .backup, .lock "
+            "and .probe-* siblings.",
+        )
+    return StateError(
+        f"Cannot {what}: {store} answered {code or 'an error'} (HTTP {status or '?'})",
+        "Run the command again; if it keeps failing, check the bucket and the store's status.",
+    )
+
+
+def _lock_id(body: bytes) -> str | None:
+    try:
+        return str(json.loads(body)["id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _endpoint_host(endpoint_url: str | None) -> str:
+    """``host:port`` of an endpoint URL: never its user info (a credential may hide there)."""
+    parts = urlsplit(endpoint_url or "")
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+if TYPE_CHECKING:  # mypy proves the class satisfies the protocol
+    _CONFORMS: StateBackend = S3Backend(bucket="b", key="k")
