@@ -59,6 +59,8 @@ class Bench:
     transcript: list[str] = field(default_factory=list, repr=False)
     pg: Any = None  # the PgServer, for postgres
     moto: Any = None  # the MotoS3, for s3
+    # What was persisted at earlier moments (a lock's info exists only while it is held).
+    seen: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def write_config(self, *names: str) -> None:
         """rlorinfra.toml with jobs ``names`` and this bench's [state] table."""
@@ -115,6 +117,10 @@ class Bench:
         line = proc.stdout.readline()
         assert line, f"the lock holder exited early: {proc.communicate()}"
         return proc, json.loads(line)
+
+    def remember_written(self) -> None:
+        """Keep what is persisted right now for the final credential check."""
+        self.seen.update({f"{where} (earlier)": data for where, data in self.written().items()})
 
     def written(self) -> dict[str, bytes]:
         """Everything persisted: files under the test's folder, the schema's rows, the bucket's objects."""
@@ -196,7 +202,7 @@ def secrets_of(b: Bench) -> dict[str, str]:
 def assert_no_credential(b: Bench, extra: dict[str, str] | None = None) -> None:
     """No secret in anything the CLI printed, nor in anything written to files, tables or objects."""
     secrets = {**secrets_of(b), **(extra or {})}
-    written = b.written()
+    written = {**b.seen, **b.written()}
     assert b.transcript and written
     for what, secret in secrets.items():
         printed = [t.splitlines()[0] for t in b.transcript if secret in t]

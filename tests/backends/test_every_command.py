@@ -14,6 +14,7 @@ import pytest
 
 from rlorinfra.state.codec import state_document
 from tests.backends.conftest import Bench, assert_no_credential, kill
+from tests.e2e.conftest import jobs_toml
 from tests.reliability.helpers import live_ids
 
 BACKENDS = ["local", "postgres", "s3"]
@@ -90,6 +91,7 @@ def test_every_command_works_on_the_backend_and_no_credential_leaks(bench: Bench
 def check_killed_holder(b: Bench) -> None:
     """SIGKILL a process holding the lock; then what each backend promises about a dead holder's lock."""
     proc, info = b.spawn_holder()
+    b.remember_written()  # the holder's lock info, while it exists
     kill(proc)
     backend = b.backend()
     try:
@@ -144,3 +146,38 @@ def wrong_credentials(b: Bench, request) -> dict[str, str]:
                 b.world.config.write_text(config)
         assert "access denied" in run.text.lower(), run.text
     return wrong
+
+
+@pytest.mark.parametrize("bench", ["postgres", "s3"], indirect=True)
+def test_a_local_state_migrates_in_once_and_push_keeps_the_serial_rules(bench: Bench):
+    b = bench
+    # A team's history starts in a local file, made by a real apply.
+    local = b.world.folder / "local.state.json"
+    b.world.write_config(jobs_toml("alpha"), extra=f'[state]\nbackend = "local"\npath = "{local.name}"\n')
+    b.cli("apply", "-auto-approve")
+    before = json.loads(local.read_bytes())
+
+    # migrate copies it into the backend, lineage and serial kept; the file stays, with a note.
+    b.write_config("alpha")
+    b.cli("state", "migrate", "--from", str(local))
+    state, version = b.stored()
+    assert (state.lineage, state.serial, sorted(state.jobs)) == (before["lineage"], before["serial"], ["alpha"])
+    assert json.loads(local.read_bytes()) == before
+    assert local.with_name(local.name + ".migrated").exists()
+    b.cli("state", "migrate", "--from", str(local))  # a rerun changes nothing
+    assert b.stored()[1] == version
+    b.cli("plan", "-detailed-exitcode")  # the backend tracks the live job
+
+    # push: a lower serial is refused and writes nothing; --force pushes it, serial still going up.
+    pulled = json.loads(b.cli("state", "pull").out)
+    older = b.world.folder / "older.state.json"
+    older.write_text(json.dumps({**pulled, "serial": pulled["serial"] - 1}))
+    refused = b.cli("state", "push", str(older), expect=1)
+    assert "serial" in refused.text.lower(), refused.text
+    assert b.stored()[1] == version
+    b.cli("state", "push", str(older), "--force")
+    forced, _ = b.stored()
+    assert forced.serial == state.serial + 1 and forced.lineage == state.lineage
+    b.cli("plan", "-detailed-exitcode")
+
+    assert_no_credential(b)
