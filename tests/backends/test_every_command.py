@@ -37,6 +37,7 @@ def test_every_command_works_on_the_backend_and_no_credential_leaks(bench: Bench
     b.cli("apply", "-auto-approve", "--debug")
     ids = job_ids(b)
     assert sorted(ids) == ["alpha", "beta"] and set(ids.values()) == live_ids(b.world)
+    assert b.world.state_path.exists() == (b.kind == "local"), "a shared backend must not write a local state file"
     b.cli("plan", "-detailed-exitcode")  # converged: exit 0
 
     # output and show read the backend's state.
