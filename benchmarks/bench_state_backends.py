@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -220,7 +221,7 @@ def bench_plans(folders: dict[str, Path], env: dict[str, str | None], runs: int)
     return {b: {m: statistics.median(v) for m, v in by_mode.items()} for b, by_mode in times.items()}
 
 
-def count_plan_round_trips(folder: Path, server: PgServer) -> dict[str, int]:
+def count_plan_round_trips(folder: Path, server: PgServer) -> dict[str, Any]:
     """Connections and round trips of one postgres plan, counted by a proxy in front of the server."""
     with round_trip_proxy(server) as proxy:
         conninfo = server.conninfo(port=proxy.port)
@@ -234,7 +235,30 @@ def count_plan_round_trips(folder: Path, server: PgServer) -> dict[str, int]:
         "round_trips": total,
         "per_connection": per_connection,
         "statements": total - connections * per_connection,
+        "import_ms": psycopg_import_ms(),
+        "connect_ms": connect_ms(server, 10),
     }
+
+
+def psycopg_import_ms(runs: int = 5) -> float:
+    """Median ms a fresh interpreter spends importing psycopg (``-X importtime``'s cumulative figure).
+
+    A postgres plan pays it once per process and a local plan never does: the
+    fixed part of the postgres/local ratio.
+    """
+    times = []
+    for _ in range(runs):
+        out = H.run_measured([sys.executable, "-X", "importtime", "-c", "import psycopg"]).stderr
+        line = next(row for row in out.splitlines() if row.rstrip().endswith("| psycopg"))
+        times.append(int(line.split("|")[1]) / 1000)
+    return statistics.median(times)
+
+
+def connect_ms(server: PgServer, rounds: int) -> float:
+    """Median ms to open and close one connection (TCP, TLS probe, SCRAM): a plan opens one."""
+    import psycopg
+
+    return median_ms(lambda: psycopg.connect(server.conninfo(), autocommit=True).close(), rounds)
 
 
 # -- backend-level figures, in process ------------------------------------------------------------------
@@ -362,8 +386,24 @@ def print_report(
     print("## Database round trips of one postgres plan (counted by a TCP proxy)\n")
     print(
         H.markdown_table(
-            ["connections", "round trips in all", "per connection set-up", "statements (lock + read + unlock)"],
-            [[trips["connections"], trips["round_trips"], trips["per_connection"], f"**{trips['statements']}**"]],
+            [
+                "connections",
+                "round trips in all",
+                "per connection set-up",
+                "statements (lock + read + unlock)",
+                "import psycopg",
+                "connect",
+            ],
+            [
+                [
+                    trips["connections"],
+                    trips["round_trips"],
+                    trips["per_connection"],
+                    f"**{trips['statements']}**",
+                    f"{trips['import_ms']:.0f} ms",
+                    f"{trips['connect_ms']:.1f} ms",
+                ]
+            ],
         )
         + "\n"
     )
