@@ -2,6 +2,7 @@
 
     python benchmarks/run_all.py            # full run, about 6-8 minutes
     python benchmarks/run_all.py --quick    # smaller sizes, one run each, no 100-job SDK pool
+    python benchmarks/run_all.py --state-backends   # also plan on local vs postgres vs s3 (+2-4 minutes)
 
 The first run creates /tmp/benchvenv (``python -m venv`` + ``pip install``; each run reinstalls this checkout)
 so that the CLI is started through a venv console script, as users run it;
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller run (about a minute)")
     parser.add_argument("--no-venv", action="store_true", help="run `python -m rlorinfra` instead of the venv script")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure as JSON")
+    parser.add_argument(
+        "--state-backends",
+        action="store_true",
+        help="also run bench_state_backends.py (plan of 1,000 jobs on local, postgres and s3; needs the test extra)",
+    )
     args = parser.parse_args(argv)
     use_venv = not args.no_venv
     started = time.perf_counter()
@@ -64,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     startup = bench_startup.run(startup_runs, use_venv)
     print(f"## Start-up (median of {startup_runs})\n")
     print(bench_startup.table(startup) + "\n")
+    if args.state_backends:
+        # Its own process: it starts PostgreSQL and moto, and prints its own tables.
+        runs = ["--runs", "3"] if args.quick else []
+        script = Path(__file__).resolve().parent / "bench_state_backends.py"
+        sys.stdout.flush()
+        subprocess.run([sys.executable, str(script), *runs], check=True)
     print(f"_Total benchmark time: {time.perf_counter() - started:.0f} s._")
     H.dump_json(args.json, {"plan": plan, "shared": shared, "apply": applied, "startup": startup})
     return 0

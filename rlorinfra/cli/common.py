@@ -370,7 +370,7 @@ def run_cli(group: click.Group, argv: list[str] | None = None) -> int:
         err = RlorinfraError(
             f"Unexpected internal error: {type(exc).__name__}: {exc}",
             "This is a bug in rlorinfra. Run the same command with `rlorinfra --debug ...` "
-            "to see the traceback and report it. Your state file was not changed by this failure "
+            "to see the traceback and report it. Your state was not changed by this failure "
             "beyond what was already written.",
         )
         click.echo(format_error(err, color), err=True)

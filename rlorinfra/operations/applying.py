@@ -230,7 +230,7 @@ def execute(
     if plan.has_changes and "instance" not in ws.control_plane():
         # --no-refresh sent nothing yet: learn which world answers before the first change.
         ws.client().identify()
-        check_instance(state, ws.control_plane(), ws.state_where())
+        check_instance(state, ws.control_plane(), ws.state_where(), local=ws.is_local_state)
     state = adopt_unread_fields(forget_gone_deposed(sync_observed(state, plan), live), plan, ws.config.jobs)
     state = store.write(with_listing(with_control_plane(state, ws.control_plane()), live))
     shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}

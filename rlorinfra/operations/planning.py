@@ -71,23 +71,31 @@ def check_state_owner(ws: Workspace, state: State, account_hint: str | None = No
     from rlorinfra.state.store import check_control_plane
 
     cp = ws.control_plane(account_hint)
-    # A local state is named by its file; another backend's "this state" is named by describe() below.
+    # A local state is named by its file, any other backend's by its describe() (never "state file").
+    local = ws.is_local_state
     note = check_control_plane(
-        state, cp["url"], cp["account_id"], path=ws.config.state_path if ws.is_local_state else None
+        state,
+        cp["url"],
+        cp["account_id"],
+        path=ws.config.state_path if local else None,
+        where=None if local else ws.state_where(),
     )
-    check_instance(state, cp, ws.state_where())
+    check_instance(state, cp, ws.state_where(), local=local)
     return [note] if note else []
 
 
-def check_instance(state: State, control_plane: Mapping[str, str], where: str) -> None:
+def check_instance(state: State, control_plane: Mapping[str, str], where: str, *, local: bool = True) -> None:
     """One control plane, one state: an emulator's world is its database, not its URL.
 
     A state records the emulator instance it was made against (``""`` for a
     control plane that names none, such as the real API). Talking to another
     instance, or to a real control plane with an emulator's state (or the
     reverse), is refused. A state from before instances were recorded (no key)
-    fits anyone and is stamped on its next write.
+    fits anyone and is stamped on its next write. ``local``: the state is a file
+    (the hint then names `[state] path`, else the other backends' keys).
     """
+    from rlorinfra.state.store import other_state_hint
+
     recorded, current = state.control_plane.get("instance"), control_plane.get("instance")
     if recorded is None or current is None or recorded == current or not state.jobs:
         return
@@ -97,7 +105,7 @@ def check_instance(state: State, control_plane: Mapping[str, str], where: str) -
         f"{_world(current)} at {control_plane.get('url')}. Its job IDs mean nothing there (the embedded "
         "emulator and a served one are different worlds, and so are two emulator databases), so "
         "rlorinfra will not plan or apply with it. Point [control_plane] url back at the control plane "
-        "the state was made with, or use another state path (`[state] path`) for this one.",
+        f"the state was made with, or {other_state_hint(local=local)} for this one.",
     )
 
 
@@ -117,7 +125,7 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     client = ws.client()
     if request.refresh:
         live = refresh(client, ws.config.jobs, state, health_check=request.health_check)
-        check_instance(state, ws.control_plane(), ws.state_where())  # known once answers came
+        check_instance(state, ws.control_plane(), ws.state_where(), local=ws.is_local_state)  # known once answers came
     else:
         live = offline_world(state, client.account_id)
     plan = make_plan(

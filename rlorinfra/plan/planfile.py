@@ -166,7 +166,9 @@ def check_plan_fresh(
     """Raise StalePlanError if state, config or control plane changed since the plan."""
     changes = []
     if saved.state_lineage != state_lineage:
-        changes.append(f"the state file is a different one (lineage {saved.state_lineage} -> {state_lineage})")
+        changes.append(
+            f"the state is a different one (lineage {saved.state_lineage} -> {state_lineage})"
+        )  # any backend: not "file"
     elif saved.state_serial != state_serial:
         changes.append(f"the state changed (serial {saved.state_serial} -> {state_serial})")
     if saved.config_digest != config_digest:

@@ -201,24 +201,36 @@ def _not_a_file_error(path: Path) -> StateError:
     )
 
 
-def check_control_plane(state: State, url: str, account_id: str, *, path: Path | None = None) -> str | None:
+def other_state_hint(*, local: bool) -> str:
+    """ "use another state ..." in the words of the backend: a file path, or another postgres name / s3 key."""
+    if local:
+        return "use another state path (`[state] path` in the config)"
+    return "use another state (`[state] name` for postgres, `[state] key` for s3, in the config)"
+
+
+def check_control_plane(
+    state: State, url: str, account_id: str, *, path: Path | None = None, where: str | None = None
+) -> str | None:
     """Refuse a state recorded for another account; note one reached through another URL.
 
     Returns a note (for the caller to print as a warning) when the account
     matches but the URL differs, else None. A state with no recorded control
-    plane belongs to nobody yet and fits anyone.
+    plane belongs to nobody yet and fits anyone. ``path`` names a local state
+    file; ``where`` (a backend's ``describe()``) names any other backend's state,
+    so the message never calls a database row a file.
     """
     recorded_url = state.control_plane.get("url")
     recorded_account = state.control_plane.get("account_id")
-    where = f"The state file {path}" if path else "This state"
+    local = where is None  # no backend named: a local file, or a caller that does not know
+    where = f"The state file {path}" if path else f"The state in {where}" if where else "This state"
+    hint = other_state_hint(local=local)
     if recorded_account and recorded_account != account_id:
         raise StateError(
             "State belongs to another account",
             f"{where} belongs to account `{recorded_account}` at {recorded_url or 'an unrecorded URL'}; "
             f"you are talking to account `{account_id}` at {url}. Its job IDs mean nothing there, "
-            "so rlorinfra will not plan or apply with it. Use another state path (`[state] path` "
-            f"in the config) for this control plane, or the right API key / `FIREWORKS_BASE_URL` "
-            f"for account `{recorded_account}`.",
+            f"so rlorinfra will not plan or apply with it. {hint[0].upper()}{hint[1:]} "
+            f"for this control plane, or the right API key / `FIREWORKS_BASE_URL` for account `{recorded_account}`.",
         )
     if recorded_url and recorded_url != url:
         return (

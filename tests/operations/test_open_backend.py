@@ -65,8 +65,12 @@ def test_the_workspace_reads_the_connection_string_only_from_the_environ_it_was_
 def test_the_factory_calls_exactly_the_driver_constructors():
     """The postgres and s3 modules are built by others: pin the calls made to them, by source."""
     source = (Path(__file__).resolve().parents[2] / "rlorinfra" / "operations" / "workspace.py").read_text()
-    assert "PostgresBackend(conn_str, schema=settings.schema, name=settings.name)" in source
     assert (
-        "S3Backend(\n            bucket=settings.bucket, key=settings.key, region=settings.region, "
-        "endpoint_url=settings.endpoint_url\n        )" in source
+        "PostgresBackend(\n        conn_str, schema=settings.schema, name=settings.name, config_path=config_path\n    )"
+        in source
+    )
+    assert (
+        "S3Backend(\n            bucket=settings.bucket,\n            key=settings.key,\n            "
+        "region=settings.region,\n            endpoint_url=settings.endpoint_url,\n            "
+        "config_path=config_path,\n        )" in source
     )

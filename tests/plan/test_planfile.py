@@ -110,7 +110,7 @@ def test_fresh_plan_passes(tmp_path):
     ("change", "mentions"),
     [
         ({"state_serial": 5}, "the state changed (serial 4 -> 5)"),
-        ({"state_lineage": "lin-2"}, "the state file is a different one (lineage lin-1 -> lin-2)"),
+        ({"state_lineage": "lin-2"}, "the state is a different one (lineage lin-1 -> lin-2)"),
         ({"config_digest": "sha256:def"}, "the configuration file changed"),
         ({"control_plane": {"url": "https://api.fireworks.ai", "account_id": "acme"}}, "the control plane changed"),
         ({"control_plane": {"url": "local", "account_id": "other"}}, "account_id=other"),

@@ -214,7 +214,7 @@ def test_credentials_the_store_refuses_are_reported_as_access_denied(moto_s3):
     with running_moto(INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
         with pytest.raises(StateError, match="access denied") as err:
             S3Backend(bucket="b", key=KEY, endpoint_url=endpoint).read()
-    assert "s3:PutObject" in err.value.detail
+    assert "s3:PutObject" in err.value.detail and "s3:ListBucket on the bucket" in err.value.detail
     assert FAKE_SECRET_KEY not in str(err.value) and FAKE_ACCESS_KEY not in str(err.value)
 
 

@@ -223,3 +223,33 @@ def test_a_secret_in_the_callers_control_plane_is_neither_written_nor_a_change(s
     cp = {**first.control_plane, "api_key": "fw-secret"}
     assert store.write(replace(first, control_plane=cp)) == first
     assert b"fw-secret" not in store.path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "where",
+    ['postgres state "prod" (schema rlorinfra, db infra on db.internal:5432)', "s3://team-bucket/prod.json"],
+)
+def test_another_account_on_a_shared_backend_names_it_and_never_says_state_file(where):
+    with pytest.raises(StateError) as err:
+        check_control_plane(sample_state(), "https://api.fireworks.ai", "prod-acct", where=where)
+    detail = err.value.detail
+    assert detail.startswith(f"The state in {where} belongs to account `acct`")
+    assert "state file" not in detail and "[state] path" not in detail
+    assert "`[state] name` for postgres, `[state] key` for s3" in detail
+
+
+def test_another_url_on_a_shared_backend_is_noted_with_its_name():
+    note = check_control_plane(sample_state(), "https://proxy.internal", "acct", where="s3://b/k")
+    assert note and note.startswith("The state in s3://b/k was recorded through local")
+
+
+def test_another_emulator_world_on_a_shared_backend_points_at_its_keys():
+    from rlorinfra.operations.planning import check_instance
+
+    state = replace(sample_state(), control_plane={"url": "local", "account_id": "acct", "instance": "world-1"})
+    with pytest.raises(StateError) as err:
+        check_instance(state, {"url": "local", "instance": "world-2"}, "s3://b/k", local=False)
+    assert "[state] path" not in err.value.detail and "`[state] key` for s3" in err.value.detail
+    with pytest.raises(StateError) as err:
+        check_instance(state, {"url": "local", "instance": "world-2"}, "state file x.json")
+    assert "`[state] path`" in err.value.detail

@@ -44,9 +44,8 @@ TERMINATE_WAIT_MS = 5000  # force-unlock waits this long for the holder's sessio
 # the same schema at once (unique violation in the catalog).
 _DDL_LOCK_KEY = 0x726C6F72_64646C  # "rlor" "ddl"
 
-_DDL = """
-SELECT pg_advisory_xact_lock({ddl_key});
-CREATE SCHEMA IF NOT EXISTS {schema};
+# The tables, created once the schema exists (``_create_tables`` runs this under the DDL lock).
+_TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.states (
     name text PRIMARY KEY,
     data jsonb NOT NULL,
@@ -67,6 +66,7 @@ CREATE TABLE IF NOT EXISTS {schema}.locks (
     holder_pid integer NOT NULL
 );
 """
+_SCHEMA_EXISTS = "SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s"
 
 # One statement: take the advisory lock and, only if it was had, record the holder
 # (replacing the row a killed holder left). Nothing returned: someone else holds it.
@@ -339,14 +339,23 @@ class PostgresBackend:
         return run()
 
     def _create_tables(self) -> None:
+        """Create the schema (only if missing) and the tables, in one transaction under the DDL lock.
+
+        Not ``CREATE SCHEMA IF NOT EXISTS``: PostgreSQL checks CREATE on the database before
+        it looks for the schema, so a role given only an existing schema could never make its tables.
+        """
         conn = self._data()
-        conn.execute(self._sql(_DDL))  # one implicit transaction: the xact lock spans the DDL
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": _DDL_LOCK_KEY})
+            if conn.execute(_SCHEMA_EXISTS, {"schema": self.schema}).fetchone() is None:
+                conn.execute(self._sql("CREATE SCHEMA {schema}"))
+            conn.execute(self._sql(_TABLES))
         self._ready = True
 
     def _sql(self, query: str) -> Any:
         from psycopg import sql
 
-        return sql.SQL(query.replace("{ddl_key}", str(_DDL_LOCK_KEY))).format(schema=sql.Identifier(self.schema))
+        return sql.SQL(query).format(schema=sql.Identifier(self.schema))
 
     def _data(self) -> Any:
         if self._data_conn is None or self._data_conn.closed:  # closed: psycopg saw the session drop

@@ -55,8 +55,17 @@ class _Object:
 class S3Backend:
     """A ``StateBackend`` over the object ``s3://bucket/key`` (``endpoint_url``: an S3-compatible store)."""
 
-    def __init__(self, *, bucket: str, key: str, region: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.bucket = bucket
+        self.config_path = config_path  # only makes the force-unlock hint of a "locked" error exact
         self.key = key
         self.region = region
         self.endpoint_url = endpoint_url
@@ -210,7 +219,11 @@ class S3Backend:
         except StateError:
             holder = None
         return lock_held_error(
-            f"The state {self.describe()}", holder, waited, unavailable=f"{self.lock_key} is gone or unreadable"
+            f"The state {self.describe()}",
+            holder,
+            waited,
+            config_path=self.config_path,
+            unavailable=f"{self.lock_key} is gone or unreadable",
         )
 
     def _release(self, info: LockInfo) -> None:
@@ -381,7 +394,8 @@ def _client_error(store: str, what: str, code: str, status: str) -> StateError:
             f"Cannot {what}: access denied ({code or status})",
             f"{store} refused the AWS credentials found in the standard AWS environment. They need "
             "s3:GetObject, s3:PutObject and s3:DeleteObject on the state key and its .backup, .lock "
-            "and .probe-* siblings.",
+            "and .probe-* siblings, and s3:ListBucket on the bucket (without it S3 answers a missing "
+            "object, such as the lock when nobody holds it, with 403 instead of 404).",
         )
     return StateError(
         f"Cannot {what}: {store} answered {code or 'an error'} (HTTP {status or '?'})",
