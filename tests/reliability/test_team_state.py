@@ -33,7 +33,7 @@ from tests.state.s3_server import REGION
 PROVISION = 1.5  # seconds a job takes to become ready: long enough to be caught mid-apply
 JOBS = ["team-a", "team-b"]
 APPLY = ("apply", "--auto-approve", "--no-health-check")
-STATE_TIMEOUT = "3"  # RLORINFRA_STATE_TIMEOUT for the outage runs: a silent server fails them fast
+STATE_TIMEOUT = "2"  # RLORINFRA_STATE_TIMEOUT for the outage runs: a silent server fails them fast
 
 
 @dataclass
@@ -236,3 +236,31 @@ def test_paused_holder_is_fenced_after_force_unlock(team):
     assert (kept.serial, kept.lineage, sorted(kept.jobs)) == (after_b.serial, after_b.lineage, [*JOBS, "team-c"])
     assert team.lock_info() is None
     _assert_one_each(team, [*JOBS, "team-c"])
+
+
+# -- 4. the state server goes silent mid-apply -------------------------------------------------------
+
+OUTAGE_BOUND = 40  # seconds from the cut to the run's exit: a few RLORINFRA_STATE_TIMEOUT=2 waits and retries
+
+
+def test_state_server_blackholed_mid_apply_fails_bounded_then_converges(cut_team):
+    team, proxy = cut_team
+    holder = team.a.popen(*APPLY)
+    info = _provisioning(team)
+    proxy.cut()
+    cut_at = time.monotonic()
+    code, out, err = finish(holder, timeout=OUTAGE_BOUND + 30)
+    took = time.monotonic() - cut_at
+    print(f"exit {code} after {took:.1f} s\n{out}\n{err}")
+    _clean_failure(code, err)
+    assert "stopped answering" in err and ("postgres state" if team.kind == "postgres" else "S3 endpoint") in err
+    assert "run `rlorinfra apply` again" in err and "team-a, team-b" in err, err
+    assert took < OUTAGE_BOUND, f"the run took {took:.1f} s to give up on a silent server"
+    proxy.mend()
+    code, _, err = team.b.run(*APPLY, "--lock-timeout", "10s")
+    if team.kind == "s3" and code == 1:  # the dead run could not remove its lock object
+        code, _, err = team.b.run("force-unlock", "--force", info.id)
+        assert code == 0, err
+        code, _, err = team.b.run(*APPLY, "--lock-timeout", "0")
+    assert code == 0, err
+    _assert_one_each(team, JOBS)
