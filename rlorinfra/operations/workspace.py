@@ -135,7 +135,7 @@ def open_backend(
     ``conn_str_env`` gives; a missing one is an error that names the variable.
     """
     if settings.backend is StateBackendKind.POSTGRES:
-        return _postgres_backend(settings, environ)
+        return _postgres_backend(settings, environ, config_path)
     if settings.backend is StateBackendKind.S3:
         # (written in parallel with this module: the ignore goes once it exists on the same branch)
         from rlorinfra.state.backends.s3 import S3Backend  # type: ignore[import-not-found,unused-ignore]
@@ -146,12 +146,13 @@ def open_backend(
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             timeout=state_timeout(environ),
+            config_path=config_path,
         )
         return s3
     return LocalBackend(settings.path, config_path=config_path)
 
 
-def _postgres_backend(settings: StateSettings, environ: Mapping[str, str]) -> StateBackend:
+def _postgres_backend(settings: StateSettings, environ: Mapping[str, str], config_path: Path | None) -> StateBackend:
     conn_str = environ.get(settings.conn_str_env, "")
     if not conn_str.strip():
         raise StateError(
@@ -163,7 +164,11 @@ def _postgres_backend(settings: StateSettings, environ: Mapping[str, str]) -> St
     from rlorinfra.state.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
 
     postgres: StateBackend = PostgresBackend(
-        conn_str, schema=settings.schema, name=settings.name, timeout=state_timeout(environ)
+        conn_str,
+        schema=settings.schema,
+        name=settings.name,
+        config_path=config_path,
+        timeout=state_timeout(environ),
     )
     return postgres
 

@@ -66,13 +66,13 @@ def test_the_factory_calls_exactly_the_driver_constructors():
     """The postgres and s3 modules are built by others: pin the calls made to them, by source."""
     source = (Path(__file__).resolve().parents[2] / "rlorinfra" / "operations" / "workspace.py").read_text()
     assert (
-        "PostgresBackend(\n        conn_str, schema=settings.schema, name=settings.name, "
-        "timeout=state_timeout(environ)\n" in source
+        "PostgresBackend(\n        conn_str,\n        schema=settings.schema,\n        name=settings.name,\n"
+        "        config_path=config_path,\n        timeout=state_timeout(environ),\n    )" in source
     )
     assert (
         "S3Backend(\n            bucket=settings.bucket,\n            key=settings.key,\n            "
         "region=settings.region,\n            endpoint_url=settings.endpoint_url,\n            "
-        "timeout=state_timeout(environ),\n        )" in source
+        "timeout=state_timeout(environ),\n            config_path=config_path,\n        )" in source
     )
 
 

@@ -174,6 +174,7 @@ def test_two_hosts_apply_at_once_one_proceeds_the_other_names_the_holder(team):
     err = results[loser][2]
     assert "Error acquiring the state lock" in err and "Traceback" not in err
     lock_id = _lock_id_in(err)
+    assert f"rlorinfra force-unlock {lock_id} -f {(team.a, team.b)[loser].config}" in err, err
     assert re.search(rf"ID:\s+{re.escape(lock_id)}", err), err
     assert re.search(r"Operation:\s+apply", err), err
     assert re.search(rf"PID:\s+{procs[winner].pid}\b", err), err

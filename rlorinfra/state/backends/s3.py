@@ -65,8 +65,10 @@ class S3Backend:
         region: str | None = None,
         endpoint_url: str | None = None,
         timeout: float = ANSWER_TIMEOUT,
+        config_path: Path | None = None,
     ) -> None:
         self.bucket = bucket
+        self.config_path = config_path  # only makes the force-unlock hint of a "locked" error exact
         self.timeout = timeout  # botocore's connect and read timeouts: a silent store fails, never hangs
         self.key = key
         self.region = region
@@ -226,7 +228,11 @@ class S3Backend:
         except StateError:
             holder = None
         return lock_held_error(
-            f"The state {self.describe()}", holder, waited, unavailable=f"{self.lock_key} is gone or unreadable"
+            f"The state {self.describe()}",
+            holder,
+            waited,
+            config_path=self.config_path,
+            unavailable=f"{self.lock_key} is gone or unreadable",
         )
 
     def _release(self, info: LockInfo) -> None:
