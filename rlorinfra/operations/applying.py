@@ -11,7 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rlorinfra.errors import ApiError, ApplyError, InterruptedRun, RlorinfraError
+from rlorinfra.errors import (
+    ApiError,
+    ApplyError,
+    InterruptedRun,
+    RlorinfraError,
+    StateChangedError,
+    StateError,
+    StateLockedError,
+)
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -244,7 +252,23 @@ def execute(
         shape_versions=shape_versions,
         list_pages=list_pages(state.listed_jobs),
     )
-    return executor.run(plan)
+    try:
+        return executor.run(plan)
+    except (StateChangedError, StateLockedError):
+        raise  # they say what happened and what to run already
+    except StateError as exc:  # the backend failed mid-run (a server gone away): say what is left and what to run
+        raise StateError(exc.summary, _unwritten_detail(exc.detail, plan, ws.state_where())) from None
+
+
+def _unwritten_detail(detail: str, plan: Plan, where: str) -> str:
+    """``detail``, then which jobs this run was changing and how the next run finishes them."""
+    names = ", ".join(c.name for c in plan.actionable) or "none"
+    return (
+        f"{detail}\n\nThis run stopped while changing: {names}. The control plane goes on with what it was "
+        f"sent (jobs may still be provisioning); each job ID is recorded in {where} before its create is sent, "
+        "so none is lost. Once the state backend answers again, run `rlorinfra apply` again: it adopts those "
+        "jobs and finishes, without creating any twice."
+    )
 
 
 def _resolve_shape_versions(ws: Workspace, plan: Plan) -> dict[str, str]:

@@ -19,6 +19,9 @@ from rlorinfra.operations.ui import Operation
 from rlorinfra.state.backend import FencedState, StateBackend
 from rlorinfra.state.backends.local import LocalBackend
 
+STATE_TIMEOUT_ENV = "RLORINFRA_STATE_TIMEOUT"
+DEFAULT_STATE_TIMEOUT = 30.0  # seconds; both team backends' own default
+
 Trace = Callable[[str], None]
 
 
@@ -135,13 +138,14 @@ def open_backend(
         return _postgres_backend(settings, environ, config_path)
     if settings.backend is StateBackendKind.S3:
         # (written in parallel with this module: the ignore goes once it exists on the same branch)
-        from rlorinfra.state.backends.s3 import S3Backend  # type: ignore[import-not-found,unused-ignore]
+        from rlorinfra.state.backends.s3 import S3Backend
 
         s3: StateBackend = S3Backend(
             bucket=settings.bucket,
             key=settings.key,
             region=settings.region,
             endpoint_url=settings.endpoint_url,
+            timeout=state_timeout(environ),
             config_path=config_path,
         )
         return s3
@@ -157,13 +161,38 @@ def _postgres_backend(settings: StateSettings, environ: Mapping[str, str], confi
             f"variable that conn_str_env names. Run `export {settings.conn_str_env}=postgres://USER@HOST/DB` "
             "(in CI, from a secret) and try again. It is never written to any file.",
         )
-    from rlorinfra.state.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
+    from rlorinfra.state.backends.postgres import PostgresBackend
 
-    # config_path: the "locked" error's force-unlock command names the right -f.
     postgres: StateBackend = PostgresBackend(
-        conn_str, schema=settings.schema, name=settings.name, config_path=config_path
+        conn_str,
+        schema=settings.schema,
+        name=settings.name,
+        config_path=config_path,
+        timeout=state_timeout(environ),
     )
     return postgres
+
+
+def state_timeout(environ: Mapping[str, str]) -> float:
+    """Seconds a team backend's server may take to answer (``RLORINFRA_STATE_TIMEOUT``, default 30).
+
+    A server that went silent mid-run (partition, hung host) then fails the run
+    with an error instead of hanging it forever.
+    """
+    raw = environ.get(STATE_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STATE_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not (0 < seconds <= 3600):  # also refuses nan and inf
+        raise StateError(
+            f"{STATE_TIMEOUT_ENV} is not a valid timeout",
+            f"{STATE_TIMEOUT_ENV}={raw!r}: it must be a number of seconds above 0 and at most 3600 "
+            f"(unset, it is {DEFAULT_STATE_TIMEOUT:g}). Fix or unset it and run the command again.",
+        )
+    return seconds
 
 
 def open_client(

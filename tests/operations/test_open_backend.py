@@ -66,11 +66,34 @@ def test_the_factory_calls_exactly_the_driver_constructors():
     """The postgres and s3 modules are built by others: pin the calls made to them, by source."""
     source = (Path(__file__).resolve().parents[2] / "rlorinfra" / "operations" / "workspace.py").read_text()
     assert (
-        "PostgresBackend(\n        conn_str, schema=settings.schema, name=settings.name, config_path=config_path\n    )"
-        in source
+        "PostgresBackend(\n        conn_str,\n        schema=settings.schema,\n        name=settings.name,\n"
+        "        config_path=config_path,\n        timeout=state_timeout(environ),\n    )" in source
     )
     assert (
         "S3Backend(\n            bucket=settings.bucket,\n            key=settings.key,\n            "
         "region=settings.region,\n            endpoint_url=settings.endpoint_url,\n            "
-        "config_path=config_path,\n        )" in source
+        "timeout=state_timeout(environ),\n            config_path=config_path,\n        )" in source
     )
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("", 30.0), ("2", 2.0), (" 0.5 ", 0.5), ("3600", 3600.0)])
+def test_the_state_timeout_comes_from_the_environ_given(raw, seconds):
+    from rlorinfra.operations.workspace import state_timeout
+
+    assert state_timeout({"RLORINFRA_STATE_TIMEOUT": raw} if raw else {}) == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "1e9", "soon"])
+def test_a_bad_state_timeout_is_refused_naming_the_variable(raw):
+    from rlorinfra.operations.workspace import state_timeout
+
+    with pytest.raises(StateError, match="RLORINFRA_STATE_TIMEOUT is not a valid timeout"):
+        state_timeout({"RLORINFRA_STATE_TIMEOUT": raw})
+
+
+def test_the_state_timeout_reaches_both_team_backends():
+    pg = open_backend(
+        StateSettings(backend=StateBackendKind.POSTGRES), {"PG_CONN_STR": "host=h", "RLORINFRA_STATE_TIMEOUT": "7"}
+    )
+    s3 = open_backend(StateSettings(backend=StateBackendKind.S3, bucket="b", key="k"), {"RLORINFRA_STATE_TIMEOUT": "8"})
+    assert (pg.timeout, s3.timeout) == (7.0, 8.0)  # type: ignore[attr-defined]

@@ -20,6 +20,8 @@ redacted, and ``describe``/``repr`` name only database, host, port and schema.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import threading
 import time
 import uuid
@@ -38,6 +40,10 @@ from rlorinfra.state.model import State
 
 REDACTED = "<redacted>"
 CONNECT_TIMEOUT = 10  # seconds; an unreachable server fails instead of hanging the run
+ANSWER_TIMEOUT = 30.0  # seconds the server may take to answer a statement before the run gives up on it
+# TCP keepalives on every session: a server host that vanished (a partition, a dead machine) is noticed
+# by the kernel even on the idle lock session, instead of after the default two hours.
+KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 TERMINATE_WAIT_MS = 5000  # force-unlock waits this long for the holder's session to end
 
 # Serialised DDL: CREATE ... IF NOT EXISTS alone races when two processes create
@@ -135,8 +141,19 @@ def lock_key(schema: str, name: str) -> int:
 class PostgresBackend:
     """A ``StateBackend`` over one row of ``SCHEMA.states`` in the database ``conn_str`` names."""
 
-    def __init__(self, conn_str: str, *, schema: str = "rlorinfra", name: str, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        conn_str: str,
+        *,
+        schema: str = "rlorinfra",
+        name: str,
+        config_path: Path | None = None,
+        timeout: float = ANSWER_TIMEOUT,
+    ) -> None:
         self._conn_str = conn_str
+        # A silent server (partition, hung host) fails each statement after this many seconds: the
+        # TCP connection to it may well look healthy, so only a client-side deadline ends the wait.
+        self.timeout = timeout
         self.config_path = config_path  # only makes the force-unlock hint of a "locked" error exact
         self.schema = schema
         self.name = name
@@ -193,15 +210,16 @@ class PostgresBackend:
 
     def _write(self, expected: Version, compose: Callable[[State], State | None]) -> tuple[State, Version]:
         conn = self._data()
-        conn.execute("BEGIN")
-        try:
-            result = self._write_in_transaction(conn, expected, compose)
-            conn.execute("COMMIT")  # the only point where the new row becomes visible
-            return result
-        except BaseException:
-            if not conn.closed:
-                conn.execute("ROLLBACK")
-            raise
+        with self._answered(conn):
+            conn.execute("BEGIN")
+            try:
+                result = self._write_in_transaction(conn, expected, compose)
+                conn.execute("COMMIT")  # the only point where the new row becomes visible
+                return result
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _write_in_transaction(
         self, conn: Any, expected: Version, compose: Callable[[State], State | None]
@@ -251,7 +269,7 @@ class PostgresBackend:
                     f"The {self.describe()} is locked with ID {info.id}, not {lock_id}. Nothing was "
                     f"changed.\n\n{info.describe()}",
                 )
-            with self._errors():
+            with self._errors(), self._answered(conn, extra=TERMINATE_WAIT_MS / 1000):
                 conn.execute(_TERMINATE, {"pid": holder_pid, "wait": TERMINATE_WAIT_MS})
                 conn.execute(self._sql(_DELETE_HOLDER), {"name": self.name, "id": lock_id})
 
@@ -300,7 +318,7 @@ class PostgresBackend:
         try:
             # Only our own row: after a force-unlock the row may be the next holder's. A session
             # force-unlock terminated has let the lock go already: nothing left to do then.
-            with suppress(psycopg.Error):
+            with suppress(psycopg.Error, StateError), self._answered(conn):
                 conn.execute(self._sql(_UNLOCK), {"name": self.name, "id": info.id, "key": self._key})
         finally:
             conn.close()
@@ -324,7 +342,60 @@ class PostgresBackend:
 
     def _fetch(self, conn: Any, query: str, params: dict[str, Any]) -> Any:
         with self._errors():
-            return self._ensured(lambda: conn.execute(self._sql(query), params).fetchone())
+            return self._ensured(lambda: self._answered_execute(conn, query, params))
+
+    def _answered_execute(self, conn: Any, query: str, params: dict[str, Any]) -> Any:
+        with self._answered(conn):
+            return conn.execute(self._sql(query), params).fetchone()
+
+    @contextmanager
+    def _answered(self, conn: Any, *, extra: float = 0.0) -> Iterator[None]:
+        """Give the server ``timeout`` (+ ``extra``) seconds to answer; then cut the session (``StateError``).
+
+        psycopg has no client-side deadline and libpq's ``statement_timeout`` runs on
+        the server, which may be the thing that is gone: a watchdog shuts the socket
+        down, so libpq's wait ends with "server closed the connection".
+        """
+        import psycopg
+
+        fired = threading.Event()
+
+        def cut() -> None:
+            fired.set()
+            with suppress(OSError, psycopg.Error):
+                dup = socket.socket(fileno=os.dup(conn.pgconn.socket))
+                try:
+                    dup.shutdown(socket.SHUT_RDWR)  # the socket, not just the duplicate: libpq sees EOF
+                finally:
+                    dup.close()
+
+        watchdog = threading.Timer(self.timeout + extra, cut)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield
+        except psycopg.Error:
+            if fired.is_set():
+                raise self._silent_error() from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    @contextmanager
+    def _silent_on(self, error: type[Exception]) -> Iterator[None]:
+        """``error`` (a connect that timed out) as the "stopped answering" ``StateError``."""
+        try:
+            yield
+        except error:
+            raise self._silent_error() from None
+
+    def _silent_error(self) -> StateError:
+        return StateError(
+            "The postgres server stopped answering",
+            f"The {self.describe()} did not answer within {self.timeout:g} s, so rlorinfra gave up on that "
+            "connection (the server is down, hung, or the network to it is cut). Check the server and "
+            "the network, then run the command again.",
+        )
 
     def _ensured(self, run: Callable[[], Any]) -> Any:
         """``run()``; on a missing schema or table, create them and run it once more."""
@@ -345,7 +416,7 @@ class PostgresBackend:
         it looks for the schema, so a role given only an existing schema could never make its tables.
         """
         conn = self._data()
-        with conn.transaction():
+        with self._answered(conn), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%(key)s)", {"key": _DDL_LOCK_KEY})
             if conn.execute(_SCHEMA_EXISTS, {"schema": self.schema}).fetchone() is None:
                 conn.execute(self._sql("CREATE SCHEMA {schema}"))
@@ -363,10 +434,11 @@ class PostgresBackend:
         return self._data_conn
 
     def _connect(self) -> Any:
-        with self._errors():
-            import psycopg
+        import psycopg
 
-            return psycopg.connect(self._conn_str, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        with self._errors(), self._silent_on(psycopg.errors.ConnectionTimeout):
+            timeout = max(1, min(CONNECT_TIMEOUT, round(self.timeout)))
+            return psycopg.connect(self._conn_str, autocommit=True, connect_timeout=timeout, **KEEPALIVES)
 
     def close(self) -> None:
         """Close this backend's data connection (the lock's closes when it is released)."""

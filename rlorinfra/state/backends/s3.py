@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,8 @@ from rlorinfra.state.model import State
 # raced another conditional request on the same key (409): either way, someone else won.
 _CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+ANSWER_TIMEOUT = 30.0  # seconds the store may take to accept a connection or answer a request
+MAX_ATTEMPTS = 3  # per request, first try included: a silent store fails a call after about 3 timeouts
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,12 @@ class S3Backend:
         key: str,
         region: str | None = None,
         endpoint_url: str | None = None,
+        timeout: float = ANSWER_TIMEOUT,
         config_path: Path | None = None,
     ) -> None:
         self.bucket = bucket
         self.config_path = config_path  # only makes the force-unlock hint of a "locked" error exact
+        self.timeout = timeout  # botocore's connect and read timeouts: a silent store fails, never hangs
         self.key = key
         self.region = region
         self.endpoint_url = endpoint_url
@@ -188,8 +192,13 @@ class S3Backend:
         info = self._acquire(operation, timeout)
         try:
             yield info
-        finally:
-            self._release(info)
+        except BaseException:
+            # The run's own error says what happened; a store that cannot be reached to remove
+            # the lock must not replace it (the lock then stays: the next run names it).
+            with suppress(StateError):
+                self._release(info)
+            raise
+        self._release(info)
 
     def _acquire(self, operation: str, timeout: float) -> LockInfo:
         info = LockInfo.new(self.describe(), operation)
@@ -266,7 +275,16 @@ class S3Backend:
     def _call(self, what: str, operation: str, **params: Any) -> Any:
         """``client.<operation>(Bucket=…, **params)``, store errors turned into ``StateError`` without secrets."""
         client = self._ready()
-        return _translated(self._store_name(), what, lambda: getattr(client, operation)(Bucket=self.bucket, **params))
+        try:
+            return _translated(
+                self._store_name(), what, lambda: getattr(client, operation)(Bucket=self.bucket, **params)
+            )
+        except _StoreSilent:
+            # It went silent: the rest of this run (the lock's release, a last write) tries each
+            # request once, so the run ends in a few timeouts instead of a few times MAX_ATTEMPTS.
+            with self._guard:
+                self._client = _make_client(self.region, self.endpoint_url, self.timeout, attempts=1)
+            raise
 
     def _store_name(self) -> str:
         return f"the S3 endpoint {_endpoint_host(self.endpoint_url)}" if self.endpoint_url else "S3"
@@ -275,7 +293,7 @@ class S3Backend:
         """The client, made once; the store proved to enforce conditional writes before first use."""
         with self._guard:
             if self._client is None:
-                self._client = _make_client(self.region, self.endpoint_url)
+                self._client = _make_client(self.region, self.endpoint_url, self.timeout)
             if not self._proven:
                 self._prove_conditional_writes(self._client)
                 self._proven = True
@@ -313,6 +331,10 @@ class S3Backend:
         )
 
 
+class _StoreSilent(StateError):
+    """The store did not accept the connection or did not answer in time."""
+
+
 class _ConditionFailed(Exception):
     """A conditional request lost: the object exists (If-None-Match) or moved (If-Match)."""
 
@@ -321,14 +343,16 @@ class _Missing(Exception):
     """The object does not exist."""
 
 
-def _make_client(region: str | None, endpoint_url: str | None) -> Any:
+def _make_client(
+    region: str | None, endpoint_url: str | None, timeout: float = ANSWER_TIMEOUT, attempts: int = MAX_ATTEMPTS
+) -> Any:
     import boto3  # type: ignore[import-untyped]  # lazily: only this backend needs the `s3` extra
     from botocore.config import Config  # type: ignore[import-untyped]
 
     config = Config(
-        connect_timeout=5,
-        read_timeout=30,
-        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
         # Checksums only where S3 requires them: many S3-compatible stores reject the newer defaults.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -348,8 +372,10 @@ def _translated(store: str, what: str, call: Callable[[], Any]) -> Any:
     from botocore.exceptions import (  # type: ignore[import-untyped]
         BotoCoreError,
         ClientError,
+        ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
+        ReadTimeoutError,
     )
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -369,8 +395,14 @@ def _translated(store: str, what: str, call: Callable[[], Any]) -> Any:
             "rlorinfra reads AWS credentials only from the standard AWS environment (environment "
             "variables, ~/.aws, an instance or task role). Set one up and run the command again.",
         ) from None
+    except (ReadTimeoutError, ConnectTimeoutError):
+        raise _StoreSilent(
+            f"Cannot {what}: {store} stopped answering",
+            f"{store} did not answer in time (the store is down, hung, or the network to it is cut). Check it "
+            "and the network, then run the command again.",
+        ) from None
     except (EndpointConnectionError, BotoConnectionError):
-        raise StateError(
+        raise _StoreSilent(
             f"Cannot {what}: {store} is unreachable",
             f"rlorinfra could not connect to {store}. Check the network and `[state] endpoint_url`, "
             "then run the command again. Nothing was changed by this attempt.",
