@@ -28,8 +28,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from rlorinfra.api.wire import create_request, live_job, shape_version
+from rlorinfra.api.wire import (
+    create_request,
+    deployment_create_request,
+    deployment_from_resource,
+    deployment_update_request,
+    hot_load_replicas,
+    live_job,
+    shape_version,
+)
 from rlorinfra.errors import AlreadyExistsError, ApiError, AuthError, NotFoundError, OutcomeUnknownError
+from rlorinfra.model.deployments import HotLoadReplica, LiveDeployment, deployment_name, is_valid_deployment_id
 from rlorinfra.model.durations import format_duration
 from rlorinfra.model.jobs import LiveJob, ShapeVersion, is_valid_job_id, job_name, trainer_endpoint
 from rlorinfra.model.retry import RETRY_STATUSES
@@ -365,9 +374,10 @@ class ControlPlaneClient:
             raise self._error(what, response)
 
     def _outcome_unknown(self, what: str, cause: str) -> OutcomeUnknownError:
+        noun = "deployment" if "deployment" in what else "job"
         return OutcomeUnknownError(
             f"The control plane's answer to {what} was lost ({cause})",
-            "The request may or may not have been carried out; rlorinfra re-reads the job instead of "
+            f"The request may or may not have been carried out; rlorinfra re-reads the {noun} instead of "
             "sending it again. Run `rlorinfra plan` to see where things stand.",
         )
 
@@ -595,6 +605,133 @@ class ControlPlaneClient:
         self._request(
             "POST", f"{self._jobs_path(job_id)}:cancel", what=f"cancel job {job_id}", json={}, idempotent=False
         )
+
+    # -- deployments (PROTOCOL.md §10) ----------------------------------
+
+    def _deployments_path(self, deployment_id: str = "") -> str:
+        if deployment_id and not is_valid_deployment_id(deployment_id):
+            # Never let a typed ID (e.g. "..") escape its path segment.
+            raise ApiError(
+                f"Invalid deployment ID {deployment_id!r}",
+                "Deployment IDs are 1-63 lowercase letters, digits and hyphens, as in the name "
+                "accounts/<account>/deployments/<deployment id>.",
+            )
+        base = f"/v1/accounts/{self.account_id}/deployments"
+        return f"{base}/{deployment_id}" if deployment_id else base
+
+    def deployment_name(self, deployment_id: str) -> str:
+        """``accounts/{account}/deployments/{deployment_id}``."""
+        return deployment_name(self.account_id, deployment_id)
+
+    def create_deployment(self, deployment_id: str, spec: dict[str, Any]) -> LiveDeployment:
+        """POST E13 with a client-chosen ID. A 409 raises AlreadyExistsError (caller adopts).
+
+        Retried like job creation: a retry after a lost answer that had landed
+        earns a 409, which the caller resolves by reading the deployment.
+        """
+        flags, body = deployment_create_request(spec)
+        params = [("deploymentId", deployment_id), *flags]  # deploymentId first, as the SDK sends it
+        what = f"create deployment {deployment_id}"
+        response = self._request(
+            "POST", self._deployments_path(), what=what, params=params, json=body, timeout=WRITE_TIMEOUT_S
+        )
+        return deployment_from_resource(self._json(response, what))
+
+    def get_deployment(self, deployment_id: str) -> LiveDeployment | None:
+        """GET E14; ``None`` when the deployment does not exist (404)."""
+        what = f"get deployment {deployment_id}"
+        try:
+            response = self._request("GET", self._deployments_path(deployment_id), what=what)
+        except NotFoundError:
+            return None
+        return deployment_from_resource(self._json(response, what))
+
+    def iter_deployment_pages(
+        self, *, filter: str | None = None, show_deleted: bool = False, page_size: int = LIST_PAGE_SIZE
+    ) -> Iterator[list[LiveDeployment]]:
+        """LIST E15, one parsed page at a time; an empty or missing token ends paging."""
+        token = ""
+        while True:
+            body = self._deployment_page(filter, show_deleted, page_size, token)
+            yield [deployment_from_resource(r) for r in body.get("deployments") or [] if isinstance(r, dict)]
+            token = str(body.get("nextPageToken") or "")
+            if not token:
+                return
+
+    def _deployment_page(self, filter: str | None, show_deleted: bool, page_size: int, token: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"pageSize": page_size}
+        if filter:
+            params["filter"] = filter
+        if show_deleted:
+            params["showDeleted"] = "true"
+        if token:
+            params["pageToken"] = token  # the other parameters must match the first page's
+        what = "list deployments"
+        return self._json(self._request("GET", self._deployments_path(), what=what, params=params), what)
+
+    def list_deployments(self, *, filter: str | None = None, show_deleted: bool = False) -> list[LiveDeployment]:
+        """Every deployment on every page (DELETED rows only with ``show_deleted``)."""
+        pages = self.iter_deployment_pages(filter=filter, show_deleted=show_deleted)
+        return [deployment for page in pages for deployment in page]
+
+    def update_deployment(
+        self, deployment_id: str, fields: dict[str, Any], update_mask: list[str] | tuple[str, ...] | None
+    ) -> LiveDeployment:
+        """PATCH E16: ``fields`` keyed by snake_case path, sent camelCase; ``updateMask`` comma-joined.
+
+        ``update_mask=None`` sends no mask (the server then applies the body as
+        a whole, as the SDK's ``scale_to_zero`` does). Never retried blindly:
+        a re-attach restarts the serving pod, so a lost answer raises
+        ``OutcomeUnknownError`` for the caller to re-read (as ``:resume``).
+        """
+        params, body = deployment_update_request(fields, update_mask)
+        what = f"update deployment {deployment_id}"
+        response = self._request(
+            "PATCH",
+            self._deployments_path(deployment_id),
+            what=what,
+            params=params,
+            json=body,
+            timeout=WRITE_TIMEOUT_S,
+            idempotent=False,
+        )
+        return deployment_from_resource(self._json(response, what))
+
+    def delete_deployment(self, deployment_id: str) -> bool:
+        """DELETE E17 with ``ignoreChecks=true&hard=true``, as the SDK sends it.
+
+        Returns False when the deployment was already gone (404).
+        """
+        try:
+            self._request(
+                "DELETE",
+                self._deployments_path(deployment_id),
+                what=f"delete deployment {deployment_id}",
+                params=[("ignoreChecks", "true"), ("hard", "true")],
+                timeout=WRITE_TIMEOUT_S,
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def hot_load_status(self, deployment_id: str, base_model: str) -> list[HotLoadReplica]:
+        """GET E22 on the control-plane host: the replicas' hot-load status (PROTOCOL.md §10.9).
+
+        Data-plane headers on top of the usual ones: Bearer, ``fireworks-model``
+        and ``fireworks-deployment``. A ``replicas`` that is not a list is an ApiError.
+        """
+        what = f"read the hot-load status of deployment {deployment_id}"
+        self._deployments_path(deployment_id)  # validates the ID before it goes into a header
+        headers = {
+            **self._bearer,
+            "fireworks-model": base_model,
+            "fireworks-deployment": self.deployment_name(deployment_id),
+        }
+        response = self._request("GET", "/hot_load/v1/models/hot_load", what=what, headers=headers)
+        try:
+            return hot_load_replicas(self._json(response, what))
+        except ValueError as exc:
+            raise ApiError(f"Unreadable hot-load status for deployment {deployment_id}", str(exc)) from None
 
     # -- shapes, health, endpoints ---------------------------------------
 
