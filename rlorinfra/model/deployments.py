@@ -271,3 +271,72 @@ class HotLoadReplica:
     def failed_loading(self, identity: str) -> bool:
         """An error stage for this very snapshot (an error for another target is stale)."""
         return self.stage == "error" and self.target_snapshot_identity == identity
+
+
+# Fields the API changes in place with a PATCH (DESIGN.md §5 "update"); any other
+# declared change (base model, shape, accelerator, region …) means a replacement.
+IN_PLACE_FIELDS = (
+    "min_replica_count",
+    "max_replica_count",
+    "hot_load_trainer_job",
+    "hot_load_transition_type",
+    "description",
+)
+# A PATCH of these restarts the serving pod (UPDATING, then READY): the SDK folds
+# them into one PATCH so the pod rolls once (PROTOCOL.md §10.4).
+POD_RESTART_FIELDS = frozenset({"hot_load_trainer_job", "hot_load_transition_type"})
+
+
+def update_request_for(changed: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(fields, update mask) for a PATCH of the in-place ``changed`` spec fields.
+
+    A field changed to its default (or to nothing) is still sent, with the
+    default value, so the mask never clears more than the caller meant. The
+    mask follows ``IN_PLACE_FIELDS`` order (trainer link before transition
+    type, as the SDK sends them). Any other field is a ValueError: it cannot
+    change in place.
+    """
+    not_in_place = sorted(set(changed) - set(IN_PLACE_FIELDS))
+    if not_in_place:
+        raise ValueError(f"not updatable in place: {', '.join(not_in_place)}")
+    mask = [key for key in IN_PLACE_FIELDS if key in changed]
+    fields = {key: _with_default(key, changed[key]) for key in mask}
+    return fields, mask
+
+
+def _with_default(key: str, value: Any) -> Any:
+    if value is None or value == "":
+        return DEPLOYMENT_SPEC_DEFAULTS.get(key, "")
+    return str(value).upper() if key == "hot_load_transition_type" else value
+
+
+def _same_shape(wanted: str, found: str) -> bool:
+    """The server stores a shape *version*: an unversioned or ``default`` request matches any version."""
+    if wanted == "default":
+        return True
+    if "/versions/" in wanted:
+        return wanted == found
+    return found.split("/versions/", 1)[0] == wanted
+
+
+def deployment_not_ours(live: LiveDeployment, spec: dict[str, Any]) -> str:
+    """Why ``live`` is not the deployment ``spec`` would have created ("" when it is).
+
+    Only reported fields are compared (PROTOCOL.md §10.6); a field the
+    resource did not carry is no evidence either way. Used before adopting a
+    deployment that answered 409 to our create.
+    """
+    wanted_spec = canonical_deployment_spec(spec)
+    found_spec = live.spec_dict()
+    for key in sorted(live.reported):
+        wanted = wanted_spec.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
+        found = found_spec.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
+        if key == "deployment_shape" and wanted is not None and found is not None:
+            if _same_shape(str(wanted), str(found)):
+                continue
+        elif key == "hot_load_transition_type" and (wanted or "ASYNC") == (found or "ASYNC"):
+            continue  # unset means ASYNC on both sides
+        elif wanted == found:
+            continue
+        return f"{key} is {found!r}, not {wanted!r}"
+    return ""

@@ -207,7 +207,8 @@ def test_list_pages_until_the_token_runs_out_keeping_the_other_params():
 def test_list_without_options_sends_only_the_page_size_and_stops_on_a_missing_token():
     seen: list[httpx.Request] = []
     client = make_client([(200, {"deployments": [deployment("a")]}, None)], seen)
-    assert [page for page in client.iter_deployment_pages()] != []
+    pages = list(client.iter_deployment_pages())
+    assert [[d.deployment_id for d in page] for page in pages] == [["a"]]
     assert seen[0].url.query == b"pageSize=200" and len(seen) == 1
 
 

@@ -15,10 +15,12 @@ from rlorinfra.model.deployments import (
     LiveDeployment,
     canonical_deployment_spec,
     deployment_name,
+    deployment_not_ours,
     is_valid_deployment_id,
     snake_to_camel,
     trainer_job_id,
     trainer_link,
+    update_request_for,
 )
 
 
@@ -112,3 +114,51 @@ def test_hot_load_replica_done_and_failed_rules():
     assert not HotLoadReplica(current_snapshot_identity="s1", readiness=False).has_loaded("s1")
     failing = HotLoadReplica(stage="error", target_snapshot_identity="s3")
     assert failing.failed_loading("s3") and not failing.failed_loading("s4")
+
+
+def test_update_request_for_orders_the_mask_and_fills_defaults():
+    fields, mask = update_request_for(
+        {
+            "hot_load_transition_type": "sync",
+            "hot_load_trainer_job": "accounts/a/rlorTrainerJobs/t2",
+            "min_replica_count": None,
+        }
+    )
+    assert mask == ["min_replica_count", "hot_load_trainer_job", "hot_load_transition_type"]
+    assert fields == {
+        "min_replica_count": 0,
+        "hot_load_trainer_job": "accounts/a/rlorTrainerJobs/t2",
+        "hot_load_transition_type": "SYNC",
+    }
+    with pytest.raises(ValueError, match="base_model"):
+        update_request_for({"base_model": "other"})
+
+
+def _live(**kw):
+    fields = {"base_model": "m", **kw}
+    return LiveDeployment(deployment_id="d", name="accounts/a/deployments/d", state=DeploymentState.READY,
+                          reported=frozenset(fields), **fields)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("live_fields", "spec", "why"),
+    [
+        ({}, {"base_model": "m"}, ""),
+        ({}, {"base_model": "other"}, "base_model is 'm', not 'other'"),
+        ({"max_replica_count": 1}, {"base_model": "m"}, ""),  # the SDK default, echoed
+        ({"max_replica_count": 3}, {"base_model": "m"}, "max_replica_count is 3, not 1"),
+        ({"deployment_shape": "accounts/f/deploymentShapes/s/versions/2"},
+         {"base_model": "m", "deployment_shape": "accounts/f/deploymentShapes/s"}, ""),
+        ({"deployment_shape": "accounts/f/deploymentShapes/s/versions/2"},
+         {"base_model": "m", "deployment_shape": "accounts/f/deploymentShapes/s/versions/1"}, "deployment_shape"),
+        ({"deployment_shape": "accounts/f/deploymentShapes/s/versions/2"},
+         {"base_model": "m", "deployment_shape": "default"}, ""),
+        ({"hot_load_transition_type": HotLoadTransition.ASYNC}, {"base_model": "m"}, ""),
+        ({"hot_load_transition_type": HotLoadTransition.SYNC}, {"base_model": "m"}, "hot_load_transition_type"),
+        ({"hot_load_trainer_job": "accounts/a/rlorTrainerJobs/x"},
+         {"base_model": "m", "hot_load_trainer_job": "accounts/a/rlorTrainerJobs/y"}, "hot_load_trainer_job"),
+    ],
+)  # fmt: skip
+def test_deployment_not_ours_compares_reported_fields_only(live_fields, spec, why):
+    reason = deployment_not_ours(_live(**live_fields), spec)
+    assert (reason == "") if why == "" else (why in reason)
