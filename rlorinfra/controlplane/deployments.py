@@ -239,6 +239,22 @@ class Deployments:
             )
         return trainer_bucket_url(self.store.account_id, match["job"])
 
+    def check_deployment_first(self, conn: sqlite3.Connection, deployment_id: str, now: float) -> None:
+        """E2 with ``hotLoadDeploymentId``: refuse a deployment that is trainer-first (PER_TRAINER, §10.8).
+
+        An unknown deployment is let through: existing configs create PER_DEPLOYMENT
+        trainers before their deployment exists, and that requirement is only inferred.
+        """
+        row = conn.execute("SELECT * FROM deployments WHERE deployment_id = ?", (deployment_id,)).fetchone()
+        if row is None or self._effective(row, now)[0] == DeploymentState.PURGED:
+            return
+        trainer = json.loads(row["stored"]).get("hotLoadTrainerJob")
+        if trainer:
+            raise InvalidArgument(
+                f"hotload flow mismatch: trainer wants deployment-first (hot_load_deployment_id={deployment_id}) "
+                f"but deployment {deployment_id} is trainer-first (hot_load_trainer_job={trainer})"
+            )
+
     # -- E14 get, E15 list -----------------------------------------------------------
 
     def get(self, deployment_id: str) -> dict[str, Any]:

@@ -506,6 +506,9 @@ class Store:
             existing = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if existing is not None:
                 raise AlreadyExists(self._exists_message(job_id, existing["state"]))
+            keyed = new.echo.get("hotLoadDeploymentId")
+            if isinstance(keyed, str) and keyed:
+                self.deployments.check_deployment_first(conn, keyed, now)
             conn.execute(
                 "INSERT INTO jobs(job_id, display_name, state, echo, public, demand, accel_type, inactivity_s,"
                 " create_time, update_time, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -258,3 +258,12 @@ def test_an_older_database_gains_the_deployments_table(db_path: Path, clock: Fak
     conn.close()
     store = Store(db_path, clock=clock)
     assert store.deployments.create(dep_body(), {"deploymentId": "d1"}, superuser=False)["state"] == "CREATING"
+
+
+def test_a_deployment_first_trainer_of_a_trainer_first_deployment_is_refused(client):
+    name = trainer(client, "tr1")
+    create_dep(client, "d1", hotLoadTrainerJob=name)
+    refused = create(client, "tr2", hotLoadDeploymentId="d1")
+    assert refused.status_code == 400 and "hotload flow mismatch" in refused.json()["error"]["message"]
+    create_dep(client, "d2")
+    assert create(client, "tr3", hotLoadDeploymentId="d2").status_code == 200
