@@ -258,26 +258,40 @@ FAULT_VERBS = {
     "early-stop": "Early-stopped",
     "expire": "Expired",
     "flap": "Set flapping on",
+    "fail-deployment": "Failed",
 }
+DEPLOYMENT_FAULT = "fail-deployment"  # the one fault that targets a deployment, not a job
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault request, as the admin route takes it (``job_id`` None for drop-response)."""
+    """One fault request, as the admin route takes it (``job_id`` None for drop-response and deployments)."""
 
     fault: str
     job_id: str | None = None
+    deployment_id: str | None = None
     message: str | None = None
     period: float | None = None
     off: bool = False
     operation: str | None = None
     count: int = 1
 
+    @property
+    def target(self) -> str:
+        """What the fault acts on, in words (``job ID`` or ``deployment ID``)."""
+        if self.deployment_id is not None:
+            return f"deployment {self.deployment_id}"
+        return f"job {self.job_id}"
+
     def body(self) -> dict[str, Any]:
         """The ``POST /_emulator/faults`` body."""
         if self.fault == "drop-response":
             return {"fault": self.fault, "operation": self.operation, "count": self.count}
-        body: dict[str, Any] = {"jobId": self.job_id, "fault": self.fault}
+        body: dict[str, Any] = {"fault": self.fault}
+        if self.deployment_id is not None:
+            body["deploymentId"] = self.deployment_id
+        else:
+            body["jobId"] = self.job_id
         if self.message:
             body["message"] = self.message
         if self.fault == "flap":
@@ -302,9 +316,9 @@ def _open_store(config: Any, config_path: Path, fault: Fault) -> Any:
     from rlorinfra.controlplane.store import Store
 
     db_path = config.emulator_db_path
-    if not db_path.exists() and fault.job_id is not None:
+    if not db_path.exists() and (fault.job_id or fault.deployment_id) is not None:
         raise NotFoundError(
-            f"No job {fault.job_id}: the embedded emulator of {config_path} has no database yet",
+            f"No {fault.target}: the embedded emulator of {config_path} has no database yet",
             f"Expected {db_path}. Run `rlorinfra apply -f {config_path}` to create jobs first.",
         )
     emulator = config.control_plane.emulator
@@ -314,6 +328,8 @@ def _open_store(config: Any, config_path: Path, fault: Fault) -> Any:
 def _store_action(store: Any, fault: Fault) -> Callable[[], dict[str, Any]]:
     if fault.fault == "drop-response":
         return lambda: store.arm_drop(fault.operation, fault.count)
+    if fault.fault == DEPLOYMENT_FAULT:
+        return lambda: store.deployments.fail(fault.deployment_id, fault.message)
     return lambda: store.job_fault(fault.fault, fault.job_id, message=fault.message, period=fault.period, off=fault.off)
 
 
@@ -326,12 +342,12 @@ def _embedded_fault(config: Any, config_path: Path, fault: Fault) -> dict[str, A
         return _store_action(store, fault)()
     except NotFound:
         raise NotFoundError(
-            f"No job {fault.job_id} in the embedded emulator of {config_path}",
+            f"No {fault.target} in the embedded emulator of {config_path}",
             "Check the ID with `rlorinfra output` or `rlorinfra state list`.",
         ) from None
     except EmulatorError as exc:
         raise RlorinfraError(
-            f"Cannot {fault.fault} job {fault.job_id}: {exc.message}",
+            f"Cannot {fault.fault} {fault.target}: {exc.message}",
             "Faults apply to live jobs; check the job's state with `rlorinfra plan`.",
         ) from None
     finally:
@@ -342,7 +358,8 @@ def _served_fault(url: str, api_key: str, insecure: bool, fault: Fault) -> dict[
     """Apply a fault to a served emulator through its admin route."""
     from rlorinfra.api.client import ControlPlaneClient
 
-    what = f"inject {fault.fault}" + (f" into {fault.job_id}" if fault.job_id else f" for {fault.operation}")
+    into = fault.job_id or fault.deployment_id
+    what = f"inject {fault.fault}" + (f" into {into}" if into else f" for {fault.operation}")
     with ControlPlaneClient(base_url=url, api_key=api_key, allow_insecure=insecure) as client:
         # The client's inject_fault sends only jobId/fault/message; its _request keeps
         # the retries and typed errors for the other fields (flap, drop-response).
@@ -397,7 +414,7 @@ def _summary(fault: Fault, result: dict[str, Any]) -> str:
     detail = f" ({status.get('code')}: {status.get('message')})" if status.get("message") else ""
     verb = "Stopped flapping" if fault.fault == "flap" and fault.off else FAULT_VERBS[fault.fault]
     suffix = f" (every {fault.period:g}s of RUNNING ends in FAILED)" if fault.fault == "flap" and not fault.off else ""
-    return f"{verb} job {fault.job_id}{suffix}: now {result.get('state')}{detail}."
+    return f"{verb} {fault.target}{suffix}: now {result.get('state')}{detail}."
 
 
 def _job_fault_command(name: str, doc: str) -> None:
@@ -437,6 +454,23 @@ def fail_cmd(job_id: str, message: str | None, **options: Any) -> int:
       rlorinfra control-plane fail grpo-policy-trainer-1a2b3c --message "CUDA error"
     """
     return _run_fault(Fault("fail", job_id, message=message), **options)
+
+
+@control_plane_group.command("fail-deployment")
+@click.argument("deployment_id")
+@click.option("--message", default=None, help="Status message of the failure.")
+@_target_options
+def fail_deployment_cmd(deployment_id: str, message: str | None, **options: Any) -> int:
+    """Fail a serving deployment: it goes to FAILED with status INTERNAL.
+
+    The official SDK's create_or_get then deletes and recreates it; its
+    wait_for_ready and reattach_trainer stop with "entered bad state".
+
+    \b
+    Example:
+      rlorinfra control-plane fail-deployment policy-serving --message "OOM"
+    """
+    return _run_fault(Fault(DEPLOYMENT_FAULT, deployment_id=deployment_id, message=message), **options)
 
 
 _job_fault_command(

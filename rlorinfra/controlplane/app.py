@@ -8,6 +8,11 @@ Routes (PROTOCOL.md §2; ``{a}`` is an account, ``{id}`` a job ID):
 * ``POST /v1/accounts/{a}/rlorTrainerJobs/{id}:resume`` / ``:cancel`` (E6, E7)
 * ``GET /v1/accounts/fireworks/trainingShapes[/{s}[/versions[/{v}]]]`` (E9, E10)
 * ``GET /training/v1/rlorTrainerJobs/{a}/{id}/api/v1/healthz`` (E11)
+* ``POST|GET /v1/accounts/{a}/deployments`` (E13 create, E15 list),
+  ``GET|PATCH|DELETE /v1/accounts/{a}/deployments/{id}`` (E14, E16, E17)
+* ``POST|GET /hot_load/v1/models/hot_load`` (E21, E22; ``//hot_load`` too) and
+  ``POST /inference/v1/completions`` (E23): the data plane, keyed by the
+  ``fireworks-deployment`` header / the ``model`` field
 * ``POST /_emulator/faults`` (admin: ``{"jobId", "fault", "message"?, "period"?,
   "off"?}``, or ``{"fault": "drop-response", "operation", "count"?}``)
 
@@ -79,7 +84,9 @@ JOB_FAULTS = (
     "expire",
     "flap",
 )
-FAULTS = (*JOB_FAULTS, "drop-response")
+DEPLOYMENT_FAULTS = ("fail-deployment",)
+FAULTS = (*JOB_FAULTS, *DEPLOYMENT_FAULTS, "drop-response")
+DATA_PLANE_PREFIXES = ("/hot_load/", "/inference/")  # the serving pods: no injected control-plane faults
 INSTANCE_HEADER = "X-Rlorinfra-Emulator-Instance"
 DROPPED_MESSAGE = "response dropped after the request was processed (injected)"
 
@@ -282,7 +289,8 @@ class EmulatorApp:
             raise MethodNotAllowed(
                 f"method {request.method[:20]} is not allowed on {request.path[:200]}", http_status=405
             )
-        if not admin and not request.path.startswith(GATEWAY_PREFIX):
+        data_plane = request.path.lstrip("/").startswith(tuple(p.lstrip("/") for p in DATA_PLANE_PREFIXES))
+        if not admin and not data_plane and not request.path.startswith(GATEWAY_PREFIX):
             self._inject_faults()  # control-plane faults; the trainer gateway is another service
         return handler(request, **params)
 
@@ -327,6 +335,7 @@ class EmulatorApp:
     def _build_routes(self) -> list[tuple[re.Pattern[str], dict[str, Handler], bool]]:
         jobs = rf"/v1/accounts/(?P<account>{_SEG})/rlorTrainerJobs"
         shapes_prefix = rf"/v1/accounts/(?P<account>{_SEG})/trainingShapes"
+        deployments = rf"/v1/accounts/(?P<account>{_SEG})/deployments"
         table: list[tuple[str, dict[str, Handler], bool]] = [
             (r"/v1/accounts/?", {"GET": self.list_accounts}, False),
             (rf"/v1/accounts/(?P<account>{_SEG})", {"GET": self.get_account}, False),
@@ -347,6 +356,14 @@ class EmulatorApp:
                 {"GET": self.healthz},
                 False,
             ),
+            (deployments, {"GET": self.list_deployments, "POST": self.create_deployment}, False),
+            (
+                rf"{deployments}/(?P<deployment_id>{_SEG})",
+                {"GET": self.get_deployment, "PATCH": self.update_deployment, "DELETE": self.delete_deployment},
+                False,
+            ),
+            (r"/+hot_load/v1/models/hot_load", {"GET": self.hot_load_status, "POST": self.hot_load}, False),
+            (r"/+inference/v1/completions", {"POST": self.completions}, False),
             (r"/_emulator/faults", {"POST": self.inject_fault}, True),
         ]
         return [(re.compile(pattern + r"\Z"), handlers, admin) for pattern, handlers, admin in table]
@@ -517,6 +534,76 @@ class EmulatorApp:
             raise Unavailable(reason)
         return 200, {"status": "ok"}
 
+    # -- deployments (E13-E17) and their data plane (E21-E23) ------------------------------
+
+    def create_deployment(self, request: Request, account: str) -> Response:
+        """E13 (superuser-only fields only with a superuser key; 409 on an existing ID)."""
+        self._own_account(account)
+        deployment = self.store.deployments.create(request.json(), request.query, superuser=request.superuser)
+        return self._answer("create", 200, deployment)
+
+    def get_deployment(self, request: Request, account: str, deployment_id: str) -> Response:
+        """E14 (tombstones included)."""
+        self._own_account(account)
+        return 200, self.store.deployments.get(deployment_id)
+
+    def list_deployments(self, request: Request, account: str) -> Response:
+        """E15: pages by createTime; DELETED rows only with ``showDeleted=true``."""
+        self._own_account(account)
+        token = request.query.get("pageToken", "")
+        rows, last = self.store.deployments.list_page(
+            page_size=_page_size(request.query),
+            after=decode_page_token(token) if token else None,
+            show_deleted=request.query.get("showDeleted", "").lower() == "true",
+        )
+        return 200, {"deployments": rows, "nextPageToken": encode_page_token(last) if last else ""}
+
+    def update_deployment(self, request: Request, account: str, deployment_id: str) -> Response:
+        """E16: ``updateMask`` (snake_case paths) limits the change; without one, the fields sent change."""
+        self._own_account(account)
+        mask = request.query.get("updateMask")
+        updated = self.store.deployments.update(deployment_id, request.json(), mask, superuser=request.superuser)
+        return 200, updated
+
+    def delete_deployment(self, request: Request, account: str, deployment_id: str) -> Response:
+        """E17: answers the row, now DELETING; ``hard=true`` ends in 404 rather than a DELETED tombstone.
+
+        ``ignoreChecks`` is accepted; the emulator tracks no inference traffic, so no recent-use check refuses.
+        """
+        self._own_account(account)
+        hard = request.query.get("hard", "").lower() == "true"
+        return self._answer("delete", 200, self.store.deployments.delete(deployment_id, hard=hard))
+
+    def _data_plane_deployment(self, request: Request, name: str | None) -> str:
+        """The deployment ID named ``accounts/{a}/deployments/{id}`` (404 for another account or a bad name)."""
+        prefix = f"accounts/{self.store.account_id}/deployments/"
+        if not name or not name.startswith(prefix):
+            raise NotFound(f"no such deployment: {str(name)[:120]}")
+        return name.removeprefix(prefix)
+
+    def hot_load(self, request: Request) -> Response:
+        """E21: load the snapshot ``identity`` into the ``fireworks-deployment`` header's deployment."""
+        deployment_id = self._data_plane_deployment(request, request.header("fireworks-deployment"))
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("identity"), str) or not body["identity"]:
+            raise InvalidArgument('send {"identity": "<snapshot identity>"}')
+        self.store.deployments.hot_load(deployment_id, body["identity"])
+        return 200, {}
+
+    def hot_load_status(self, request: Request) -> Response:
+        """E22: ``{"replicas": [...]}`` (always a list; empty while not serving)."""
+        deployment_id = self._data_plane_deployment(request, request.header("fireworks-deployment"))
+        return 200, self.store.deployments.hot_load_status(deployment_id)
+
+    def completions(self, request: Request) -> Response:
+        """E23: 200 while READY, 404 otherwise (never 503, which the SDK's probe would retry)."""
+        body = request.json()
+        model = body.get("model") if isinstance(body, dict) else None
+        deployment_id = self._data_plane_deployment(request, model if isinstance(model, str) else None)
+        if not self.store.deployments.is_ready(deployment_id):
+            raise NotFound(f"deployment {model} is not ready")
+        return 200, {"object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
+
     # -- admin -------------------------------------------------------------------------------
 
     def inject_fault(self, request: Request) -> Response:
@@ -531,10 +618,20 @@ class EmulatorApp:
             raise InvalidArgument(f'unknown fault "{str(fault)[:40]}"; use one of {", ".join(FAULTS)}')
         if fault == "drop-response":
             return 200, self._arm_drop(body)
+        if fault in DEPLOYMENT_FAULTS:
+            return 200, self._deployment_fault(body)
         if not isinstance(body.get("jobId"), str) or not body["jobId"]:
             raise InvalidArgument(f'send {{"jobId": "...", "fault": "{fault}"}}')
         job_id = self._known_job_id(body["jobId"])
         return 200, self._job(request, self._job_fault(job_id, fault, body))
+
+    def _deployment_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        deployment_id, message = body.get("deploymentId"), body.get("message")
+        if not isinstance(deployment_id, str) or not deployment_id:
+            raise InvalidArgument('send {"deploymentId": "...", "fault": "fail-deployment"}')
+        if message is not None and not isinstance(message, str):
+            raise InvalidArgument('"message" must be a string')
+        return self.store.deployments.fail(deployment_id, message)
 
     def _arm_drop(self, body: dict[str, Any]) -> dict[str, Any]:
         operation, count = body.get("operation"), body.get("count", 1)

@@ -63,6 +63,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rlorinfra.controlplane.deployments import SCHEMA as DEPLOYMENTS_SCHEMA
+from rlorinfra.controlplane.deployments import Deployments
 from rlorinfra.controlplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from rlorinfra.controlplane.requests import DEFAULT_ACCELERATOR_TYPE, parse_create, public_fields
 
@@ -119,6 +121,8 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, job_id);
 CREATE INDEX IF NOT EXISTS jobs_display ON jobs(display_name, job_id);
 CREATE TABLE IF NOT EXISTS drops (operation TEXT PRIMARY KEY, remaining INTEGER NOT NULL);
 """
+# Added with deployments (PROTOCOL.md §10); IF NOT EXISTS also upgrades older databases.
+_SCHEMA += DEPLOYMENTS_SCHEMA
 
 # Columns added after the first release: added to older databases on open.
 # public: the returned static fields (JSON); accel_type/accel_seconds/held_since:
@@ -196,6 +200,7 @@ class Store:
         _create_private(self.db_path)
         self._init_db()
         self.instance_id = self.settings()["instance_id"]
+        self.deployments = Deployments(self)  # the deployments table, in this store's transactions
 
     # -- connections and transactions ----------------------------------------
 
@@ -501,6 +506,9 @@ class Store:
             existing = conn.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if existing is not None:
                 raise AlreadyExists(self._exists_message(job_id, existing["state"]))
+            keyed = new.echo.get("hotLoadDeploymentId")
+            if isinstance(keyed, str) and keyed:
+                self.deployments.check_deployment_first(conn, keyed, now)
             conn.execute(
                 "INSERT INTO jobs(job_id, display_name, state, echo, public, demand, accel_type, inactivity_s,"
                 " create_time, update_time, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
