@@ -214,6 +214,7 @@ class S3Backend:
     def _acquire(self, operation: str, timeout: float) -> LockInfo:
         info = LockInfo.new(self.describe(), operation)
         body = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
+        self._ready()  # the client and the store's probe first: ``timeout`` is for waiting on a holder only
         deadline = time.monotonic() + timeout
         delay = INITIAL_BACKOFF
         watch = _Watch()
