@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from rlorinfra.state.backends.s3 import LEASE
 from rlorinfra.state.codec import state_document
 from tests.backends.conftest import Bench, assert_no_credential, kill
 from tests.e2e.conftest import jobs_toml
@@ -98,13 +99,20 @@ def check_killed_holder(b: Bench) -> None:
     kill(proc)
     left = stored_lock_info(b, settle=b.kind == "postgres")
     if b.kind == "s3":
-        # The lock object outlives its holder: runs are refused, naming the holder, until
-        # force-unlock with its ID.
+        # The lock object outlives its holder, unrenewed: a run that cannot wait a lease is
+        # refused, naming the holder; one that waits 2 s plus a lease breaks it and gets in.
         assert left is not None and left.id == info["id"]
-        run = b.cli("plan", expect=1)
+        run = b.cli("apply", "-auto-approve", "--lock-timeout", "0", expect=1)
         assert info["id"] in run.text and str(info["pid"]) in run.text and "force-unlock" in run.text, run.text
+        assert "frees itself" in run.text, run.text
+        b.cli("apply", "-auto-approve", "--lock-timeout", f"{2 + LEASE:g}")
+        assert stored_lock_info(b, settle=False) is None
+        # force-unlock still removes a live holder's lock at once.
+        proc, info = b.spawn_holder()
         b.cli("force-unlock", "not-the-holders-id", "--force", expect=1)
         b.cli("force-unlock", info["id"], "--force")
+        assert stored_lock_info(b, settle=False) is None
+        kill(proc)
     elif b.kind == "postgres":
         # The holder's session died with it: the advisory lock and its info row are gone by themselves
         # (the server notices the closed socket at once; the issue allows 2 s).

@@ -7,15 +7,17 @@ other runs in real processes (``s3_actor.py``).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from rlorinfra.errors import StateChangedError, StateError, StateLockedError
 from rlorinfra.state.backend import FencedState
-from rlorinfra.state.backends.s3 import S3Backend
+from rlorinfra.state.backends.s3 import LEASE, RENEW_EVERY, S3Backend
 from rlorinfra.state.codec import encode_state
 from tests.state.s3_server import (
     ACTOR,
@@ -160,36 +162,80 @@ def test_of_runs_racing_for_the_lock_exactly_one_wins_and_the_others_name_it(bac
     assert backend.lock_info() is None
 
 
-def test_a_sigkilled_holder_leaves_the_lock_until_force_unlock(backend, s3_bucket, s3_actor):
+def test_a_sigkilled_holders_lock_frees_itself_within_2_s(backend, s3_bucket, s3_actor):
+    holder = s3_actor("hold", s3_bucket, KEY, "apply")
+    time.sleep(2 * RENEW_EVERY)  # it renews while it lives
+    assert b'"renewals"' in backend._get(backend.lock_key).body
+    holder.kill()
+    killed_at = time.monotonic()
+    # Nobody notices at once (S3 has no sessions), but the lock stops being renewed: a run
+    # waiting 2 s plus a margin sees its ETag unchanged for a lease and breaks it.
+    with backend.lock("plan", 2 + 1) as info:
+        took = time.monotonic() - killed_at
+        assert backend.lock_info() == info
+    assert took < 2, f"the dead holder's lock took {took:.2f} s to free"
+    assert backend.lock_info() is None
+
+
+def test_a_waiter_shorter_than_the_lease_names_the_dead_holder_and_the_lease(backend, s3_bucket, s3_actor):
     holder = s3_actor("hold", s3_bucket, KEY, "apply")
     holder.kill()
-    # S3 has no sessions: nothing notices the holder died.
     with pytest.raises(StateLockedError) as err:
         with backend.lock("plan", 0.3):
             pass
     assert f"rlorinfra force-unlock {holder.info['id']}" in err.value.detail
     assert str(holder.info["pid"]) in err.value.detail
-    backend.force_unlock(holder.info["id"])
+    assert f"frees itself {LEASE:g} s after its last renewal" in err.value.detail
+    backend.force_unlock(holder.info["id"])  # force-unlock still works at once
     with backend.lock("apply", 0) as info:
         assert backend.lock_info() == info
 
 
-def test_a_paused_holder_whose_lock_was_broken_writes_nothing_when_it_resumes(backend, moto_s3, s3_bucket, s3_actor):
+def test_a_holder_that_keeps_renewing_is_never_broken_by_a_waiter(backend, s3_bucket, s3_actor):
+    holder = s3_actor("hold", s3_bucket, KEY, "apply")
+    started = time.monotonic()
+    with pytest.raises(StateLockedError) as err:
+        with backend.lock("plan", 2 * LEASE + 0.5):
+            pass
+    assert time.monotonic() - started >= 2 * LEASE  # it waited out two leases and still did not break it
+    assert err.value.holder["id"] == holder.info["id"]
+    assert re.search(r"saw the holder renew its lock \d+\.\d s ago", err.value.detail), err.value.detail
+    assert backend.lock_info().id == holder.info["id"]
+    holder.release()
+    assert holder.proc.stdout.read().strip() == "released"
+    assert backend.lock_info() is None
+
+
+def test_a_paused_holder_loses_its_lock_after_the_lease_and_writes_nothing_when_resumed(
+    backend, moto_s3, s3_bucket, s3_actor
+):
     first, _ = backend.write(sample_state(), None)
     paused = s3_actor("late-write", s3_bucket, KEY)  # locked and read, waiting to write
     paused.proc.send_signal(signal.SIGSTOP)
     try:
-        backend.force_unlock(paused.info["id"])
-        with backend.lock("apply", 0):
+        with backend.lock("apply", 2 + 1):  # no force-unlock: the lease runs out
             fenced = FencedState(backend)
             mine = fenced.write(fenced.read().with_job("mine", make_record("job-mine")))
     finally:
         paused.proc.send_signal(signal.SIGCONT)
     before = objects(moto_s3, s3_bucket)
-    paused.release()  # it wakes up and tries its write
+    paused.release()  # it wakes up: its renewal fails, and so does its write
     assert paused.proc.stdout.read().splitlines()[0] == "refused: State changed underneath this run"
     assert paused.proc.returncode == 0
     assert objects(moto_s3, s3_bucket) == before == {KEY: encode_state(mine), KEY + ".backup": encode_state(first)}
+
+
+def test_a_force_unlocked_holder_stops_renewing_without_a_word(backend, s3_bucket):
+    other = S3Backend(bucket=s3_bucket, key=KEY, endpoint_url=backend.endpoint_url)
+    with other.lock("apply", 0) as theirs:
+        lease = other._lease
+        backend.force_unlock(theirs.id)
+        with backend.lock("apply", 0) as mine:
+            assert lease.lost.wait(3 * RENEW_EVERY)  # its renewal met someone else's lock: it stopped
+            time.sleep(RENEW_EVERY)
+            assert backend.lock_info() == mine
+            assert not lease._thread.is_alive()
+    assert backend.lock_info() is None  # its release left my (already released) lock alone
 
 
 # -- errors and secrets --------------------------------------------------------------------------

@@ -7,9 +7,15 @@
   when nothing was stored), so a run whose state moved underneath it gets
   ``StateChangedError`` from the store itself and writes nothing.
 - The lock is the object ``<key>.lock``, created with ``If-None-Match: *`` and
-  holding the holder's ``LockInfo``. S3 has no sessions: a killed holder leaves
-  it behind until ``force-unlock ID`` deletes it; the ETag fence keeps a paused
-  holder whose lock was broken from overwriting the next run's work.
+  holding the holder's ``LockInfo``. S3 has no sessions, so the lock is a lease:
+  the holder rewrites it every ``LEASE / 3`` seconds (``If-Match`` its ETag, a
+  renewal counter in the body so the ETag changes). A run that finds it held
+  watches its ETag; unchanged for longer than ``LEASE`` on the watcher's own
+  monotonic clock (no clock skew between machines matters), the holder is dead
+  or paused and the watcher deletes it (``If-Match`` that stale ETag: a holder
+  renewing at the last moment keeps it) and takes its own. A paused holder thus
+  loses its lock; when it resumes its renewal fails, and the state's ETag fence
+  refuses its next write. ``force-unlock ID`` still removes a live holder's lock.
 - On first use the backend proves the store refuses a second conditional create
   (some S3-compatible stores ignore the header); else it refuses to work, since
   such a store gives no mutual exclusion.
@@ -28,11 +34,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from rlorinfra.errors import StateError
+from rlorinfra.errors import StateError, StateLockedError
 from rlorinfra.state.backend import StateBackend, Version, state_changed_error
 from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state, same_content
 from rlorinfra.state.lock import INITIAL_BACKOFF, MAX_BACKOFF, LockInfo, lock_held_error
@@ -44,6 +51,9 @@ _CONDITION_FAILED = frozenset({"PreconditionFailed", "ConditionalRequestConflict
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 ANSWER_TIMEOUT = 30.0  # seconds the store may take to accept a connection or answer a request
 MAX_ATTEMPTS = 3  # per request, first try included: a silent store fails a call after about 3 timeouts
+LEASE = 1.5  # seconds a lock object may go unrenewed before a waiting run may break it
+RENEW_EVERY = LEASE / 3  # the holder renews this often: two renewals may fail before the lease runs out
+WATCH_EVERY = 0.25  # a waiting run looks at the lock at least this often: a dead holder's lock frees within ~2 s
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class S3Backend:
         self._client: Any = None
         self._proven = False
         self._guard = threading.Lock()  # one client, one probe, whatever thread comes first
+        self._lease: _Lease | None = None  # the renewing thread of the lock this backend holds
 
     def __repr__(self) -> str:
         return f"S3Backend({self.describe()!r})"
@@ -203,39 +214,63 @@ class S3Backend:
     def _acquire(self, operation: str, timeout: float) -> LockInfo:
         info = LockInfo.new(self.describe(), operation)
         body = (json.dumps(info.to_dict(), indent=2) + "\n").encode("utf-8")
+        self._ready()  # the client and the store's probe first: ``timeout`` is for waiting on a holder only
         deadline = time.monotonic() + timeout
         delay = INITIAL_BACKOFF
-        while not self._try_create_lock(body, info):
+        watch = _Watch()
+        while True:
+            mine, held = self._try_create_lock(body)
+            if mine is not None:
+                self._lease = _Lease(self, info, mine)
+                return info
+            if held is not None and watch.stale(held.etag, time.monotonic()):
+                self._delete_lock(held)  # the holder stopped renewing: break it, unless it just renewed
+                watch = _Watch()
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._locked_error(timeout)
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, MAX_BACKOFF)
-        return info
+                raise self._locked_error(timeout, watch)
+            if held is not None:  # gone already: try again at once
+                time.sleep(min(delay, remaining, WATCH_EVERY))
+                delay = min(delay * 2, MAX_BACKOFF)
 
-    def _try_create_lock(self, body: bytes, info: LockInfo) -> bool:
+    def _try_create_lock(self, body: bytes) -> tuple[str | None, _Object | None]:
+        """(the new lock's ETag, None) when created; (None, the lock held, or None if it went meanwhile)."""
         try:
-            self._call("create the lock", "put_object", Key=self.lock_key, Body=body, IfNoneMatch="*")
+            response = self._call("create the lock", "put_object", Key=self.lock_key, Body=body, IfNoneMatch="*")
         except _ConditionFailed:
             held = self._get(self.lock_key)
-            return held is not None and held.body == body  # ours: a retried create whose answer was lost
-        return True
+            if held is not None and held.body == body:  # ours: a retried create whose answer was lost
+                return held.etag, None
+            return None, held
+        return str(response["ETag"]), None
 
-    def _locked_error(self, waited: float) -> StateError:
+    def _locked_error(self, waited: float, watch: _Watch) -> StateError:
         held = self._get(self.lock_key)
         try:
             holder = None if held is None else self._holder(held)
         except StateError:
             holder = None
-        return lock_held_error(
+        error = lock_held_error(
             f"The state {self.describe()}",
             holder,
             waited,
             config_path=self.config_path,
             unavailable=f"{self.lock_key} is gone or unreadable",
         )
+        seen = watch.last_renewal_seen(time.monotonic())
+        renewed = f"This run saw the holder renew its lock {seen:.1f} s ago. " if seen is not None else ""
+        lease = (
+            f"\n\n{renewed}A live holder renews its lock every {RENEW_EVERY:g} s; the lock of a holder that died "
+            f"or hangs frees itself {LEASE:g} s after its last renewal, so a --lock-timeout of "
+            f"{LEASE + 1:g} s or more gets in then without force-unlock."
+        )
+        return StateLockedError(error.summary, error.detail + lease, holder=error.holder)
 
     def _release(self, info: LockInfo) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.stop(self.timeout)  # before the delete: no renewal may recreate the ETag it checks
         held = self._get(self.lock_key)
         # After a force-unlock the lock may be the next run's: leave it alone.
         if held is not None and _lock_id(held.body) == info.id:
@@ -329,6 +364,70 @@ class S3Backend:
             "supports S3 conditional writes (AWS S3, or an S3-compatible store with "
             "If-None-Match/If-Match support), or the `postgres` or `local` backend.",
         )
+
+
+class _Watch:
+    """A waiting run's view of a held lock: its ETag and, on this run's monotonic clock, since when."""
+
+    def __init__(self) -> None:
+        self.etag: str | None = None
+        self.since = 0.0  # when this run first saw ``etag``
+        self.changed: float | None = None  # when this run last saw the ETag change (a renewal)
+
+    def stale(self, etag: str, now: float) -> bool:
+        """Note ``etag`` seen at ``now``; True once the same ETag has been seen for longer than ``LEASE``."""
+        if etag != self.etag:
+            if self.etag is not None:
+                self.changed = now
+            self.etag, self.since = etag, now
+            return False
+        return now - self.since > LEASE
+
+    def last_renewal_seen(self, now: float) -> float | None:
+        """Seconds since this run saw the holder renew, or None if it never did."""
+        return None if self.changed is None else now - self.changed
+
+
+class _Lease:
+    """Renews a held lock object every ``RENEW_EVERY`` seconds in a daemon thread, until stopped or lost."""
+
+    def __init__(self, backend: S3Backend, info: LockInfo, etag: str) -> None:
+        self.backend = backend
+        self.info = info
+        self.etag = etag
+        self.renewals = 0
+        self.lost = threading.Event()  # the lock was broken or force-unlocked: renewing stopped
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"s3-lock-lease-{info.id}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop renewing; waits for a renewal in flight (bounded by the store's answer timeout)."""
+        self._stop.set()
+        self._thread.join(timeout + 1.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(RENEW_EVERY) and not self.lost.is_set():
+            try:
+                self._renew()
+            except Exception:  # noqa: BLE001 - a store error is retried next tick; this thread never prints or dies
+                continue
+
+    def _renew(self) -> None:
+        self.renewals += 1
+        record = {**self.info.to_dict(), "lease_seconds": LEASE, "renewals": self.renewals, "renewed": _now()}
+        body = (json.dumps(record, indent=2) + "\n").encode("utf-8")
+        backend = self.backend
+        try:
+            response = backend._call("renew the lock", "put_object", Key=backend.lock_key, Body=body, IfMatch=self.etag)
+        except (_ConditionFailed, _Missing):
+            held = backend._get(backend.lock_key)
+            if held is not None and held.body == body:  # our renewal landed; its answer was lost and retried
+                self.etag = held.etag
+                return
+            self.lost.set()  # broken or force-unlocked: the state's ETag fences whatever this run writes next
+            return
+        self.etag = str(response["ETag"])
 
 
 class _StoreSilent(StateError):
@@ -433,6 +532,10 @@ def _client_error(store: str, what: str, code: str, status: str) -> StateError:
         f"Cannot {what}: {store} answered {code or 'an error'} (HTTP {status or '?'})",
         "Run the command again; if it keeps failing, check the bucket and the store's status.",
     )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _lock_id(body: bytes) -> str | None:
