@@ -9,10 +9,13 @@ PostgreSQL row or an S3 object. Every backend passes one conformance suite
 from __future__ import annotations
 
 import threading
+import uuid
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Protocol
 
 from rlorinfra.errors import StateChangedError
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, same_content
 from rlorinfra.state.lock import LockInfo
 from rlorinfra.state.model import State
 
@@ -84,6 +87,22 @@ def state_changed_error(where: str, expected: Version, found: Version) -> StateC
         "or a hand edit wrote it since. Nothing was written, so that change is kept. "
         "Run the command again: it reads the new state and plans against it "
         "(`rlorinfra plan` shows what differs now).",
+    )
+
+
+def next_state(state: State, current: State) -> State | None:
+    """``state`` stored as the successor of ``current``: serial bumped, lineage kept (or new).
+
+    None when the content is unchanged: a backend then writes nothing. One rule for
+    every backend, so serial and lineage mean the same wherever the state lives.
+    """
+    if same_content(state, current):
+        return None
+    return replace(
+        state,
+        format_version=SUPPORTED_FORMAT_VERSION,
+        serial=current.serial + 1,
+        lineage=current.lineage or str(uuid.uuid4()),
     )
 
 

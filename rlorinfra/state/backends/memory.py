@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -21,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rlorinfra.errors import StateError
-from rlorinfra.state.backend import StateBackend, Version, serial_version, state_changed_error
-from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state, same_content
+from rlorinfra.state.backend import StateBackend, Version, next_state, serial_version, state_changed_error
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.lock import LockInfo, lock_held_error
 from rlorinfra.state.model import State
 
@@ -57,14 +56,9 @@ class InMemoryBackend:
             if serial_version(stored) != expected_version:
                 raise state_changed_error(self.describe(), expected_version, serial_version(stored))
             current = State() if stored is None else stored
-            if same_content(state, current):
+            new = next_state(state, current)
+            if new is None:
                 return current, expected_version
-            new = replace(
-                state,
-                format_version=SUPPORTED_FORMAT_VERSION,
-                serial=current.serial + 1,
-                lineage=current.lineage or str(uuid.uuid4()),
-            )
             # Encoded before anything is replaced: a failure here leaves the old state stored.
             self._data = encode_state(new)
             return new, serial_version(new)

@@ -24,7 +24,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import replace
@@ -33,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from rlorinfra.errors import StateError
-from rlorinfra.state.backend import StateBackend, Version, state_changed_error
-from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state, same_content
+from rlorinfra.state.backend import StateBackend, Version, next_state, state_changed_error
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.lock import INITIAL_BACKOFF, MAX_BACKOFF, LockInfo, lock_held_error
 from rlorinfra.state.model import State
 
@@ -197,7 +196,7 @@ class PostgresBackend:
         """Store ``state`` unless the row's serial moved since ``expected_version`` (``StateChangedError``)."""
         with self._guard, self._errors():
             written: tuple[State, Version] = self._ensured(
-                lambda: self._write(expected_version, lambda current: _next_state(state, current))
+                lambda: self._write(expected_version, lambda current: next_state(state, current))
             )
             return written
 
@@ -484,18 +483,6 @@ class PostgresBackend:
 
     def _decode(self, text: str) -> State:
         return decode_state(text.encode(), Path(f"{self.schema}.states[{self.name}]"))
-
-
-def _next_state(state: State, current: State) -> State | None:
-    """``state`` as the next version of ``current`` (serial bumped, lineage kept); None when unchanged."""
-    if same_content(state, current):
-        return None
-    return replace(
-        state,
-        format_version=SUPPORTED_FORMAT_VERSION,
-        serial=current.serial + 1,
-        lineage=current.lineage or str(uuid.uuid4()),
-    )
 
 
 def _secrets_of(conn_str: str) -> set[str]:

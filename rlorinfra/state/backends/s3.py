@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rlorinfra.errors import StateError, StateLockedError
-from rlorinfra.state.backend import StateBackend, Version, state_changed_error
-from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state, same_content
+from rlorinfra.state.backend import StateBackend, Version, next_state, state_changed_error
+from rlorinfra.state.codec import SUPPORTED_FORMAT_VERSION, decode_state, encode_state
 from rlorinfra.state.lock import INITIAL_BACKOFF, MAX_BACKOFF, LockInfo, lock_held_error
 from rlorinfra.state.model import State
 
@@ -115,14 +115,9 @@ class S3Backend:
         """
         stored = self._fenced_get(expected_version)
         current = State() if stored is None else self._decode(stored.body)
-        if same_content(state, current):
+        new = next_state(state, current)
+        if new is None:
             return current, expected_version
-        new = replace(
-            state,
-            format_version=SUPPORTED_FORMAT_VERSION,
-            serial=current.serial + 1,
-            lineage=current.lineage or str(uuid.uuid4()),
-        )
         return new, self._replace(stored, encode_state(new), expected_version)
 
     def write_verbatim(self, state: State, expected_version: Version) -> Version:
