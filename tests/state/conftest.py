@@ -6,8 +6,10 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,20 +38,21 @@ class Holder:
         self.proc.wait()
 
 
-@pytest.fixture
-def lock_holder():
-    """Factory: ``lock_holder(state_path, operation)`` -> a ``Holder`` that holds the lock."""
+def holder_factory(
+    argv: Callable[..., list[str]], env: dict[str, str] | None = None
+) -> Iterator[Callable[..., Holder]]:
+    """Yield ``start(*args)``: spawn ``argv(*args)``, return a ``Holder`` once it printed its lock info.
+
+    Every holder still running when the fixture ends is killed and reaped.
+    """
     started: list[Holder] = []
 
-    def start(state_path: Path, operation: str = "apply") -> Holder:
+    def start(*args: Any, **kwargs: Any) -> Holder:
         proc = subprocess.Popen(
-            [sys.executable, str(HELPER), str(state_path), operation],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            argv(*args, **kwargs), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         line = proc.stdout.readline()  # blocks until the lock is held
-        assert line, f"lock holder exited early with {proc.wait()}"
+        assert line, f"{argv.__name__} exited early with {proc.wait()}"
         holder = Holder(proc, json.loads(line))
         started.append(holder)
         return holder
@@ -61,6 +64,16 @@ def lock_holder():
         holder.proc.wait()
         for stream in (holder.proc.stdin, holder.proc.stdout):
             stream.close()
+
+
+def _lock_holder_argv(state_path: Path, operation: str = "apply") -> list[str]:
+    return [sys.executable, str(HELPER), str(state_path), operation]
+
+
+@pytest.fixture
+def lock_holder():
+    """Factory: ``lock_holder(state_path, operation)`` -> a ``Holder`` that holds the lock."""
+    yield from holder_factory(_lock_holder_argv)
 
 
 # The S3 fixtures (moto in server mode); imported last, as they build on ``Holder``.

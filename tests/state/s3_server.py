@@ -10,7 +10,6 @@ run on another "host": it holds the lock, crashes mid-write or writes late.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.state.conftest import Holder
+from tests.state.conftest import holder_factory
 
 ACTOR = Path(__file__).with_name("s3_actor.py")
 FAKE_ACCESS_KEY = "AKIAFAKEACCESSKEY0001"
@@ -135,29 +134,11 @@ def s3_bucket(moto_s3) -> str:
 @pytest.fixture
 def s3_actor(moto_s3):
     """Factory: ``s3_actor(command, bucket, key, *args)`` -> a ``Holder`` once the actor printed its lock info."""
-    started: list[Holder] = []
 
-    def start(command: str, bucket: str, key: str, *args: str) -> Holder:
-        proc = subprocess.Popen(
-            [sys.executable, str(ACTOR), command, moto_s3.endpoint_url, bucket, key, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=actor_env(),
-        )
-        line = proc.stdout.readline()  # blocks until the lock is held
-        assert line, f"the s3 actor exited early with {proc.wait()}"
-        holder = Holder(proc, json.loads(line))
-        started.append(holder)
-        return holder
+    def s3_actor_argv(command: str, bucket: str, key: str, *args: str) -> list[str]:
+        return [sys.executable, str(ACTOR), command, moto_s3.endpoint_url, bucket, key, *args]
 
-    yield start
-    for holder in started:
-        if holder.proc.poll() is None:
-            holder.proc.kill()
-        holder.proc.wait()
-        for stream in (holder.proc.stdin, holder.proc.stdout):
-            stream.close()
+    yield from holder_factory(s3_actor_argv, env=actor_env())
 
 
 class _StrippingHandler(BaseHTTPRequestHandler):
