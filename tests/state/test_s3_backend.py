@@ -238,6 +238,22 @@ def test_a_force_unlocked_holder_stops_renewing_without_a_word(backend, s3_bucke
     assert backend.lock_info() is None  # its release left my (already released) lock alone
 
 
+def test_force_unlock_of_a_live_holder_is_not_thrown_off_by_its_renewals(backend, s3_bucket, monkeypatch):
+    other = S3Backend(bucket=s3_bucket, key=KEY, endpoint_url=backend.endpoint_url)
+    with other.lock("apply", 0) as theirs:
+        stale = backend._get(backend.lock_key)
+        deadline = time.monotonic() + 3 * RENEW_EVERY
+        while backend._get(backend.lock_key).etag == stale.etag:  # its next renewal moves the ETag
+            assert time.monotonic() < deadline, "the holder never renewed its lease"
+            time.sleep(0.05)
+        reads = iter([stale])  # force-unlock's own read lands just before that renewal
+        real_get = backend._get
+        monkeypatch.setattr(backend, "_get", lambda key: next(reads, None) or real_get(key))
+        backend.force_unlock(theirs.id)
+        assert real_get(backend.lock_key) is None
+        assert other._lease.lost.wait(3 * RENEW_EVERY)  # the holder learns it lost the lock
+
+
 # -- errors and secrets --------------------------------------------------------------------------
 
 

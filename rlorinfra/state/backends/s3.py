@@ -64,6 +64,10 @@ class _Object:
     etag: str
 
 
+# Conditional deletes force-unlock tries on a live holder's lock, which its renewals keep moving.
+FORCE_UNLOCK_ATTEMPTS = 5
+
+
 class S3Backend:
     """A ``StateBackend`` over the object ``s3://bucket/key`` (``endpoint_url``: an S3-compatible store)."""
 
@@ -171,13 +175,36 @@ class S3Backend:
         return None if held is None else self._holder(held)
 
     def force_unlock(self, lock_id: str) -> None:
-        """Delete ``<key>.lock`` if its ID is ``lock_id``; ``StateError`` (nothing changed) otherwise."""
+        """Delete ``<key>.lock`` if its ID is ``lock_id``; ``StateError`` (nothing changed) otherwise.
+
+        A live holder renews its lease (a new ETag) every third of a lease, which can
+        land between our read and our conditional delete: then the lock is read again
+        and, while it still carries ``lock_id``, the delete is retried on the new ETag.
+        """
         held = self._get(self.lock_key)
         if held is None:
             raise StateError(
                 "No lock to remove",
                 f"{self.describe()} is not locked (there is no {self.lock_key}). Nothing was changed.",
             )
+        self._check_lock_id(held, lock_id)
+        for _ in range(FORCE_UNLOCK_ATTEMPTS):
+            if self._delete_lock(held):
+                return
+            renewed = self._get(self.lock_key)
+            if renewed is None:
+                return  # its holder released it meanwhile: unlocked all the same
+            if self._holder(renewed).id != lock_id:
+                break  # another run holds it now: not ours to break
+            held = renewed
+        raise StateError(
+            "The lock changed while it was being removed",
+            f"{self.describe()} was unlocked or locked again by another run just now. Nothing was "
+            "changed; run `rlorinfra force-unlock` again with the ID it shows if it is still stuck.",
+        )
+
+    def _check_lock_id(self, held: _Object, lock_id: str) -> None:
+        """``StateError`` naming the real holder when ``held`` is not the lock ``lock_id``."""
         holder = self._holder(held)
         if holder.id != lock_id:
             raise StateError(
@@ -185,12 +212,6 @@ class S3Backend:
                 f"{self.describe()} is locked with ID {holder.id}, not {lock_id}. Nothing was changed."
                 f"\n\n{holder.describe()}\n\nIf you are sure that run is no longer active, run "
                 f"`rlorinfra force-unlock {holder.id}`.",
-            )
-        if not self._delete_lock(held):
-            raise StateError(
-                "The lock changed while it was being removed",
-                f"{self.describe()} was unlocked or locked again by another run just now. Nothing was "
-                "changed; run `rlorinfra force-unlock` again with the ID it shows if it is still stuck.",
             )
 
     @contextmanager
