@@ -233,3 +233,26 @@ def test_a_cycle_is_an_error_at_the_deployment(tmp_path):
     (error,) = c.diagnostics()
     assert (error.address, error.key, error.line) == ("deployment.rollout", "hot_load_trainer", 4)
     assert "job.x -> deployment.rollout -> job.x" in error.summary
+
+
+# --------------------------------------------------------------------------- the docs
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def test_docs_document_every_deployment_key_and_the_example_is_valid(tmp_path):
+    from rlorinfra.config.deployments import DEPLOYMENT_RULES
+
+    text = DOCS.read_text()
+    section = text.split("## `[deployments.NAME]`", 1)[1].split("\n## ", 1)[0]
+    for key in DEPLOYMENT_RULES:
+        assert f"| `{key}` |" in section, key
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = deployments(example, tmp_path)["grpo-rollout"]
+    assert spec.needs_trainer_shape and spec.ttl == 12 * 3600
+
+
+def test_alias_hint_matches_the_docs(tmp_path):
+    (error,) = report(dep('deployment_shape = "ds"', 'trainer = "x"'), tmp_path).errors
+    assert error.detail == 'Did you mean "hot_load_trainer"?'
+    assert '`trainer` gets `Did you mean "hot_load_trainer"?`' in DOCS.read_text()
