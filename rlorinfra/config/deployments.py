@@ -210,7 +210,7 @@ def _fields(body: dict[str, Any], ctx: _Ctx, unknown_key: UnknownKey) -> dict[st
             before = len(ctx.c.pending)
             unknown_key(key, DEPLOYMENT_RULES, ctx.c, job=None, key=key, where=where,
                         table=f"[deployments.{ctx.name}]", aliases=DEPLOYMENT_ALIASES)  # fmt: skip
-            for pending in ctx.c.pending[before:]:
+            for pending in ctx.c.pending[before:]:  # _unknown_key speaks of jobs; tag its report with our address
                 pending.address = ctx.address
             continue
         try:
