@@ -35,12 +35,22 @@ class Diagnostic:
     job: str | None = None
     key: str | None = None
     line: int | None = None
+    address: str | None = None  # a resource other than a job, e.g. ``deployment.grpo-rollout``
+
+    @property
+    def resource_address(self) -> str | None:
+        """The address of the resource it is about (``job.x``, ``deployment.y``), None for file-level problems."""
+        if self.address is not None:
+            return self.address
+        return None if self.job is None else f"job.{self.job}"
 
     def message(self) -> str:
-        """One line: ``file:line: job "x": summary. detail``."""
+        """One line: ``file:line: job "x": summary. detail`` (or ``file:line: deployment.x: ...``)."""
         where = f"{self.file}:{self.line}" if self.line else self.file
         if self.job is not None:
             where += f': job "{self.job}"'
+        elif self.address is not None:
+            where += f": {self.address}"
         text = f"{where}: {self.summary}"
         if not text.endswith((".", "?")):
             text += "."
@@ -56,6 +66,7 @@ class Diagnostic:
             "job": self.job,
             "key": self.key,
             "line": self.line,
+            "address": self.resource_address,
         }
 
 
@@ -126,6 +137,7 @@ class Pending:
     key: str | None
     where: KeyPath
     line: int | None = None
+    address: str | None = None
 
 
 @dataclass
@@ -138,14 +150,14 @@ class Collector:
     _index: dict[KeyPath, int] | None = None
 
     def error(self, summary: str, detail: str = "", *, job: str | None = None, key: str | None = None,
-              where: KeyPath = (), line: int | None = None) -> None:  # fmt: skip
+              where: KeyPath = (), line: int | None = None, address: str | None = None) -> None:  # fmt: skip
         """Record an error at the TOML key path ``where``."""
-        self.pending.append(Pending(ERROR, summary, detail, job, key, where, line))
+        self.pending.append(Pending(ERROR, summary, detail, job, key, where, line, address))
 
     def warning(self, summary: str, detail: str = "", *, job: str | None = None, key: str | None = None,
-                where: KeyPath = ()) -> None:  # fmt: skip
+                where: KeyPath = (), address: str | None = None) -> None:  # fmt: skip
         """Record a warning at the TOML key path ``where``."""
-        self.pending.append(Pending(WARNING, summary, detail, job, key, where))
+        self.pending.append(Pending(WARNING, summary, detail, job, key, where, address=address))
 
     @property
     def has_errors(self) -> bool:
@@ -159,7 +171,7 @@ class Collector:
         index = self._index or {}
         found = [
             Diagnostic(p.severity, p.summary, p.detail, self.file, p.job, p.key,
-                       p.line if p.line is not None else lookup_line(index, p.where))
+                       p.line if p.line is not None else lookup_line(index, p.where), p.address)
             for p in self.pending
         ]  # fmt: skip
         # File order reads best; diagnostics without a line keep their place at the end.

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlorinfra.config import fields as F
+from rlorinfra.config.deployments import check_deployments
 from rlorinfra.config.diagnostics import ERROR, Collector, Diagnostic, Report, path_at_line
 from rlorinfra.config.durations import parse_duration
 from rlorinfra.config.model import (
@@ -43,7 +44,7 @@ from rlorinfra.config.model import (
 from rlorinfra.model.jobs import create_path
 from rlorinfra.model.urls import is_loopback
 
-TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs")
+TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs", "deployments")
 CONTROL_PLANE_KEYS = (
     "url",
     "api_key_env",
@@ -172,10 +173,11 @@ def _syntax_error(message: str, text: str, c: Collector) -> None:
     line, column = int(position.group(1)), int(position.group(2))
     path = path_at_line(text, line)
     job = path[1] if len(path) >= 2 and path[0] == "jobs" else None
-    key = path[-1] if path and (job is None or len(path) > 2) else None
+    address = f"deployment.{path[1]}" if len(path) >= 2 and path[0] == "deployments" else None
+    key = path[-1] if path and (job is None and address is None or len(path) > 2) else None
     at = f' (key "{key}")' if key else ""
     c.error(f"TOML syntax error at line {line}, column {column}: {reason}{at}",
-            "Fix the TOML syntax at that line.", job=job, key=key, line=line)  # fmt: skip
+            "Fix the TOML syntax at that line.", job=job, key=key, line=line, address=address)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the document
@@ -188,7 +190,10 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
     state = _state(doc.get("state"), path, c)
     defaults, bad_defaults = _defaults(doc.get("defaults"), c)
     jobs = _jobs(doc.get("jobs"), (defaults, bad_defaults), control_plane, c)
-    if not jobs and not c.has_errors:
+    raw_jobs = doc.get("jobs")
+    jobs_table: dict[str, Any] = raw_jobs if isinstance(raw_jobs, dict) else {}
+    deployments = check_deployments(doc.get("deployments"), jobs_table, jobs, control_plane, c, _unknown_key)
+    if not jobs and not deployments and not c.has_errors:
         c.warning("no jobs declared", 'Add a [jobs."<name>"] table; plan would delete every managed job.',
                   key="jobs", where=("jobs",))  # fmt: skip
     if c.has_errors:
@@ -202,6 +207,7 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
         defaults=dict(defaults),
         warnings=tuple(_warning_messages(c)),
         state=state,
+        deployments=deployments,
     )
 
 

@@ -13,7 +13,7 @@ force anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,10 @@ __all__ = [
     "DEFAULT_PG_SCHEMA",
     "Config",
     "ControlPlaneSettings",
+    "DeploymentSpec",
     "EmulatorSettings",
+    "HotLoadTransition",
+    "ShapeSource",
     "JobSpec",
     "StateBackendKind",
     "StateSettings",
@@ -112,6 +115,112 @@ class JobSpec:
         return canonical_spec(out)
 
 
+class HotLoadTransition(StrEnum):
+    """How a deployment switches to a new hot-loaded snapshot (``hotLoadTransitionType``, PROTOCOL.md §10.2)."""
+
+    ASYNC = "async"
+    SYNC = "sync"
+
+
+class ShapeSource(StrEnum):
+    """Where a deployment's shape comes from (PROTOCOL.md §10.2, shape path vs manual path)."""
+
+    DECLARED = "declared"  # deployment_shape is written in the file
+    TRAINER = "trainer"  # the hot-load trainer's training shape names it; the planner resolves it
+    MANUAL = "manual"  # no shape: accelerator_type + accept_shapeless_risk
+
+
+# The SDK's DeploymentConfig defaults (sdk/deployment.py:140-200); a spec leaves them out so that
+# spelling out a default and omitting it are the same. The control plane picks ASYNC when unset.
+DEPLOYMENT_SPEC_DEFAULTS: dict[str, Any] = {
+    "min_replica_count": 0,
+    "max_replica_count": 1,
+    "enable_hot_load": True,
+    "disable_speculative_decoding": False,
+    "accept_shapeless_risk": False,
+    "preemptible": False,
+    "hot_load_transition": HotLoadTransition.ASYNC.value,
+}
+# Steer rlorinfra only; never sent, never in the spec.
+DEPLOYMENT_LIFECYCLE_FIELDS = ("prevent_destroy", "ttl")
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One declared serving deployment (``[deployments.NAME]``, NAME = the deployment ID).
+
+    ``deployment_shape`` is a full ``accounts/<a>/deploymentShapes/<s>[/versions/<v>]`` name, or
+    None. With ``shape_source`` TRAINER it is None until the planner resolves the trainer's
+    training shape and fills it with ``with_deployment_shape`` (as
+    ``DeploymentConfig.from_training_profile`` takes ``profile.deployment_shape``).
+    ``hot_load_trainer`` is the display name of a job of the same file; ``ttl`` is whole seconds.
+    """
+
+    deployment_id: str
+    base_model: str
+    shape_source: ShapeSource
+    deployment_shape: str | None = None
+    accelerator_type: str | None = None
+    accept_shapeless_risk: bool = False
+    min_replica_count: int = 0
+    max_replica_count: int = 1
+    region: str | None = None
+    hot_load_transition: HotLoadTransition | None = None
+    enable_hot_load: bool = True
+    disable_speculative_decoding: bool = False
+    annotations: tuple[tuple[str, str], ...] = ()
+    description: str | None = None
+    hot_load_trainer: str | None = None
+    extra_args: tuple[str, ...] | None = None
+    extra_values: tuple[tuple[str, str], ...] = ()
+    preemptible: bool = False
+    prevent_destroy: bool = False
+    ttl: int | None = None
+
+    @property
+    def address(self) -> str:
+        """The resource address, ``deployment.<ID>`` (DESIGN.md §3)."""
+        return f"deployment.{self.deployment_id}"
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        """Addresses this deployment depends on: its hot-load trainer's ``job.<name>``, if any."""
+        return (f"job.{self.hot_load_trainer}",) if self.hot_load_trainer else ()
+
+    @property
+    def needs_trainer_shape(self) -> bool:
+        """True while the shape is still to be taken from the trainer's training shape."""
+        return self.shape_source is ShapeSource.TRAINER and self.deployment_shape is None
+
+    def with_deployment_shape(self, shape_version: str) -> DeploymentSpec:
+        """This spec with the shape the planner resolved (the training shape's deployment shape)."""
+        return replace(self, deployment_shape=shape_version)
+
+    def spec(self) -> dict[str, Any]:
+        """The normalized control-plane fields, as recorded in state and diffed (like ``JobSpec.spec``).
+
+        Unset and default-valued fields are left out; maps become sorted dicts, tuples lists.
+        """
+        skip = {"deployment_id", "shape_source", *DEPLOYMENT_LIFECYCLE_FIELDS}
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in skip or value is None or value == ():
+                continue
+            if f.name in ("annotations", "extra_values"):
+                value = dict(sorted(value))
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, HotLoadTransition):
+                value = value.value
+            if f.name in DEPLOYMENT_SPEC_DEFAULTS and value == DEPLOYMENT_SPEC_DEFAULTS[f.name]:
+                continue
+            out[f.name] = value
+        if self.needs_trainer_shape:
+            out["deployment_shape_from"] = ShapeSource.TRAINER.value  # the planner fills the shape in
+        return dict(sorted(out.items()))
+
+
 class StateBackendKind(StrEnum):
     """Where the state lives (``[state] backend``, DESIGN.md §4)."""
 
@@ -158,6 +267,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)  # checked [defaults] values
     state: StateSettings | None = None  # None: local at state_path (configs built by hand in tests)
+    deployments: dict[str, DeploymentSpec] = field(default_factory=dict)  # by deployment ID
 
     @property
     def state_settings(self) -> StateSettings:

@@ -470,7 +470,7 @@ def test_validate_json_valid_document(tmp_path):
         "format_version": 1, "valid": True, "error_count": 0, "warning_count": 1,
         "diagnostics": [{
             "severity": "warning", "summary": doc["diagnostics"][0]["summary"], "detail": "",
-            "file": str(path), "job": "a", "key": "hot_load_deployment_id", "line": 3,
+            "file": str(path), "job": "a", "key": "hot_load_deployment_id", "line": 3, "address": "job.a",
         }],
     }  # fmt: skip
 
@@ -482,7 +482,7 @@ def test_validate_json_invalid_document(tmp_path):
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert (doc["valid"], doc["error_count"], doc["warning_count"]) == (False, 2, 0)
-    assert set(doc["diagnostics"][0]) == {"severity", "summary", "detail", "file", "job", "key", "line"}
+    assert set(doc["diagnostics"][0]) == {"severity", "summary", "detail", "file", "job", "key", "line", "address"}
     assert [(d["key"], d["line"]) for d in doc["diagnostics"]] == [("lora_rank", 3), ("node_count", 4)]
 
 
