@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from rlorinfra.model.address import Address
-from rlorinfra.state.model import JobRecord, State
+from rlorinfra.state.model import JobRecord, Record, State
 
 
 class StateWriter:
@@ -88,6 +88,10 @@ class StateWriter:
                 self._state = replace(self._state, serial=written.serial, lineage=written.lineage)
                 self._written = latest
 
-    def record(self, address: Address) -> JobRecord | None:
+    def record(self, address: Address) -> Record | None:
         """The current record at ``address``."""
         return self._state.record(address)
+
+    def job(self, name: str) -> JobRecord | None:
+        """The current record of job ``name``."""
+        return self._state.job(name)

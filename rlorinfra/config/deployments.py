@@ -16,13 +16,9 @@ from typing import Any
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector
 from rlorinfra.config.durations import FORMAT_HINT, parse_duration
-from rlorinfra.config.model import ControlPlaneSettings, DeploymentSpec, HotLoadTransition, JobSpec, ShapeSource
+from rlorinfra.config.model import ControlPlaneSettings, DeploymentSpec, JobSpec, ShapeSource
+from rlorinfra.model.deployments import HotLoadTransition, is_valid_deployment_id
 
-# A deployment ID as the control plane forms resource IDs (the same rule as job IDs,
-# rlorinfra.model.jobs.JOB_ID_RE; defined here until model/ gains a deployment module):
-# lowercase letters, digits, hyphens, at most 63 characters. The SDK writes it into the
-# query unencoded (PROTOCOL.md §10.1), so nothing else is safe.
-DEPLOYMENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _DEPLOYMENT_SHAPE_RE = re.compile(rf"^accounts/{_SEGMENT}/deploymentShapes/{_SEGMENT}(?:/versions/{_SEGMENT})?$")
 _SHAPE_ID_RE = re.compile(rf"^{_SEGMENT}$")
@@ -49,8 +45,8 @@ def deployment_shape(value: Any) -> str | None:
 
 def hot_load_transition(value: Any) -> HotLoadTransition:
     """``"async"`` or ``"sync"``, any case (the SDK upper-cases it, PROTOCOL.md §10.2)."""
-    if isinstance(value, str) and value.lower() in tuple(HotLoadTransition):
-        return HotLoadTransition(value.lower())
+    if isinstance(value, str) and value.strip().upper() in tuple(HotLoadTransition):
+        return HotLoadTransition(value.strip().upper())
     raise F.Invalid(f'must be "async" or "sync", {F.got(value)}')
 
 
@@ -171,7 +167,7 @@ def check_deployments(value: Any, jobs_table: Mapping[str, Any], jobs: Mapping[s
 def _deployment(name: str, body: Any, jobs_table: Mapping[str, Any], jobs: Mapping[str, JobSpec],
                 cp: ControlPlaneSettings, ctx: _Ctx, unknown_key: UnknownKey) -> DeploymentSpec | None:  # fmt: skip
     errors_before = _errors(ctx.c)
-    if not DEPLOYMENT_ID_RE.match(name):
+    if not is_valid_deployment_id(name):
         ctx.error(
             None,
             f"deployment ID {F.show(name)} must be 1-63 lowercase letters, digits or hyphens, "

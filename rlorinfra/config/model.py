@@ -21,6 +21,7 @@ from typing import Any
 # Where the control plane is lives in model/ so the client can take it without importing
 # config (DESIGN.md §10: api -> model only); re-exported here, where the loader builds it.
 from rlorinfra.model.control_plane import DEFAULT_API_KEY_ENV, LOCAL_URL, ControlPlaneSettings, EmulatorSettings
+from rlorinfra.model.deployments import HotLoadTransition, canonical_deployment_spec
 from rlorinfra.model.jobs import canonical_spec, create_path
 
 __all__ = [
@@ -115,13 +116,6 @@ class JobSpec:
         return canonical_spec(out)
 
 
-class HotLoadTransition(StrEnum):
-    """How a deployment switches to a new hot-loaded snapshot (``hotLoadTransitionType``, PROTOCOL.md §10.2)."""
-
-    ASYNC = "async"
-    SYNC = "sync"
-
-
 class ShapeSource(StrEnum):
     """Where a deployment's shape comes from (PROTOCOL.md §10.2, shape path vs manual path)."""
 
@@ -130,17 +124,6 @@ class ShapeSource(StrEnum):
     MANUAL = "manual"  # no shape: accelerator_type + accept_shapeless_risk
 
 
-# The SDK's DeploymentConfig defaults (sdk/deployment.py:140-200); a spec leaves them out so that
-# spelling out a default and omitting it are the same. The control plane picks ASYNC when unset.
-DEPLOYMENT_SPEC_DEFAULTS: dict[str, Any] = {
-    "min_replica_count": 0,
-    "max_replica_count": 1,
-    "enable_hot_load": True,
-    "disable_speculative_decoding": False,
-    "accept_shapeless_risk": False,
-    "preemptible": False,
-    "hot_load_transition": HotLoadTransition.ASYNC.value,
-}
 # Steer rlorinfra only; never sent, never in the spec.
 DEPLOYMENT_LIFECYCLE_FIELDS = ("prevent_destroy", "ttl")
 
@@ -197,11 +180,14 @@ class DeploymentSpec:
         return replace(self, deployment_shape=shape_version)
 
     def spec(self) -> dict[str, Any]:
-        """The normalized control-plane fields, as recorded in state and diffed (like ``JobSpec.spec``).
+        """The normalized fields, as recorded in state and diffed (like ``JobSpec.spec``).
 
-        Unset and default-valued fields are left out; maps become sorted dicts, tuples lists.
+        Keys are the control plane's snake_case spec keys (``model.deployments``),
+        plus ``hot_load_trainer`` (the trainer's display name: its job ID, and so the
+        ``hot_load_trainer_job`` link, is only known once the trainer exists).
+        Defaults are left out (``canonical_deployment_spec``); maps become sorted dicts.
         """
-        skip = {"deployment_id", "shape_source", *DEPLOYMENT_LIFECYCLE_FIELDS}
+        skip = {"deployment_id", "shape_source", "hot_load_transition", *DEPLOYMENT_LIFECYCLE_FIELDS}
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -209,16 +195,12 @@ class DeploymentSpec:
                 continue
             if f.name in ("annotations", "extra_values"):
                 value = dict(sorted(value))
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, HotLoadTransition):
-                value = value.value
-            if f.name in DEPLOYMENT_SPEC_DEFAULTS and value == DEPLOYMENT_SPEC_DEFAULTS[f.name]:
-                continue
             out[f.name] = value
+        if self.hot_load_transition is not None:
+            out["hot_load_transition_type"] = self.hot_load_transition.value
         if self.needs_trainer_shape:
             out["deployment_shape_from"] = ShapeSource.TRAINER.value  # the planner fills the shape in
-        return dict(sorted(out.items()))
+        return canonical_deployment_spec(out)
 
 
 class StateBackendKind(StrEnum):

@@ -122,6 +122,7 @@ DEPLOYMENT_SPEC_DEFAULTS: dict[str, Any] = {
     "accept_shapeless_risk": False,
     "disable_speculative_decoding": False,
     "preemptible": False,
+    "hot_load_transition_type": "ASYNC",  # what the control plane picks when unset
 }
 
 # Spec keys the real API is known to return (§10.6); nothing else is read back.

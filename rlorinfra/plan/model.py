@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from rlorinfra.model.address import Address, Kind
+from rlorinfra.model.deployments import LiveDeployment
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
 
 
@@ -22,7 +23,10 @@ class LiveWorld:
     ``jobs`` holds every job the list returned plus every tracked job fetched
     by ID (tombstones included, which lists hide). ``missing`` holds tracked IDs
     the control plane answered 404 for. ``shapes`` maps each declared shape name
-    (as written in the spec) to its resolved version.
+    (as written in the spec) to its resolved version. ``deployments`` holds the
+    deployments refresh saw, by deployment ID (a full listing hides DELETED rows:
+    a tracked deployment absent from it is gone); ``missing_deployments`` the
+    tracked deployment IDs answered 404.
     """
 
     account_id: str
@@ -33,6 +37,9 @@ class LiveWorld:
     # How many jobs a full listing of the account returned (None: not listed, or
     # listed long ago and not known); decides LIST pages vs per-job GETs.
     listed_jobs: int | None = None
+    deployments: dict[str, LiveDeployment] = field(default_factory=dict)  # by deployment ID
+    missing_deployments: frozenset[str] = frozenset()
+    listed_deployments: int | None = None  # as listed_jobs, for the deployment LIST
 
     def by_display_name(self, name: str) -> list[LiveJob]:
         """Live, non-tombstoned jobs with this display name."""
@@ -40,11 +47,12 @@ class LiveWorld:
 
 
 class Action(StrEnum):
-    """What apply will do to one job."""
+    """What apply will do to one resource."""
 
     CREATE = "create"
     RESUME = "resume"
     WAIT = "wait"
+    UPDATE = "update"  # in place (a deployment's PATCH); the ID stays
     REPLACE = "replace"
     STOP = "stop"
     DELETE = "delete"
@@ -57,6 +65,7 @@ class Action(StrEnum):
             "create": "+",
             "resume": "~",
             "wait": "~",
+            "update": "~",
             "replace": "-/+",
             "stop": "~",
             "delete": "-",
@@ -66,12 +75,15 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Change:
-    """One planned action on one job (display name ``name``).
+    """One planned action on one resource (``kind``, and ``name``: a job's display name, a deployment's ID).
 
-    ``before``/``after`` are specs (``None`` when the job does not exist before
+    ``before``/``after`` are specs (``None`` when the resource does not exist before
     or will not exist after). ``changed_fields`` lists the spec fields that
-    differ (they force replacement). ``accelerators`` is the signed change in
-    accelerators, e.g. ``{"NVIDIA_H100_80GB": 16}``.
+    differ (on a replace they force it; on an update they are PATCHed).
+    ``accelerators`` is the signed change in accelerators, e.g.
+    ``{"NVIDIA_H100_80GB": 16}`` (for a deployment: min replicas × per replica).
+    ``job_id`` is the control-plane ID acted on: the job ID, or the deployment ID
+    (the plan document keeps the key for compatibility; ``resource_id`` reads better).
     """
 
     name: str

@@ -29,7 +29,7 @@ from rlorinfra.plan.model import Action, Change, LiveWorld, Plan
 from rlorinfra.plan.problems import PlanProblem, raise_problems
 from rlorinfra.state.model import State
 
-Kinds = Mapping[Kind, ResourceKind[Any]]
+Kinds = Mapping[Kind, ResourceKind[Any, Any]]
 
 
 def make_plan(

@@ -25,15 +25,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from rlorinfra.errors import StateError
 from rlorinfra.model.address import Kind
+from rlorinfra.model.deployments import is_valid_deployment_id
 from rlorinfra.model.jobs import is_valid_job_id
-from rlorinfra.state.model import FORMAT_VERSION, PHASES, JobRecord, State, parse_recorded_address
+from rlorinfra.state.model import (
+    FORMAT_VERSION,
+    PHASES,
+    DeploymentRecord,
+    JobRecord,
+    Record,
+    State,
+    parse_recorded_address,
+)
 
 # The newest format this rlorinfra reads (and the one it always writes).
 SUPPORTED_FORMAT_VERSION = FORMAT_VERSION
@@ -173,16 +182,17 @@ def _content_json(state: State) -> Any:
 
 
 def _encode_resources(state: State) -> dict[str, dict[str, Any]]:
-    # Every kind this rlorinfra knows gets a section, empty or not, so readers
-    # (and scripts) can always index `resources.job`; kinds sort by name.
-    kinds = set(_SECTION_DECODERS) | {kind for kind, records in state.resources.items() if records}
+    # The job section is always written, empty or not, so readers (and scripts) can
+    # always index `resources.job`; other kinds only when they hold records (a state
+    # without deployments keeps the bytes older rlorinfra wrote). Kinds sort by name.
+    kinds = {Kind.JOB} | {kind for kind, records in state.resources.items() if records}
     return {
-        kind.value: {name: _encode_job(rec) for name, rec in sorted(state.resources.get(kind, {}).items())}
+        kind.value: {name: _encode_record(rec) for name, rec in sorted(state.resources.get(kind, {}).items())}
         for kind in sorted(kinds)
     }
 
 
-def _encode_job(record: JobRecord) -> dict[str, Any]:
+def _encode_record(record: Record) -> dict[str, Any]:
     data = record.to_dict()
     data["spec"] = _sorted_deep(data["spec"])
     return data
@@ -217,7 +227,7 @@ def decode_state(data: bytes, path: Path) -> State:
     )
 
 
-def _resources(document: dict[str, Any], version: int, path: Path) -> dict[Kind, dict[str, JobRecord]]:
+def _resources(document: dict[str, Any], version: int, path: Path) -> dict[Kind, Mapping[str, Record]]:
     """The ``resources`` section by kind; format 1's top-level ``jobs`` becomes the job section."""
     if version == 1:
         return {Kind.JOB: _jobs(document, "jobs", path)}
@@ -394,9 +404,53 @@ def _check_depends_on(value: Any, where: str, path: Path) -> None:
             raise _field_error(path, where, f"names {_clip(repr(text))}, not an address such as job.NAME") from None
 
 
+def _deployments(document: dict[str, Any], where: str, path: Path) -> dict[str, DeploymentRecord]:
+    """The deployment section found at ``where`` (``resources.deployment``); absent is empty."""
+    key = where.rpartition(".")[2]
+    section = document.get(key, {})
+    if not isinstance(section, dict):
+        raise _field_error(path, where, "must be an object keyed by deployment ID")
+    return {name: _deployment(name, data, f"{where}.{name}", path) for name, data in section.items()}
+
+
+def _deployment(name: str, data: Any, where: str, path: Path) -> DeploymentRecord:
+    if not isinstance(data, dict):
+        raise _field_error(path, where, "must be an object")
+    for key in ("deployment_id", "deployment_name"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            problem = "is missing" if key not in data else f"must be a non-empty string, not {data[key]!r}"
+            raise _field_error(path, f"{where}.{key}", problem)
+    if data["deployment_id"] != name or not is_valid_deployment_id(name):
+        raise _field_error(path, f"{where}.deployment_id", f"must equal its key, a valid deployment ID, not {name!r}")
+    for key in _OPTIONAL_DEPLOYMENT_STRINGS:
+        _optional_str(data, key, f"{where}.{key}", path)
+    if not isinstance(data.get("spec"), dict):
+        raise _field_error(path, f"{where}.spec", "must be an object" if "spec" in data else "is missing")
+    if data.get("phase") not in PHASES:
+        problem = "is missing" if "phase" not in data else f"must be one of {', '.join(PHASES)}, not {data['phase']!r}"
+        raise _field_error(path, f"{where}.phase", problem)
+    unread = data.get("unread_fields", [])
+    if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
+        raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
+    _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
+    return DeploymentRecord.from_dict(data)
+
+
+_OPTIONAL_DEPLOYMENT_STRINGS = (
+    "observed_state",
+    "hot_load_trainer_job",
+    "hot_load_bucket_url",
+    "deployment_shape_version",
+    "created_at",
+    "updated_at",
+)
+
 # The kinds this rlorinfra keeps in state, each with the decoder of its section.
 # A new kind adds its decoder here; a section of any other kind is refused.
-_SECTION_DECODERS: dict[Kind, Callable[[dict[str, Any], str, Path], dict[str, JobRecord]]] = {Kind.JOB: _jobs}
+_SECTION_DECODERS: dict[Kind, Callable[[dict[str, Any], str, Path], Mapping[str, Record]]] = {
+    Kind.JOB: _jobs,
+    Kind.DEPLOYMENT: _deployments,
+}
 
 
 def _optional_str(data: dict[str, Any], key: str, field: str, path: Path) -> str | None:

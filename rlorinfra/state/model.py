@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from rlorinfra.model.address import Address, Kind
 
@@ -49,6 +49,16 @@ class JobRecord:
     # What this resource depends on, recorded so that destroy can order deletes
     # (dependents first) after the config blocks are gone. Empty for jobs today.
     depends_on: tuple[Address, ...] = ()
+
+    @property
+    def resource_id(self) -> str:
+        """The control-plane ID (the job ID)."""
+        return self.job_id
+
+    @property
+    def tracked_ids(self) -> tuple[str, ...]:
+        """Every live ID this record accounts for: its job and the deposed ones."""
+        return (self.job_id, *self.deposed_job_ids)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the codec's job); the lists only when non-empty."""
@@ -90,6 +100,83 @@ class JobRecord:
         )
 
 
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One managed serving deployment, keyed in ``State.deployments`` by its deployment ID.
+
+    The ID is the config key, so it is known before the create: the record is
+    written with phase ``creating`` before the POST, like a job's. ``spec`` is
+    ``DeploymentSpec.spec()`` with the shape resolved; ``hot_load_trainer_job``
+    is the trainer link (``accounts/{a}/rlorTrainerJobs/{id}``) rlorinfra last
+    set, so a link moved elsewhere shows as drift.
+    """
+
+    deployment_id: str
+    deployment_name: str  # accounts/{account}/deployments/{deployment_id}
+    spec: dict[str, Any]
+    phase: str = PHASE_CREATING
+    observed_state: str | None = None  # Deployment.state last seen
+    hot_load_trainer_job: str | None = None
+    hot_load_bucket_url: str | None = None
+    deployment_shape_version: str | None = None  # the versioned shape the server stored
+    created_at: str | None = None
+    updated_at: str | None = None
+    unread_fields: tuple[str, ...] = ()
+    depends_on: tuple[Address, ...] = ()
+
+    @property
+    def resource_id(self) -> str:
+        """The control-plane ID (the deployment ID)."""
+        return self.deployment_id
+
+    @property
+    def tracked_ids(self) -> tuple[str, ...]:
+        """Every live ID this record accounts for (one: a deployment ID never changes)."""
+        return (self.deployment_id,)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping; the lists only when non-empty."""
+        data: dict[str, Any] = {
+            "deployment_id": self.deployment_id,
+            "deployment_name": self.deployment_name,
+            "spec": dict(self.spec),
+            "phase": self.phase,
+            "observed_state": self.observed_state,
+            "hot_load_trainer_job": self.hot_load_trainer_job,
+            "hot_load_bucket_url": self.hot_load_bucket_url,
+            "deployment_shape_version": self.deployment_shape_version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.unread_fields:
+            data["unread_fields"] = list(self.unread_fields)
+        if self.depends_on:
+            data["depends_on"] = [str(address) for address in self.depends_on]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
+        """Inverse of ``to_dict``; raises KeyError/TypeError on malformed input."""
+        return cls(
+            deployment_id=data["deployment_id"],
+            deployment_name=data["deployment_name"],
+            spec=dict(data["spec"]),
+            phase=data.get("phase", PHASE_READY),
+            observed_state=data.get("observed_state"),
+            hot_load_trainer_job=data.get("hot_load_trainer_job"),
+            hot_load_bucket_url=data.get("hot_load_bucket_url"),
+            deployment_shape_version=data.get("deployment_shape_version"),
+            created_at=data.get("created_at"),
+            updated_at=data.get("updated_at"),
+            unread_fields=tuple(data.get("unread_fields") or ()),
+            depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
+        )
+
+
+# Any managed resource's record.
+Record = JobRecord | DeploymentRecord
+
+
 def parse_recorded_address(text: str) -> Address:
     """An address as state records it (always ``kind.name``); ValueError for anything else.
 
@@ -118,7 +205,7 @@ class State:
     serial: int = 0
     lineage: str | None = None
     control_plane: dict[str, Any] = field(default_factory=dict)  # {"url", "account_id", "instance"}
-    resources: Mapping[Kind, Mapping[str, JobRecord]] = field(default_factory=dict)
+    resources: Mapping[Kind, Mapping[str, Record]] = field(default_factory=dict)
     # Jobs the last full LIST of the account returned: lets refresh and apply's
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
@@ -132,17 +219,30 @@ class State:
     @property
     def jobs(self) -> Mapping[str, JobRecord]:
         """The trainer-job records, by display name."""
-        return self.resources.get(Kind.JOB, {})
+        return cast(Mapping[str, JobRecord], self.resources.get(Kind.JOB, {}))
+
+    @property
+    def deployments(self) -> Mapping[str, DeploymentRecord]:
+        """The serving-deployment records, by deployment ID."""
+        return cast(Mapping[str, DeploymentRecord], self.resources.get(Kind.DEPLOYMENT, {}))
 
     def addresses(self) -> list[Address]:
         """Every managed resource's address, sorted (by kind, then name)."""
         return sorted(Address(kind, name) for kind, records in self.resources.items() for name in records)
 
-    def record(self, address: Address) -> JobRecord | None:
+    def record(self, address: Address) -> Record | None:
         """The record at ``address``, or None when state does not manage it."""
         return self.resources.get(address.kind, {}).get(address.name)
 
-    def with_record(self, address: Address, record: JobRecord) -> State:
+    def job(self, name: str) -> JobRecord | None:
+        """The record of job ``name``, or None."""
+        return self.jobs.get(name)
+
+    def deployment(self, name: str) -> DeploymentRecord | None:
+        """The record of deployment ``name``, or None."""
+        return self.deployments.get(name)
+
+    def with_record(self, address: Address, record: Record) -> State:
         """A copy with ``address`` set to ``record``."""
         section = {**self.resources.get(address.kind, {}), address.name: record}
         return replace(self, resources={**self.resources, address.kind: section})

@@ -65,7 +65,7 @@ def test_every_field_and_the_canonical_spec(tmp_path):
     assert spec.spec() == {
         "annotations": {"a": "b", "team": "rl"}, "base_model": "accounts/fireworks/models/qwen3-8b",
         "deployment_shape": "accounts/fireworks/deploymentShapes/ds-qwen3-8b", "description": "rollouts",
-        "disable_speculative_decoding": True, "hot_load_trainer": "grpo-policy", "hot_load_transition": "sync",
+        "disable_speculative_decoding": True, "hot_load_trainer": "grpo-policy", "hot_load_transition_type": "SYNC",
         "max_replica_count": 3, "min_replica_count": 1, "region": "US_IOWA_1",
     }  # fmt: skip
     assert list(spec.spec()) == sorted(spec.spec())

@@ -56,9 +56,8 @@ def test_a_bad_depends_on_is_named(value):
     assert "`resources.job.trainer-a.depends_on`" in err.value.detail
 
 
-@pytest.mark.parametrize("kind", ["cluster", "deployment", "jobs", ""])
+@pytest.mark.parametrize("kind", ["cluster", "deployments", "jobs", ""])
 def test_an_unknown_kind_is_refused_clearly(kind):
-    # `deployment` is an address kind already, but this rlorinfra keeps no deployment records yet.
     document = document_of(sample_state())
     document["resources"][kind] = {}
     with pytest.raises(StateError) as err:

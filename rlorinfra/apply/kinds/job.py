@@ -200,7 +200,7 @@ class JobSteps:
         job_id = task.job_id or self._new_id(task.name)
         task.job_id = job_id
         self.host.event(task, EventKind.STARTED, message=Step.CREATE)
-        old = self.writer.record(task.address)
+        old = self.writer.job(task.address.name)
         deposed = self._deposed_after_create(task, old, job_id)
         if old is None or old.job_id != job_id or old.phase != sm.PHASE_CREATING:  # else already on disk
             record = self._record(task, job_id, spec, phase=sm.PHASE_CREATING, deposed=deposed)
@@ -382,7 +382,7 @@ class JobSteps:
 
     def _forget_deleted(self, address: Address, job_id: str | None) -> None:
         """``job_id`` is deleted: forget it as the current job, or as a deposed one."""
-        record = self.writer.record(address)
+        record = self.writer.job(address.name)
         if record is not None and record.job_id == job_id:
             self._forget_current(address, record)
         elif record is not None and job_id and job_id in record.deposed_job_ids:
@@ -396,7 +396,7 @@ class JobSteps:
         tell), so it is looked at first and deleted only under our display name.
         """
         self._check_managed(address, job_id)
-        record = self.writer.record(address)
+        record = self.writer.job(address.name)
         if record is None or record.job_id != job_id or record.phase != sm.PHASE_CREATING:
             return True
         live = self.client.get_job(job_id)
@@ -404,13 +404,13 @@ class JobSteps:
 
     def _forget_record(self, address: Address) -> None:
         """Drop the record, unless it still tracks deposed jobs (it goes with the last of them)."""
-        record = self.writer.record(address)
+        record = self.writer.job(address.name)
         if record is not None:
             self._forget_current(address, record)
 
     def _check_managed(self, address: Address, job_id: str) -> None:
         """Nothing is deleted that state does not manage at ``address`` (current or deposed)."""
-        record = self.writer.record(address)
+        record = self.writer.job(address.name)
         if record is None or (job_id != record.job_id and job_id not in record.deposed_job_ids):
             raise ApiError(
                 f'Refusing to delete job {job_id}: state does not manage it as "{address.name}"',
@@ -429,7 +429,7 @@ class JobSteps:
         job_id = record.job_id
 
         def change(state: State) -> State:  # decided on the current record: a deposed clear may race
-            current = state.record(address)
+            current = state.job(address.name)
             if current is None or current.job_id != job_id:
                 return state
             if current.deposed_job_ids:
@@ -612,7 +612,7 @@ class JobSteps:
 
     def settle_failed(self, task: Task) -> None:
         """Mark the record failed, unless it is still ``creating`` (the next run reconciles it by ID)."""
-        record = self.writer.record(task.address)
+        record = self.writer.job(task.address.name)
         if record is not None and record.job_id == task.job_id and record.phase != sm.PHASE_CREATING:
             self._update_record(task.address, phase=sm.PHASE_FAILED)
 
@@ -626,7 +626,7 @@ class JobSteps:
         observed: str | None = None,
         deposed: tuple[str, ...] | None = None,
     ) -> JobRecord:
-        previous = self.writer.record(task.address)
+        previous = self.writer.job(task.address.name)
         same = previous is not None and previous.job_id == job_id
         created = previous.created_at if previous is not None and same else now_rfc3339()
         return JobRecord(
@@ -646,7 +646,7 @@ class JobSteps:
         """The deposed job ``job_id`` is deleted: stop tracking it."""
 
         def change(state: State) -> State:
-            record = state.record(address)
+            record = state.job(address.name)
             if record is None or job_id not in record.deposed_job_ids:
                 return state
             kept = tuple(j for j in record.deposed_job_ids if j != job_id)
@@ -658,7 +658,7 @@ class JobSteps:
 
     def _update_record(self, address: Address, *, phase: str | None = None, observed: str | None = None) -> None:
         def change(state: State) -> State:
-            record = state.record(address)
+            record = state.job(address.name)
             if record is None:
                 return state
             updated = replace(record, phase=phase or record.phase, observed_state=observed or record.observed_state)
@@ -671,5 +671,5 @@ class JobSteps:
 
 def _without_if_current(state: State, address: Address, job_id: str | None) -> State:
     """``state`` without ``address`` when its record still holds ``job_id``."""
-    record = state.record(address)
+    record = state.job(address.name)
     return state.without_record(address) if record is not None and record.job_id == job_id else state

@@ -18,15 +18,16 @@ from rlorinfra.model.address import Kind
 from rlorinfra.plan.kinds.job import JOB_KIND
 from rlorinfra.plan.model import Change, Drift, LiveWorld
 from rlorinfra.plan.problems import PlanProblem
-from rlorinfra.state.model import JobRecord
 
 SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
+RecordT_contra = TypeVar("RecordT_contra", contravariant=True)
 
 
-class ResourceKind(Protocol[SpecT_contra]):
+class ResourceKind(Protocol[SpecT_contra, RecordT_contra]):
     """How one kind of resource is planned; every method is pure (no I/O, no clock).
 
-    ``SpecT_contra`` is the kind's declared-config type (``JobSpec`` for jobs).
+    ``SpecT_contra`` is the kind's declared-config type (``JobSpec`` for jobs),
+    ``RecordT_contra`` its state record (``JobRecord``).
     Methods that cannot plan raise ``PlanProblem``; the core collects them.
     """
 
@@ -45,20 +46,20 @@ class ResourceKind(Protocol[SpecT_contra]):
         ...
 
     def plan(
-        self, name: str, spec: SpecT_contra | None, record: JobRecord | None, live: LiveWorld, *, force_replace: bool
+        self, name: str, spec: SpecT_contra | None, record: RecordT_contra | None, live: LiveWorld, *, force_replace: bool
     ) -> Change | None:
         """The decision table: one change for a resource in scope (``None``: nothing to say)."""
         ...
 
-    def plan_destroy(self, name: str, spec: SpecT_contra | None, record: JobRecord, live: LiveWorld) -> Change:
+    def plan_destroy(self, name: str, spec: SpecT_contra | None, record: RecordT_contra, live: LiveWorld) -> Change:
         """The change ``--destroy`` plans for a managed resource (prevent_destroy applies)."""
         ...
 
-    def plan_leftovers(self, name: str, record: JobRecord | None, live: LiveWorld) -> list[Change]:
+    def plan_leftovers(self, name: str, record: RecordT_contra | None, live: LiveWorld) -> list[Change]:
         """Extra changes for objects a record still owns (deposed replacements), in every mode."""
         ...
 
-    def drift(self, name: str, record: JobRecord, live: LiveWorld) -> list[Drift]:
+    def drift(self, name: str, record: RecordT_contra, live: LiveWorld) -> list[Drift]:
         """What changed outside rlorinfra for one managed resource (nothing without refresh)."""
         ...
 
@@ -66,7 +67,7 @@ class ResourceKind(Protocol[SpecT_contra]):
         """Accelerators a resource with this spec holds when running: ``{type: count}``."""
         ...
 
-    def tracked_ids(self, record: JobRecord) -> Iterable[str]:
+    def tracked_ids(self, record: RecordT_contra) -> Iterable[str]:
         """Every live ID a record accounts for (so none of them counts as untracked)."""
         ...
 
@@ -76,4 +77,4 @@ class ResourceKind(Protocol[SpecT_contra]):
 
 
 # The registry the planner core dispatches on: one entry per kind.
-KINDS: Mapping[Kind, ResourceKind[Any]] = MappingProxyType({Kind.JOB: JOB_KIND})
+KINDS: Mapping[Kind, ResourceKind[Any, Any]] = MappingProxyType({Kind.JOB: JOB_KIND})
