@@ -46,7 +46,13 @@ class ResourceKind(Protocol[SpecT_contra, RecordT_contra]):
         ...
 
     def plan(
-        self, name: str, spec: SpecT_contra | None, record: RecordT_contra | None, live: LiveWorld, *, force_replace: bool
+        self,
+        name: str,
+        spec: SpecT_contra | None,
+        record: RecordT_contra | None,
+        live: LiveWorld,
+        *,
+        force_replace: bool,
     ) -> Change | None:
         """The decision table: one change for a resource in scope (``None``: nothing to say)."""
         ...
