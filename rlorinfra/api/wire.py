@@ -72,6 +72,7 @@ def shape_version(payload: dict[str, Any]) -> ShapeVersion:
         max_supported_context_length=int(snap.get("maxSupportedContextLength") or 0),
         trainer_image_tag=str(snap.get("trainerImageTag") or ""),
         trainer_mode=str(snap.get("trainerMode") or ""),
+        deployment_shape_version=str(snap.get("deploymentShapeVersion") or ""),
     )
 
 

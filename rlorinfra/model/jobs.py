@@ -145,6 +145,9 @@ class ShapeVersion:
     max_supported_context_length: int = 0
     trainer_image_tag: str = ""
     trainer_mode: str = ""
+    # The snapshot's deploymentShapeVersion: the deployment shape a deployment
+    # hot-loading this trainer defaults to (DeploymentConfig.from_training_profile).
+    deployment_shape_version: str = ""
 
     @property
     def shape(self) -> str:
