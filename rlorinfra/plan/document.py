@@ -42,7 +42,7 @@ CHANGE_ADDRESS_KEYS = ("address", "kind", "depends_on")
 DRIFT_KEYS = ("name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields")
 DRIFT_ADDRESS_KEYS = ("address", "resource_kind")
 # Counts first, in the order the summary line prints them.
-COUNTED_ACTIONS = ("create", "resume", "wait", "replace", "stop", "delete", "noop")
+COUNTED_ACTIONS = ("create", "resume", "wait", "update", "replace", "stop", "delete", "noop")
 SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift")
 
 # The only control-plane keys a document or plan file carries: what state records,

@@ -7,6 +7,7 @@ read them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.deployments import LiveDeployment
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
+from rlorinfra.state.model import State
 
 
 @dataclass(frozen=True)
@@ -160,3 +162,15 @@ class Plan:
     def count(self, action: Action) -> int:
         """How many changes carry ``action``."""
         return sum(1 for c in self.changes if c.action is action)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a kind may read beyond its own resource: the whole state and every declaration.
+
+    A deployment reads its trainer's record (the job ID its link must name) and
+    its trainer's declaration (the training shape its shape defaults to).
+    """
+
+    state: State = field(default_factory=State)
+    declared: Mapping[Address, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ from rlorinfra.errors import PlanError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.plan.kinds import KINDS, ResourceKind
 from rlorinfra.plan.kinds.job import accelerators_for as accelerators_for  # re-exported: older import path
-from rlorinfra.plan.model import Action, Change, LiveWorld, Plan
+from rlorinfra.plan.model import Action, Change, LiveWorld, Plan, PlanContext
 from rlorinfra.plan.problems import PlanProblem, raise_problems
 from rlorinfra.state.model import State
 
@@ -66,7 +66,10 @@ def make_plan(
     if not refresh_only:
         if not destroy:
             problems += _untracked_problems(declared, state, live, scope, kinds)
-        changes = _plan_changes(declared, state, live, scope, destroy, replace_set, problems, kinds)
+        context = PlanContext(state=state, declared=declared)
+        changes = _plan_changes(declared, state, live, scope, destroy, replace_set, problems, kinds, context)
+        changes = _after_dependencies(changes, kinds, context)
+        problems += _dangling_dependents(changes, declared, state, destroy, kinds)
     raise_problems(problems)
     return Plan(changes=order_changes(changes), drift=drift, destroy=destroy, refresh_only=refresh_only)
 
@@ -88,6 +91,7 @@ def _plan_changes(
     replace: Set[Address],
     problems: list[PlanProblem],
     kinds: Kinds,
+    context: PlanContext,
 ) -> list[Change]:
     """Each resource's change (plus its leftovers); per-resource problems go to ``problems``."""
     changes = []
@@ -97,7 +101,7 @@ def _plan_changes(
             if destroy:
                 change = kind.plan_destroy(address.name, spec, record, live) if record is not None else None
             else:
-                change = kind.plan(address.name, spec, record, live, force_replace=address in replace)
+                change = kind.plan(address.name, spec, record, live, force_replace=address in replace, context=context)
         except PlanProblem as problem:
             problems.append(problem)
             continue
@@ -105,6 +109,66 @@ def _plan_changes(
             changes.append(change)
         changes.extend(kind.plan_leftovers(address.name, record, live))
     return changes
+
+
+def _after_dependencies(changes: list[Change], kinds: Kinds, context: PlanContext) -> list[Change]:
+    """Let each change see what the plan does to its dependencies (a deployment re-attaches to a new trainer)."""
+    by_address: dict[Address, list[Change]] = {}
+    for change in changes:
+        by_address.setdefault(change.address, []).append(change)
+    out = []
+    for change in changes:
+        dependencies = [d for address in change.depends_on for d in by_address.get(address, ())]
+        out.append(kinds[change.kind].after_dependencies(change, dependencies, context) if dependencies else change)
+    return out
+
+
+def _dangling_dependents(
+    changes: Sequence[Change], declared: Mapping[Address, Any], state: State, destroy: bool, kinds: Kinds
+) -> list[PlanProblem]:
+    """Deleting a resource that another one, kept by this plan, still depends on.
+
+    Kept: declared (outside ``--destroy``) or managed, and not deleted by this
+    plan. A deployment re-pointed at another trainer in the file no longer
+    depends on the old one, so only its declaration counts when it is declared.
+    """
+    deleted = {c.address for c in changes if c.action is Action.DELETE and _deletes_the_resource(c, state)}
+    if not deleted:
+        return []
+    problems = []
+    for dependent, needs in sorted(_kept_dependencies(changes, declared, state, destroy, kinds).items()):
+        for address in sorted(set(needs) & deleted):
+            problems.append(
+                PlanProblem(
+                    f"Cannot delete {address}: {dependent} depends on it",
+                    f"{dependent} hot-loads from {address} and is kept by this plan. Delete {dependent} in the "
+                    f"same plan (remove its block, or add --target {dependent}), or point it at another "
+                    "trainer first.",
+                )
+            )
+    return problems
+
+
+def _deletes_the_resource(change: Change, state: State) -> bool:
+    """A delete of the resource itself (not of a deposed object under its address)."""
+    record = state.record(change.address)
+    return record is None or change.job_id in (None, record.resource_id)
+
+
+def _kept_dependencies(
+    changes: Sequence[Change], declared: Mapping[Address, Any], state: State, destroy: bool, kinds: Kinds
+) -> dict[Address, tuple[Address, ...]]:
+    """What each resource that survives this plan depends on afterwards."""
+    deleted = {c.address for c in changes if c.action is Action.DELETE}
+    kept: dict[Address, tuple[Address, ...]] = {}
+    for address in set(declared) | set(state.addresses()):
+        if address in deleted:
+            continue
+        if address in declared and not destroy:
+            kept[address] = kinds[address.kind].dependencies(declared[address])
+        elif (record := state.record(address)) is not None:
+            kept[address] = record.depends_on
+    return kept
 
 
 # --- scope and command-line options ------------------------------------------------

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from rlorinfra.model.deployments import DEPLOYMENT_SPEC_DEFAULTS
 from rlorinfra.model.jobs import SPEC_DEFAULTS
 
 NO_CHANGES = "No changes. Your trainer jobs match the configuration."
@@ -25,6 +26,7 @@ _HEADLINES = {
     "create": "will be created",
     "resume": "will be resumed",
     "wait": "will be waited for",
+    "update": "will be updated in-place",
     "replace": "must be replaced",
     "stop": "will be stopped",
     "delete": "will be destroyed",
@@ -38,6 +40,7 @@ _LEGEND = {
 }
 _JOB = "job"  # the kind of entries in documents from before addresses
 _SUMMARY_ORDER = ("create", "resume", "replace", "stop", "delete")
+_OPTIONAL_COUNTS = ("update",)  # shown only when non-zero: plans of jobs alone read as before
 
 
 class _Paint:
@@ -111,8 +114,11 @@ def _drift_line(drift: dict[str, Any], paint: _Paint) -> str:
 
 def _legend(changes: list[dict[str, Any]], paint: _Paint) -> str:
     used = {_symbol(c) for c in changes}
-    lines = ["Job actions are indicated with the following symbols:"]
+    noun = "Job" if all(c.get("kind", _JOB) == _JOB for c in changes) else "Resource"
+    lines = [f"{noun} actions are indicated with the following symbols:"]
     for symbol, meaning in _LEGEND.items():
+        if symbol == "~" and any(c["action"] == "update" for c in changes):
+            meaning = "update in-place, " + meaning
         if symbol in used:
             lines.append(f"{_gutter(symbol, paint)} {meaning}")
     return "\n".join(lines)
@@ -130,15 +136,38 @@ def _gutter(symbol: str, paint: _Paint) -> str:
 
 
 def _change_block(change: dict[str, Any], paint: _Paint) -> str:
-    """Header comment (by address), the resource line, and for create/replace/delete the attributes."""
-    header = paint(f"  # {address(change)} {_headline(change)}", _BOLD)
+    """Header comment (by address), its dependencies, the resource line, and the attributes that change."""
+    header = [paint(f"  # {address(change)} {_headline(change)}", _BOLD)]
+    header += [f"  # depends on {', '.join(change['depends_on'])}"] if change.get("depends_on") else []
     symbol = _symbol(change)
     ident = f" (id {change['job_id']})" if change["job_id"] else ""
     line = f'{_gutter(symbol, paint)} {change.get("kind", _JOB)} "{change["name"]}"{ident}'
-    if change["action"] not in ("create", "replace", "delete"):
-        return f"{header}\n{line}"
-    body = _attribute_lines(change, paint)
-    return "\n".join([header, line + " {", *body, "    }"])
+    if change["action"] not in ("create", "replace", "delete", "update"):
+        return "\n".join([*header, line])
+    body = _update_rows(change, paint) if change["action"] == "update" else _attribute_lines(change, paint)
+    return "\n".join([*header, line + " {", *body, "    }"])
+
+
+def _update_rows(change: dict[str, Any], paint: _Paint) -> list[str]:
+    """The fields an in-place update PATCHes; the trainer link shows as a re-attach."""
+    before, after = change["before"] or {}, change["after"] or {}
+    keys = list(change["changed_fields"])
+    width = max((len(key) for key in keys), default=0)
+    rows = []
+    for key in keys:
+        old, new = before.get(key, _default(key)), after.get(key, _default(key))
+        text = (
+            f"{_value(new)} (re-attach)"
+            if key == "hot_load_trainer" and old == new
+            else f"{_value(old)} -> {_value(new)}"
+        )
+        rows.append(f"      {paint.symbol('~')} {key.ljust(width)} = {text}")
+    return rows
+
+
+def _default(key: str) -> Any:
+    """What a spec that leaves ``key`` out means (specs omit defaults)."""
+    return SPEC_DEFAULTS.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
 
 
 def address(entry: Mapping[str, Any]) -> str:
@@ -166,7 +195,7 @@ def _attribute_lines(change: dict[str, Any], paint: _Paint) -> list[str]:
     elif change["action"] == "delete":
         rows = [("-", key, f"{_value(before[key])} -> null") for key in sorted(before)]
     else:
-        rows = _replace_rows(before, after)
+        rows = _replace_rows(before, after, change["changed_fields"])
     width = max((len(key) for _, key, _ in rows), default=0)
     lines = [f"      {paint.symbol(sym)} {key.ljust(width)} = {text}" for sym, key, text in rows]
     hidden = len(set(before) & set(after)) - sum(1 for _, key, _ in rows if key in before and key in after)
@@ -176,13 +205,13 @@ def _attribute_lines(change: dict[str, Any], paint: _Paint) -> list[str]:
     return lines
 
 
-def _replace_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Changed attributes only; each one forces the replacement."""
+def _replace_rows(before: dict[str, Any], after: dict[str, Any], forcing: list[str]) -> list[tuple[str, str, str]]:
+    """Changed attributes only; those in ``forcing`` (all, when it is empty) force the replacement."""
     rows = []
-    forces = " # forces replacement"
     for key in sorted(set(before) | set(after)):
+        forces = " # forces replacement" if not forcing or key in forcing else ""
         # Specs omit default values (canonical_spec): show the default, not null.
-        old, new = before.get(key, SPEC_DEFAULTS.get(key)), after.get(key, SPEC_DEFAULTS.get(key))
+        old, new = before.get(key, _default(key)), after.get(key, _default(key))
         if old == new:
             continue
         if old is None:
@@ -203,7 +232,8 @@ def _value(value: Any) -> str:
 
 
 def _summary_lines(summary: dict[str, Any], paint: _Paint) -> str:
-    counts = ", ".join(f"{summary[action]} to {action}" for action in _SUMMARY_ORDER)
+    shown = ["create", *(a for a in _OPTIONAL_COUNTS if summary.get(a)), *_SUMMARY_ORDER[1:]]
+    counts = ", ".join(f"{summary[action]} to {action}" for action in shown)
     waits = f" ({summary['wait']} to wait for)" if summary["wait"] else ""
     lines = [paint("Plan:", _BOLD) + f" {counts}{waits}."]
     accelerators = accelerator_text(summary["accelerators"])
@@ -221,7 +251,8 @@ def accelerator_text(accelerators: dict[str, int]) -> str:
 def _notes(changes: list[dict[str, Any]]) -> str:
     """Notes for no-op changes that still carry news (deferred field changes)."""
     lines = [
-        f'Note: job "{c["name"]}" has changed fields ({", ".join(c["changed_fields"])}): {c["reason"]}.'
+        f'Note: {c.get("kind", _JOB)} "{c["name"]}" has changed fields '
+        f"({', '.join(c['changed_fields'])}): {c['reason']}."
         for c in changes
         if c["action"] == "noop" and c["changed_fields"]
     ]

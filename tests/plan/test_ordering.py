@@ -7,7 +7,7 @@ second kind registered beside the job, which is all adding a kind takes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import pytest
@@ -15,8 +15,9 @@ import pytest
 from rlorinfra.errors import PlanError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.plan.kinds import KINDS
+from rlorinfra.plan.kinds.deployment import DEPLOYMENT_KIND
 from rlorinfra.plan.kinds.job import JOB_KIND
-from rlorinfra.plan.model import Action, Change, Drift, LiveWorld
+from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
 from rlorinfra.plan.planner import make_plan, order_changes
 from rlorinfra.plan.problems import PlanProblem
 from rlorinfra.state.model import JobRecord, State
@@ -97,6 +98,7 @@ class FakeServingKind:
         live: LiveWorld,
         *,
         force_replace: bool,
+        context: PlanContext,
     ) -> Change | None:
         if record is None:
             return None if spec is None else self._change(name, Action.CREATE, spec)
@@ -119,6 +121,12 @@ class FakeServingKind:
 
     def untracked_problem(self, name: str, live: LiveWorld, tracked: Set[str]) -> PlanProblem | None:
         return None
+
+    def dependencies(self, spec: Mapping[str, Any]) -> tuple[Address, ...]:
+        return (Address.job(spec["trainer"]),)
+
+    def after_dependencies(self, change: Change, dependencies: Sequence[Change], context: PlanContext) -> Change:
+        return change
 
     def _change(self, name: str, action: Action, spec: Mapping[str, Any]) -> Change:
         return Change(name, action, kind=Kind.DEPLOYMENT, depends_on=(Address.job(spec["trainer"]),))
@@ -183,5 +191,5 @@ def test_targets_and_replace_take_addresses():
     assert _addresses(plan.changes) == ["deployment.serving"]
 
 
-def test_the_default_registry_holds_the_job_kind():
-    assert KINDS == {Kind.JOB: JOB_KIND}
+def test_the_default_registry_holds_both_kinds():
+    assert KINDS == {Kind.JOB: JOB_KIND, Kind.DEPLOYMENT: DEPLOYMENT_KIND}

@@ -10,13 +10,14 @@ beside ``job.py`` plus one entry in ``KINDS`` (DESIGN.md §3).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from rlorinfra.model.address import Kind
+from rlorinfra.model.address import Address, Kind
+from rlorinfra.plan.kinds.deployment import DEPLOYMENT_KIND
 from rlorinfra.plan.kinds.job import JOB_KIND
-from rlorinfra.plan.model import Change, Drift, LiveWorld
+from rlorinfra.plan.model import Change, Drift, LiveWorld, PlanContext
 from rlorinfra.plan.problems import PlanProblem
 
 SpecT_contra = TypeVar("SpecT_contra", contravariant=True)
@@ -45,6 +46,10 @@ class ResourceKind(Protocol[SpecT_contra, RecordT_contra]):
         """The normalized spec recorded in state and compared on every plan."""
         ...
 
+    def dependencies(self, spec: SpecT_contra) -> tuple[Address, ...]:
+        """The addresses a declared resource depends on (a deployment: its trainer)."""
+        ...
+
     def plan(
         self,
         name: str,
@@ -53,6 +58,7 @@ class ResourceKind(Protocol[SpecT_contra, RecordT_contra]):
         live: LiveWorld,
         *,
         force_replace: bool,
+        context: PlanContext,
     ) -> Change | None:
         """The decision table: one change for a resource in scope (``None``: nothing to say)."""
         ...
@@ -81,6 +87,10 @@ class ResourceKind(Protocol[SpecT_contra, RecordT_contra]):
         """The problem when a declared name not in state already has live objects state does not track."""
         ...
 
+    def after_dependencies(self, change: Change, dependencies: Sequence[Change], context: PlanContext) -> Change:
+        """The change again, knowing what the plan does to its dependencies (a deployment re-attaches)."""
+        ...
+
 
 # The registry the planner core dispatches on: one entry per kind.
-KINDS: Mapping[Kind, ResourceKind[Any, Any]] = MappingProxyType({Kind.JOB: JOB_KIND})
+KINDS: Mapping[Kind, ResourceKind[Any, Any]] = MappingProxyType({Kind.JOB: JOB_KIND, Kind.DEPLOYMENT: DEPLOYMENT_KIND})

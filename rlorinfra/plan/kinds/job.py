@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import fields
 from typing import Any
 
 from rlorinfra.config.model import JobSpec
-from rlorinfra.model.address import Kind
+from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.jobs import SPEC_DEFAULTS, LiveJob, ShapeVersion, comparable_fields
 from rlorinfra.model.states import (
     ALREADY_STOPPED_STATES,
@@ -38,7 +38,7 @@ from rlorinfra.model.states import (
     UNKNOWN_STATE,
 )
 from rlorinfra.plan.diff import changed_fields
-from rlorinfra.plan.model import Action, Change, Drift, LiveWorld
+from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
 from rlorinfra.plan.problems import PlanProblem
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, PHASE_STOPPED, JobRecord
 
@@ -65,10 +65,21 @@ class JobKind:
         """``JobSpec.spec()``: the normalized control-plane fields."""
         return spec.spec()
 
+    def dependencies(self, spec: JobSpec) -> tuple[Address, ...]:
+        """A trainer job depends on nothing."""
+        return ()
+
     def plan(
-        self, name: str, spec: JobSpec | None, record: JobRecord | None, live: LiveWorld, *, force_replace: bool
+        self,
+        name: str,
+        spec: JobSpec | None,
+        record: JobRecord | None,
+        live: LiveWorld,
+        *,
+        force_replace: bool,
+        context: PlanContext | None = None,
     ) -> Change | None:
-        """The change for one job in scope (``None``: nothing to say about it)."""
+        """The change for one job in scope (``None``: nothing to say about it; ``context`` is not needed)."""
         foreign = _foreign_job(name, record, live)
         if foreign is not None and record is not None:
             return _plan_foreign(name, spec, record, foreign, destroy=False)
@@ -107,6 +118,10 @@ class JobKind:
         """A declared name whose live job(s) state does not track: suggest ``rlorinfra import``."""
         jobs = [j for j in live.by_display_name(name) if j.job_id not in tracked and j.state not in GONE_STATES]
         return _untracked_problem(name, sorted(jobs, key=lambda j: j.job_id)) if jobs else None
+
+    def after_dependencies(self, change: Change, dependencies: Sequence[Change], context: PlanContext) -> Change:
+        """A job has no dependencies: its change stands."""
+        return change
 
 
 JOB_KIND = JobKind()
@@ -558,7 +573,7 @@ def accelerators_for(spec: Mapping[str, Any], shapes: Mapping[str, ShapeVersion]
     """
     shape_ref = spec.get("training_shape")
     if shape_ref:
-        shape = _find_shape(str(shape_ref), shapes)
+        shape = find_shape(str(shape_ref), shapes)
         if shape is None or not shape.accelerator_type or not shape.accelerator_count:
             return {}
         return {shape.accelerator_type: shape.accelerator_count * max(shape.node_count, 1)}
@@ -568,7 +583,7 @@ def accelerators_for(spec: Mapping[str, Any], shapes: Mapping[str, ShapeVersion]
     return {str(kind): int(spec.get("accelerator_count") or 1) * int(spec.get("node_count") or 1)}
 
 
-def _find_shape(ref: str, shapes: Mapping[str, ShapeVersion]) -> ShapeVersion | None:
+def find_shape(ref: str, shapes: Mapping[str, ShapeVersion]) -> ShapeVersion | None:
     """The resolved version for a shape reference, by exact name or parent shape."""
     if ref in shapes:
         return shapes[ref]
