@@ -104,7 +104,7 @@ DEPLOYMENT_RULES: dict[str, F.FieldRule] = {r.name: r for r in (
     _rule("disable_speculative_decoding", F.boolean, "boolean", "false", "Ignore speculative decoding.",
           replaces="replace"),
     _rule("annotations", string_map, "table of strings", "unset", "Annotations.", replaces="replace"),
-    _rule("description", description, "string", "unset", "Description.", replaces="replace"),
+    _rule("description", description, "string", "unset", "Description."),
     _rule("hot_load_trainer", F.text, "string", "unset", "A job of this file whose checkpoints are served."),
     _rule("extra_args", F.extra_args, "array of strings", "unset", "Serving arguments (superuser key).",
           replaces="replace"),
