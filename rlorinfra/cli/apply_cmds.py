@@ -153,6 +153,11 @@ def apply_cmd(
     shell_complete=complete_state_job_names,
     help="Only destroy this job (repeatable).",
 )
+@click.option(
+    "--exclude-protected",
+    is_flag=True,
+    help="Leave protected resources (prevent_destroy, or protected in state) out instead of failing.",
+)
 @execution_options
 @json_option
 @lock_timeout_option
@@ -160,6 +165,7 @@ def apply_cmd(
 def destroy_cmd(
     config_path: Path,
     targets: tuple[str, ...],
+    exclude_protected: bool,
     auto_approve: bool,
     parallelism: int,
     no_wait: bool,
@@ -169,7 +175,10 @@ def destroy_cmd(
     lock_timeout: float,
     insecure: bool,
 ) -> ExitCode:
-    """Delete every managed job (or only --target ones). Respects prevent_destroy.
+    """Delete every managed job (or only --target ones). Respects protection.
+
+    A protected resource (prevent_destroy, or `protected` in state) makes the
+    plan fail; --exclude-protected destroys the rest and leaves those, with a note.
 
     Plans the deletion (dependents first), shows it and asks for 'yes' unless
     --auto-approve. Runs up to --parallelism deletions at once and waits for
@@ -183,10 +192,11 @@ def destroy_cmd(
       rlorinfra destroy
       rlorinfra destroy --target grpo-policy-trainer --auto-approve
       rlorinfra destroy -auto-approve -lock-timeout=30s
+      rlorinfra destroy --exclude-protected
     """
     from rlorinfra.operations import PlanRequest
 
-    request = PlanRequest(destroy=True, targets=targets)
+    request = PlanRequest(destroy=True, targets=targets, exclude_protected=exclude_protected)
     return run_apply(
         config_path,
         request,

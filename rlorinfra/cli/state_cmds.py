@@ -1,9 +1,10 @@
-"""Commands on state: ``state list|show|rm|mv|pull|push|migrate``, ``output``, ``show``, ``force-unlock``.
+"""Commands on state: ``state list|show|rm|mv|unprotect|pull|push|migrate``, ``output``, ``show``, ``force-unlock``.
 
 None of these talk to the control plane. Reading commands (``state list``,
 ``state show``, ``output``, ``show``) take no lock: the store replaces the file
 atomically, so a reader sees either the old or the new state. Writing commands
-(``state rm``, ``state mv``, ``state push``, ``state migrate``) hold the state lock for their read-modify-write.
+(``state rm``, ``state mv``, ``state unprotect``, ``state push``, ``state migrate``) hold the state lock for
+their read-modify-write.
 ``force-unlock`` removes a lock and so takes none.
 """
 
@@ -191,6 +192,42 @@ def _explain_moved(old: str, new: str, record: JobRecord, config: Config) -> Non
             f"{config.path} still declares [jobs.{old}]; rename it to [jobs.{new}], or the next "
             f"plan will want to delete {new!r} and create {old!r}."
         )
+
+
+@state_group.command("unprotect")
+@click.argument("address", shell_complete=complete_state_job_names)
+@file_option
+@lock_timeout_option
+def state_unprotect_cmd(address: str, config_path: Path, lock_timeout: float) -> ExitCode:
+    """Clear the protection state recorded for ADDRESS (job.NAME, deployment.ID, or NAME).
+
+    prevent_destroy = true is recorded in state as `protected`, so removing the
+    block does not make the resource deletable. This clears it (under the state
+    lock, bumping the serial); nothing on the control plane changes. If the block
+    still says prevent_destroy = true, the next apply records it again.
+
+    \b
+    Example:
+      rlorinfra state unprotect job.grpo-policy-trainer
+    """
+    from rlorinfra.operations import state_unprotect
+
+    ws = _open_state(config_path)
+    try:
+        found, _, changed = state_unprotect(ws, address, lock_timeout=lock_timeout)
+    finally:
+        ws.close()
+    if not changed:
+        click.echo(f"{found} is not protected in state; nothing to change.")
+        return ExitCode.OK
+    click.echo(f"Unprotected {found}: a plan may now delete or replace it.")
+    declared = ws.config.jobs if found.kind.value == "job" else ws.config.deployments
+    if found.name in declared:
+        echo_warning(
+            f"{found} is still declared in {ws.config.path}; if its block says prevent_destroy = true, "
+            "the next apply protects it again."
+        )
+    return ExitCode.OK
 
 
 # ---------------------------------------------------------------- pull, push, migrate

@@ -237,6 +237,17 @@ def extra_args(value: Any) -> tuple[str, ...] | None:
     return tuple(out) or None
 
 
+def ttl(value: Any) -> int:
+    """A lifetime > 0, as whole seconds (any duration of the file's syntax, up to a year)."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise Invalid(f"{exc}, {got(value)}") from None
+    if seconds <= 0:
+        raise Invalid(f"must be > 0, {got(value)}", "Omit ttl to keep the resource until its block is removed.")
+    return seconds
+
+
 def inactivity_timeout(value: Any) -> int:
     """A duration of 1 s .. 3 h, as whole seconds."""
     try:
@@ -345,6 +356,8 @@ JOB_RULES: dict[str, FieldRule] = {r.name: r for r in (
     _rule("max_resumes", integer(0, MAX_RESUMES), "integer 0..1000", "3", "all",
           "How many times apply resumes a job that fails or is preempted while it waits.",
           replaces="never"),
+    _rule("ttl", ttl, "duration", "unset", "all",
+          f"Delete the job this long after its creation: {FORMAT_HINT}.", replaces="never"),
 )}  # fmt: skip
 
 # Common misspellings that difflib would not catch, mapped to the real key.

@@ -47,7 +47,7 @@ __all__ = [
 DESIRED_STATES = ("running", "stopped")
 
 # Fields that steer rlorinfra and are never sent to the control plane.
-LIFECYCLE_FIELDS = ("desired_state", "prevent_destroy", "create_before_destroy", "max_resumes")
+LIFECYCLE_FIELDS = ("desired_state", "prevent_destroy", "create_before_destroy", "max_resumes", "ttl")
 # Fields that are accepted but never part of the spec (deprecated, never sent).
 UNSENT_FIELDS = ("gradient_accumulation_steps",)
 # Infra fields: only on the manual path (PROTOCOL.md §4.3).
@@ -87,6 +87,7 @@ class JobSpec:
     prevent_destroy: bool = False
     create_before_destroy: bool = False
     max_resumes: int = 3
+    ttl: int | None = None  # whole seconds; expires_at = created_at + ttl (DESIGN.md §7)
 
     @property
     def path(self) -> str:

@@ -16,7 +16,7 @@ from rlorinfra.operations.planning import (
     run_plan,
     save_plan,
 )
-from rlorinfra.operations.state_edits import force_unlock, record_of, state_mv, state_rm
+from rlorinfra.operations.state_edits import force_unlock, record_of, state_mv, state_rm, state_unprotect
 from rlorinfra.operations.state_moves import (
     MigrateOutcome,
     MigrateResult,
@@ -61,4 +61,5 @@ __all__ = [
     "state_pull",
     "state_push",
     "state_rm",
+    "state_unprotect",
 ]

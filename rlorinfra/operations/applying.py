@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from rlorinfra.errors import (
     StateError,
     StateLockedError,
 )
+from rlorinfra.model.times import format_rfc3339
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -96,9 +98,13 @@ def run_destroy(
     *,
     auto_approve: bool = False,
     lock_timeout: float = 0,
+    exclude_protected: bool = False,
 ) -> ApplyRun:
-    """The destroy flow: plan the deletion of every managed job (or ``targets``), confirm, run it."""
-    request = PlanRequest(destroy=True, targets=targets)
+    """The destroy flow: plan the deletion of every managed job (or ``targets``), confirm, run it.
+
+    ``exclude_protected`` leaves protected resources out (noted) instead of failing the plan.
+    """
+    request = PlanRequest(destroy=True, targets=targets, exclude_protected=exclude_protected)
     return run_apply(ws, request, ui, options, auto_approve=auto_approve, lock_timeout=lock_timeout)
 
 
@@ -171,6 +177,25 @@ def sync_observed(state: State, plan: Plan) -> State:
     return state
 
 
+def record_lifecycle(state: State, plan: Plan, now: datetime) -> State:
+    """Carry out the plan's state-only updates: protection and ttl expiry of the records it keeps.
+
+    No API call: ``prevent_destroy`` becomes ``protected`` and ``ttl`` becomes
+    ``expires_at`` (``created_at + ttl``) on each record the plan shows an update for.
+    """
+    from rlorinfra.plan.planner import recorded_expiry
+
+    for change in plan.state_only:
+        record, lifecycle = state.record(change.address), change.lifecycle
+        if record is None or lifecycle is None or change.job_id not in (None, record.resource_id):
+            continue
+        expires_at = recorded_expiry(record, lifecycle, now)
+        updated = replace(record, protected=lifecycle.protected, expires_at=expires_at)
+        if updated != record:
+            state = state.with_record(change.address, replace(updated, updated_at=format_rfc3339(now)))
+    return state
+
+
 def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
     """Drop deposed job IDs whose jobs are gone (deleted, or never listed again)."""
     from rlorinfra.model.states import GONE_STATES
@@ -240,6 +265,7 @@ def execute(
         ws.client().identify()
         check_instance(state, ws.control_plane(), ws.state_where(), local=ws.is_local_state)
     state = adopt_unread_fields(forget_gone_deposed(sync_observed(state, plan), live), plan, ws.config.jobs)
+    state = record_lifecycle(state, plan, datetime.now(UTC))
     state = store.write(with_listing(with_control_plane(state, ws.control_plane()), live))
     shape_versions = {shape: v.name for shape, v in (live.shapes if live else {}).items()}
     if live is None:

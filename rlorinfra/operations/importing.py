@@ -45,7 +45,21 @@ def import_job(ws: Workspace, state: State, name: str, job_id: str) -> State:
     _check_not_managed(state, name, job_id)
     live = _live_for_import(ws, job_id)
     state = with_control_plane(state, ws.control_plane())
-    return ws.store.write(state.with_job(name, _imported_record(ws, live)))
+    return ws.store.write(state.with_job(name, _with_declared_lifecycle(ws, name, _imported_record(ws, live))))
+
+
+def _with_declared_lifecycle(ws: Workspace, name: str, record: JobRecord) -> JobRecord:
+    """Protection and ttl recorded at import when ``[jobs.NAME]`` declares them (ttl counts from the import)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from rlorinfra.model.times import expiry
+
+    spec = ws.config.jobs.get(name)
+    if spec is None:
+        return record
+    expires_at = expiry(record.created_at, spec.ttl, datetime.now(UTC))
+    return replace(record, protected=spec.prevent_destroy, expires_at=expires_at)
 
 
 def _check_import_name(name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,14 @@ class PlanRequest:
     targets: Sequence[str] = ()
     replace: Sequence[str] = ()
     health_check: bool = True
+    exclude_protected: bool = False  # destroy: leave protected resources out
 
     @property
     def record(self) -> dict[str, Any]:
         """The request as saved with a plan file."""
         return {
             "destroy": self.destroy,
+            "exclude_protected": self.exclude_protected,
             "refresh_only": self.refresh_only,
             "targets": list(self.targets),
             "replace": list(self.replace),
@@ -136,8 +139,11 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         targets=tuple(request.targets),
         replace=tuple(request.replace),
         refresh_only=request.refresh_only,
+        now=datetime.now(UTC),  # the planner is pure: the clock ttl expiry is judged by comes from here
+        exclude_protected=request.exclude_protected,
     )
     document = plan_document(plan, control_plane=ws.control_plane())
+    notes = [*notes, *plan.notes]
     return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)
 
 
@@ -197,6 +203,7 @@ def _request_from_record(record: Mapping[str, Any], plan: Plan) -> PlanRequest:
         replace=tuple(str(r) for r in record.get("replace", ())),
         health_check=bool(record.get("health_check", True)),
         refresh=bool(record.get("refresh", True)),
+        exclude_protected=bool(record.get("exclude_protected", False)),
     )
 
 

@@ -1,17 +1,19 @@
-"""Edits of state that touch no job: ``state rm``, ``state mv``, ``force-unlock``.
+"""Edits of state that touch no job: ``state rm``, ``state mv``, ``state unprotect``, ``force-unlock``.
 
-``state rm`` and ``state mv`` hold the state lock for their read-modify-write;
+``state rm``, ``state mv`` and ``state unprotect`` hold the state lock for their read-modify-write;
 ``force-unlock`` removes a lock and so takes none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from rlorinfra.errors import StateError
+from rlorinfra.model.address import Address
 from rlorinfra.operations.ui import FORCE_UNLOCK_EXPLANATION, FORCE_UNLOCK_QUESTION, UI, Operation, Question
 from rlorinfra.operations.workspace import Workspace
-from rlorinfra.state.model import JobRecord, State
+from rlorinfra.state.model import JobRecord, Record, State
 
 
 def record_of(state: State, name: str, where: str) -> JobRecord:
@@ -73,6 +75,42 @@ def state_mv(ws: Workspace, old: str, new: str, *, lock_timeout: float = 0) -> J
             )
         store.write(state.without_job(old).with_job(new, record))
     return record
+
+
+def state_unprotect(ws: Workspace, text: str, *, lock_timeout: float = 0) -> tuple[Address, Record, bool]:
+    """Clear ``protected`` on the record at ``text`` (``job.NAME``, ``deployment.ID`` or a bare name).
+
+    Under the state lock; a real change is written, which bumps the serial (so a
+    plan saved before it is stale). Returns the address, the record as it is now,
+    and whether it was protected. The live resource is not touched.
+    """
+    store = ws.store
+    with ws.lock(Operation.STATE_UNPROTECT, lock_timeout):
+        state = store.read()
+        address = _address_in(state, text, store.backend.describe())
+        record = state.record(address)
+        assert record is not None  # _address_in found it
+        if not record.protected:
+            return address, record, False
+        unprotected = replace(record, protected=False)
+        store.write(state.with_record(address, unprotected))
+    return address, unprotected, True
+
+
+def _address_in(state: State, text: str, where: str) -> Address:
+    """The managed address ``text`` names, or an error listing what state tracks."""
+    try:
+        address = Address.parse(text, known=state.addresses())
+    except ValueError as exc:
+        raise StateError(f"Address {text!r} is ambiguous", f"{exc}.") from None
+    if state.record(address) is None:
+        known = ", ".join(str(a) for a in state.addresses()) or "none"
+        raise StateError(
+            f"No resource {text!r} in state",
+            f"The state in {where} has no {address} (resources in state: {known}). "
+            "Run `rlorinfra state list` to see what it tracks.",
+        )
+    return address
 
 
 def force_unlock(ws: Workspace, lock_id: str, ui: UI, *, ask: bool = True) -> None:

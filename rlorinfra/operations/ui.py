@@ -25,6 +25,7 @@ class Operation(StrEnum):
     IMPORT = "import"
     STATE_RM = "state rm"
     STATE_MV = "state mv"
+    STATE_UNPROTECT = "state unprotect"
     STATE_PUSH = "state push"
     STATE_MIGRATE = "state migrate"
     FORCE_UNLOCK = "force-unlock"

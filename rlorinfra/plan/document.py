@@ -5,7 +5,8 @@ is rendered from it (``render.text``), so the three can never disagree. The
 schema is pinned by ``tests/plan/test_document.py``; a change that old readers
 cannot follow must bump ``FORMAT_VERSION``. Keys added compatibly stay at
 format 1: ``address``, ``kind`` and ``depends_on`` on changes, ``address`` and
-``resource_kind`` on drift (a drift's ``kind`` was already what happened);
+``resource_kind`` on drift (a drift's ``kind`` was already what happened),
+``lifecycle`` (``{"protected", "ttl_s"}`` or null) and ``state_updates`` on changes;
 documents saved without them still load, as jobs without dependencies. No-op
 changes are listed too (as Terraform's JSON plan lists them), with
 ``action = "noop"``. Only whitelisted control-plane keys are ever written.
@@ -18,7 +19,7 @@ from typing import Any
 
 from rlorinfra.errors import PlanFileError
 from rlorinfra.model.address import Address, Kind
-from rlorinfra.plan.model import Action, Change, Drift, Plan
+from rlorinfra.plan.model import Action, Change, Drift, Lifecycle, Plan
 from rlorinfra.state.codec import CONTROL_PLANE_KEYS
 
 FORMAT_VERSION = 1
@@ -85,7 +86,27 @@ def _change_entry(change: Change) -> dict[str, Any]:
         "create_before_destroy": change.create_before_destroy,
         "max_resumes": change.max_resumes,
         "depends_on": [str(a) for a in change.depends_on],
+        "lifecycle": _lifecycle_entry(change.lifecycle),
+        "state_updates": list(change.state_updates),
     }
+
+
+def _lifecycle_entry(lifecycle: Lifecycle | None) -> dict[str, Any] | None:
+    if lifecycle is None:
+        return None
+    return {"protected": lifecycle.protected, "ttl_s": lifecycle.ttl_s}
+
+
+def _lifecycle_from(value: Any, where: str) -> Lifecycle | None:
+    """``lifecycle`` of a change entry (absent in documents from before it: None)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("protected"), bool):
+        raise _garbled(f"{where} must be an object with a boolean 'protected'")
+    ttl = value.get("ttl_s")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
+        raise _garbled(f"{where}.ttl_s must be a positive whole number of seconds or null")
+    return Lifecycle(protected=value["protected"], ttl_s=ttl)
 
 
 def _drift_entry(drift: Drift) -> dict[str, Any]:
@@ -180,6 +201,8 @@ def _change_from(entry: Any, index: int) -> Change:
             accelerators={str(k): int(v) for k, v in dict(entry["accelerators"]).items()},
             create_before_destroy=bool(entry["create_before_destroy"]),
             max_resumes=int(entry["max_resumes"]),
+            lifecycle=_lifecycle_from(entry.get("lifecycle"), f"changes[{index}].lifecycle"),
+            state_updates=tuple(str(u) for u in entry.get("state_updates", ())),
         )
     except (TypeError, ValueError) as exc:
         raise _garbled(f"changes[{index}] is malformed ({exc})") from None

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.deployments import LiveDeployment
 from rlorinfra.model.jobs import LiveJob, ShapeVersion
+from rlorinfra.model.times import expiry
 from rlorinfra.state.model import State
 
 
@@ -76,6 +78,25 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
+class Lifecycle:
+    """What a declared resource's record must hold about its protection and lifetime.
+
+    ``protected`` is ``prevent_destroy``; ``ttl_s`` the declared ``ttl`` in
+    seconds (None: none). The record's ``expires_at`` is always
+    ``created_at + ttl_s`` (``model.times.expiry``), so a create computes it
+    when the record is made and a state-only update from the record's own
+    ``created_at``.
+    """
+
+    protected: bool = False
+    ttl_s: int | None = None
+
+    def expires_at(self, created_at: str | None, now: datetime) -> str | None:
+        """``created_at + ttl`` (``now + ttl`` for a record without a creation time); None without a ttl."""
+        return expiry(created_at, self.ttl_s, now)
+
+
+@dataclass(frozen=True)
 class Change:
     """One planned action on one resource (``kind``, and ``name``: a job's display name, a deployment's ID).
 
@@ -102,6 +123,11 @@ class Change:
     kind: Kind = Kind.JOB
     # Resources this change runs after (their creates, resumes and waits finish first).
     depends_on: tuple[Address, ...] = ()
+    # What the record must hold once applied (None: leave it; an undeclared resource).
+    lifecycle: Lifecycle | None = None
+    # State-only updates to the record, as shown: ("ttl: expires 2026-12-07T08:00:00Z",).
+    # No API call; apply writes them (a noop change with these is still a change).
+    state_updates: tuple[str, ...] = ()
 
     @property
     def address(self) -> Address:
@@ -148,6 +174,9 @@ class Plan:
     drift: tuple[Drift, ...] = ()
     destroy: bool = False
     refresh_only: bool = False
+    # Warnings for the user beside the plan (a ttl expiring within the hour, protected
+    # resources left out of a destroy); not part of the plan document.
+    notes: tuple[str, ...] = ()
 
     @property
     def actionable(self) -> tuple[Change, ...]:
@@ -156,8 +185,13 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """True when apply would do anything (``--detailed-exitcode`` 2)."""
-        return bool(self.actionable)
+        """True when apply would do anything (``--detailed-exitcode`` 2), state-only updates included."""
+        return bool(self.actionable) or bool(self.state_only)
+
+    @property
+    def state_only(self) -> tuple[Change, ...]:
+        """Changes that update state records without any API call (ttl, protection)."""
+        return tuple(c for c in self.changes if c.state_updates)
 
     def count(self, action: Action) -> int:
         """How many changes carry ``action``."""
@@ -174,3 +208,5 @@ class PlanContext:
 
     state: State = field(default_factory=State)
     declared: Mapping[Address, Any] = field(default_factory=dict)
+    # The planner's clock, passed in (the planner never reads one): ttl expiry is judged against it.
+    now: datetime = field(default_factory=lambda: datetime(1970, 1, 1, tzinfo=UTC))

@@ -1,6 +1,6 @@
 """The pure planner core: (desired specs, state, live snapshot) -> Plan.
 
-No I/O, no clock, no randomness: the same inputs always give the same plan, so
+No I/O, no clock of its own (``now`` is an argument), no randomness: the same inputs always give the same plan, so
 the planner is table-tested and property-tested (``tests/plan``). The core is
 kind-agnostic: it decides the scope (``--target``, ``--replace``), refuses
 options that make no sense and declared names whose live objects state does not
@@ -9,27 +9,47 @@ drift, and orders the changes by the dependency graph (``Change.depends_on``).
 The per-kind decision tables live in ``plan/kinds/`` (the job's in ``job.py``,
 documented in ``docs/planning.md``).
 
+Lifetime and protection (DESIGN.md §4, §7) are kind-agnostic and live here
+too: a record whose ``expires_at`` has passed plans as a delete (its dependents
+first), a declared resource's ``prevent_destroy`` and ``ttl`` become the
+``Lifecycle`` its record must hold (a state-only update when only that
+differs), and deleting or replacing a protected resource is a plan problem.
+
 Every problem that makes a plan impossible is collected and raised together as
 one ``PlanError``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import heapq
 from collections.abc import Mapping, Sequence, Set
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rlorinfra.config.model import JobSpec
 from rlorinfra.errors import PlanError
 from rlorinfra.model.address import Address, Kind
+from rlorinfra.model.deployments import DeploymentState
+from rlorinfra.model.states import GONE_STATES
+from rlorinfra.model.times import expiry, human_delta, parse_rfc3339
 from rlorinfra.plan.kinds import KINDS, ResourceKind
 from rlorinfra.plan.kinds.job import accelerators_for as accelerators_for  # re-exported: older import path
-from rlorinfra.plan.model import Action, Change, LiveWorld, Plan, PlanContext
+from rlorinfra.plan.model import Action, Change, Lifecycle, LiveWorld, Plan, PlanContext
 from rlorinfra.plan.problems import PlanProblem, raise_problems
-from rlorinfra.state.model import State
+from rlorinfra.state.model import Record, State
 
 Kinds = Mapping[Kind, ResourceKind[Any, Any]]
+
+# The clock of a caller that passes none: before every expiry, so nothing expires.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A ttl ending within this long is noted beside the plan.
+EXPIRY_WARNING = timedelta(hours=1)
+# Live states of either kind in which a resource is gone: deleting its record only forgets it.
+_GONE_LIVE = frozenset(GONE_STATES) | {DeploymentState.DELETING.value, DeploymentState.DELETED.value}
+# Actions that keep the resource's record (its lifecycle fields can be updated in place).
+_KEEPS_RECORD = frozenset({Action.NOOP, Action.WAIT, Action.RESUME, Action.STOP, Action.UPDATE})
 
 
 def make_plan(
@@ -43,35 +63,51 @@ def make_plan(
     refresh_only: bool = False,
     desired_by_kind: Mapping[Kind, Mapping[str, Any]] | None = None,
     kinds: Kinds = KINDS,
+    now: datetime | None = None,
+    exclude_protected: bool = False,
 ) -> Plan:
     """Plan the changes that make ``live`` match ``desired``; see the module doc.
 
     ``desired`` holds the declared jobs; ``desired_by_kind`` the declared
     resources of other kinds (by kind, then name). ``targets`` and ``replace``
     name resources as ``NAME`` or ``kind.NAME``. ``kinds`` is the registry the
-    core dispatches on (tests pass synthetic kinds).
+    core dispatches on (tests pass synthetic kinds). ``now`` is the clock ttl
+    expiry is judged against (default: the epoch, so nothing expires).
+    ``exclude_protected`` (with ``destroy``) leaves protected resources out,
+    with a note.
 
     Raises ``PlanError`` listing every problem at once: a declared resource whose
-    live object is not in state (suggesting ``rlorinfra import``), prevent_destroy
-    on a delete or replace, an unknown ``--target``/``--replace`` name, a
+    live object is not in state (suggesting ``rlorinfra import``), a delete or
+    replace of a protected resource (``prevent_destroy``, or ``protected`` in
+    state when the block is gone), an unknown ``--target``/``--replace`` name, a
     dependency cycle.
     """
+    clock = now or EPOCH
     declared = _declared(desired, desired_by_kind)
     known = set(declared) | set(state.addresses())
     options = _option_problems(declared, known, state, destroy, targets, replace, refresh_only)
     problems, target_set, replace_set = options
     scope = sorted(a for a in known if not targets or a in target_set)
+    notes: list[str] = []
+    if destroy and exclude_protected:
+        scope, notes = _without_protected(scope, declared, state)
     drift = tuple(d for a in scope if (rec := state.record(a)) for d in kinds[a.kind].drift(a.name, rec, live))
     changes: list[Change] = []
     if not refresh_only:
         if not destroy:
             problems += _untracked_problems(declared, state, live, scope, kinds)
-        context = PlanContext(state=state, declared=declared)
-        changes = _plan_changes(declared, state, live, scope, destroy, replace_set, problems, kinds, context)
+        context = PlanContext(state=state, declared=declared, now=clock)
+        expired = {} if destroy else _expired(scope, declared, state, clock, kinds)
+        changes = _plan_changes(declared, state, live, scope, destroy, replace_set, problems, kinds, context, expired)
         changes = _after_dependencies(changes, kinds, context)
+        if not destroy:
+            changes = [_with_lifecycle(c, declared.get(c.address), state.record(c.address), clock) for c in changes]
         problems += _dangling_dependents(changes, declared, state, destroy, kinds)
+        problems += _protection_problems(changes, declared, state, destroy)
+        notes += _expiry_notes(scope, declared, state, clock, set(expired))
     raise_problems(problems)
-    return Plan(changes=order_changes(changes), drift=drift, destroy=destroy, refresh_only=refresh_only)
+    ordered = order_changes(changes)
+    return Plan(changes=ordered, drift=drift, destroy=destroy, refresh_only=refresh_only, notes=tuple(notes))
 
 
 def _declared(desired: Mapping[str, JobSpec], others: Mapping[Kind, Mapping[str, Any]] | None) -> dict[Address, Any]:
@@ -92,14 +128,21 @@ def _plan_changes(
     problems: list[PlanProblem],
     kinds: Kinds,
     context: PlanContext,
+    expired: Mapping[Address, str],
 ) -> list[Change]:
-    """Each resource's change (plus its leftovers); per-resource problems go to ``problems``."""
+    """Each resource's change (plus its leftovers); per-resource problems go to ``problems``.
+
+    An address in ``expired`` is planned as if its block were gone (a delete,
+    or nothing when it has no record), with the expiry as its reason.
+    """
     changes = []
     for address in scope:
         kind, spec, record = kinds[address.kind], declared.get(address), state.record(address)
         try:
             if destroy:
                 change = kind.plan_destroy(address.name, spec, record, live) if record is not None else None
+            elif address in expired:
+                change = _expired_change(kind, address, record, live, context, expired[address])
             else:
                 change = kind.plan(address.name, spec, record, live, force_replace=address in replace, context=context)
         except PlanProblem as problem:
@@ -169,6 +212,188 @@ def _kept_dependencies(
         elif (record := state.record(address)) is not None:
             kept[address] = record.depends_on
     return kept
+
+
+# --- lifetime (ttl) and protection ------------------------------------------------------
+
+
+def _expires_at(record: Record | None) -> datetime | None:
+    """When the record's ttl ends (None: no ttl, or an unreadable time)."""
+    return parse_rfc3339(record.expires_at) if record is not None and record.expires_at else None
+
+
+def _expired(
+    scope: Sequence[Address], declared: Mapping[Address, Any], state: State, now: datetime, kinds: Kinds
+) -> dict[Address, str]:
+    """Addresses deleted for a ttl, with the reason: expired records, then what depends on them.
+
+    A dependent is whatever in scope names an expired address among its
+    dependencies (its declaration's, else its record's): it cannot outlive
+    its trainer, so it is deleted first.
+    """
+    expired: dict[Address, str] = {}
+    for address in scope:
+        ends = _expires_at(state.record(address))
+        if ends is not None and ends <= now:
+            expired[address] = f"ttl expired {human_delta((now - ends).total_seconds())} ago"
+    grew = True
+    while grew:  # dependents of dependents too (a chain of any length)
+        grew = False
+        for address in scope:
+            if address in expired:
+                continue
+            needs = _needs(address, declared, state, kinds)
+            gone = next((d for d in needs if d in expired), None)
+            if gone is not None:
+                expired[address] = f"depends on {gone}, whose ttl expired"
+                grew = True
+    return expired
+
+
+def _needs(address: Address, declared: Mapping[Address, Any], state: State, kinds: Kinds) -> tuple[Address, ...]:
+    """What a resource depends on: its declaration's dependencies, else its record's."""
+    if address in declared:
+        return kinds[address.kind].dependencies(declared[address])
+    record = state.record(address)
+    return record.depends_on if record is not None else ()
+
+
+def _expired_change(
+    kind: ResourceKind[Any, Any],
+    address: Address,
+    record: Record | None,
+    live: LiveWorld,
+    context: PlanContext,
+    reason: str,
+) -> Change | None:
+    """The delete of an expired resource (or of a dependent); nothing to do without a record.
+
+    Planned as if its block were removed, so the kind's own delete rules hold
+    (one already gone is forgotten). The same plan never creates it again.
+    """
+    if record is None:
+        return None
+    change = kind.plan(address.name, None, record, live, force_replace=False, context=context)
+    if change is None:
+        return None
+    gone = change.live_state is None or change.live_state in _GONE_LIVE
+    return dataclasses.replace(change, reason=f"{reason}; {change.reason}" if gone and change.reason else reason)
+
+
+def _with_lifecycle(change: Change, spec: Any, record: Record | None, now: datetime) -> Change:
+    """A declared resource's change, carrying the lifecycle its record must hold (and any state-only update)."""
+    if spec is None or change.action is Action.DELETE:
+        return change
+    lifecycle = Lifecycle(protected=_prevents_destroy(spec), ttl_s=getattr(spec, "ttl", None))
+    updates: tuple[str, ...] = ()
+    if record is not None and change.action in _KEEPS_RECORD:
+        updates = _state_updates(record, lifecycle, now)
+    return dataclasses.replace(change, lifecycle=lifecycle, state_updates=updates)
+
+
+def _state_updates(record: Record, lifecycle: Lifecycle, now: datetime) -> tuple[str, ...]:
+    """What differs between a kept record's lifecycle fields and the declared ones, as shown in the plan."""
+    updates = []
+    if lifecycle.protected != record.protected:
+        updates.append("protected: true" if lifecycle.protected else "protected: false (prevent_destroy = false)")
+    expires = recorded_expiry(record, lifecycle, now)
+    if expires != record.expires_at:
+        updates.append(f"ttl: expires {expires}" if expires else "ttl: removed, never expires")
+    return tuple(updates)
+
+
+def recorded_expiry(record: Record, lifecycle: Lifecycle, now: datetime) -> str | None:
+    """The ``expires_at`` a kept record must hold: ``created_at + ttl``.
+
+    A record without ``created_at`` keeps the expiry it has (``now + ttl``
+    would move on every plan); without one yet it starts from ``now``.
+    """
+    if lifecycle.ttl_s is not None and record.created_at is None and record.expires_at is not None:
+        return record.expires_at
+    return expiry(record.created_at, lifecycle.ttl_s, now)
+
+
+def _is_protected(address: Address, declared: Mapping[Address, Any], state: State, destroy: bool) -> bool:
+    """Declared: its ``prevent_destroy`` (and, on destroy, also state's); undeclared: state's ``protected``."""
+    record, spec = state.record(address), declared.get(address)
+    recorded = record is not None and record.protected
+    if spec is None:
+        return recorded
+    return _prevents_destroy(spec) or (destroy and recorded)
+
+
+def _prevents_destroy(spec: Any) -> bool:
+    """A declaration's ``prevent_destroy`` (False for kinds that have none)."""
+    return bool(getattr(spec, "prevent_destroy", False))
+
+
+def _protection_problems(
+    changes: Sequence[Change], declared: Mapping[Address, Any], state: State, destroy: bool
+) -> list[PlanProblem]:
+    """A delete or replace of a protected resource that still exists: the plan fails, naming the ways out."""
+    problems = []
+    seen: set[Address] = set()
+    for change in changes:
+        if change.action not in (Action.DELETE, Action.REPLACE) or change.address in seen:
+            continue
+        if not _deletes_the_resource(change, state) or change.live_state in _GONE_LIVE:
+            continue
+        if change.live_state is None and change.action is Action.DELETE:
+            continue  # not found: deleting only forgets the record
+        if _is_protected(change.address, declared, state, destroy):
+            seen.add(change.address)
+            problems.append(_protected_problem(change, change.address in declared and not destroy))
+    return problems
+
+
+def _protected_problem(change: Change, declared: bool) -> PlanProblem:
+    """The error for a protected resource this plan would delete or replace, with both ways out."""
+    address, verb = change.address, "replace" if change.action is Action.REPLACE else "delete"
+    why = f" ({change.reason})" if change.reason else ""
+    block = f"[{address.kind.plural}.{address.name}]"
+    if declared:
+        first = f"set `prevent_destroy = false` in {block} and run `rlorinfra apply`"
+    else:
+        first = f"declare {block} again with `prevent_destroy = false` and run `rlorinfra apply`"
+    return PlanProblem(
+        f"{address} is protected, but this plan would {verb} it{why}",
+        f"Protection is recorded in state, so it holds even after the block is removed. To {verb} it: "
+        f"{first}, or run `rlorinfra state unprotect {address}`. Then plan again.",
+    )
+
+
+def _without_protected(
+    scope: Sequence[Address], declared: Mapping[Address, Any], state: State
+) -> tuple[list[Address], list[str]]:
+    """``destroy --exclude-protected``: the scope without protected resources, and a note naming them."""
+    left = [a for a in scope if state.record(a) is not None and _is_protected(a, declared, state, destroy=True)]
+    if not left:
+        return list(scope), []
+    names = ", ".join(str(a) for a in left)
+    note = f"Left out of this destroy because they are protected: {names} (`rlorinfra state unprotect` to include)."
+    return [a for a in scope if a not in left], [note]
+
+
+def _expiry_notes(
+    scope: Sequence[Address], declared: Mapping[Address, Any], state: State, now: datetime, expired: Set[Address]
+) -> list[str]:
+    """Notes for ttls ending within the hour, and for expired resources whose blocks remain."""
+    notes = []
+    for address in scope:
+        ends = _expires_at(state.record(address))
+        if ends is None:
+            continue
+        if address in expired and address in declared:
+            notes.append(
+                f"{address}: its ttl expired, so this plan deletes it; its block is still declared, so the next "
+                "plan creates a new one (with a new ttl). Remove the block to keep it deleted."
+            )
+        elif address not in expired and ends - now <= EXPIRY_WARNING:
+            notes.append(
+                f"{address} expires in {human_delta((ends - now).total_seconds())} "
+                f"({ends.strftime('%Y-%m-%dT%H:%M:%SZ')}); a plan after that deletes it."
+            )
+    return notes
 
 
 # --- scope and command-line options ------------------------------------------------

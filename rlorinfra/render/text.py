@@ -74,8 +74,10 @@ def render_plan_text(doc: dict[str, Any], *, color: bool = False) -> str:
         sections.append("rlorinfra will perform the following actions:")
         sections.extend(_change_block(c, paint) for c in actionable)
         sections.append(_summary_lines(doc["summary"], paint))
-    else:
+    elif not _state_only(doc["changes"]):
         sections.append(paint(NO_CHANGES, _BOLD))
+    if _state_only(doc["changes"]):
+        sections.append(_state_only_section(doc["changes"], paint))
     notes = _notes(doc["changes"])
     if notes:
         sections.append(notes)
@@ -226,6 +228,22 @@ def _replace_rows(before: dict[str, Any], after: dict[str, Any], forcing: list[s
 def _value(value: Any) -> str:
     """An attribute value, HCL/JSON style: strings quoted, lists bracketed."""
     return json.dumps(value, ensure_ascii=False)
+
+
+# --- state-only updates (ttl, protection) -------------------------------------------------
+
+
+def _state_only(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Changes that update their state record without an API call (documents before these: none)."""
+    return [c for c in changes if c.get("state_updates")]
+
+
+def _state_only_section(changes: list[dict[str, Any]], paint: _Paint) -> str:
+    """``  ~ job.NAME: ttl: expires 2026-12-07T08:00:00Z``, one line per update."""
+    lines = ["rlorinfra will update state only (no API call):"]
+    for change in _state_only(changes):
+        lines += [f"  {paint.symbol('~')} {address(change)}: {update}" for update in change["state_updates"]]
+    return "\n".join(lines)
 
 
 # --- summary and notes --------------------------------------------------------------------

@@ -34,6 +34,7 @@ from rlorinfra.errors import StateError
 from rlorinfra.model.address import Kind
 from rlorinfra.model.deployments import is_valid_deployment_id
 from rlorinfra.model.jobs import is_valid_job_id
+from rlorinfra.model.times import parse_rfc3339
 from rlorinfra.state.model import (
     FORMAT_VERSION,
     PHASES,
@@ -391,6 +392,7 @@ def _job(name: str, data: Any, where: str, path: Path) -> JobRecord:
     if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
     _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
+    _check_lifecycle(data, where, path)
     return JobRecord.from_dict(data)
 
 
@@ -402,6 +404,15 @@ def _check_depends_on(value: Any, where: str, path: Path) -> None:
             parse_recorded_address(text)
         except ValueError:
             raise _field_error(path, where, f"names {_clip(repr(text))}, not an address such as job.NAME") from None
+
+
+def _check_lifecycle(data: dict[str, Any], where: str, path: Path) -> None:
+    """``protected`` (a boolean) and ``expires_at`` (an RFC 3339 time), both optional."""
+    if not isinstance(data.get("protected", False), bool):
+        raise _field_error(path, f"{where}.protected", f"must be true or false, not {_clip(repr(data['protected']))}")
+    expires = _optional_str(data, "expires_at", f"{where}.expires_at", path)
+    if expires is not None and parse_rfc3339(expires) is None:
+        raise _field_error(path, f"{where}.expires_at", f"must be an RFC 3339 time, not {_clip(repr(expires))}")
 
 
 def _deployments(document: dict[str, Any], where: str, path: Path) -> dict[str, DeploymentRecord]:
@@ -433,6 +444,7 @@ def _deployment(name: str, data: Any, where: str, path: Path) -> DeploymentRecor
     if not isinstance(unread, list) or not all(isinstance(k, str) for k in unread):
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
     _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
+    _check_lifecycle(data, where, path)
     return DeploymentRecord.from_dict(data)
 
 

@@ -49,6 +49,10 @@ class JobRecord:
     # What this resource depends on, recorded so that destroy can order deletes
     # (dependents first) after the config blocks are gone. Empty for jobs today.
     depends_on: tuple[Address, ...] = ()
+    # prevent_destroy as recorded (DESIGN.md §4): survives removing the block, so a
+    # cleanup commit cannot delete it; cleared by prevent_destroy = false or `state unprotect`.
+    protected: bool = False
+    expires_at: str | None = None  # RFC 3339: created_at + ttl (DESIGN.md §7); None without a ttl
 
     @property
     def resource_id(self) -> str:
@@ -79,7 +83,7 @@ class JobRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
-        return data
+        return data | lifecycle_dict(self.protected, self.expires_at)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
@@ -97,6 +101,8 @@ class JobRecord:
             deposed_job_ids=_deposed_ids(data),
             unread_fields=tuple(data.get("unread_fields") or ()),
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
+            protected=bool(data.get("protected", False)),
+            expires_at=data.get("expires_at"),
         )
 
 
@@ -123,6 +129,8 @@ class DeploymentRecord:
     updated_at: str | None = None
     unread_fields: tuple[str, ...] = ()
     depends_on: tuple[Address, ...] = ()
+    protected: bool = False  # as JobRecord.protected
+    expires_at: str | None = None  # as JobRecord.expires_at
 
     @property
     def resource_id(self) -> str:
@@ -152,7 +160,7 @@ class DeploymentRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
-        return data
+        return data | lifecycle_dict(self.protected, self.expires_at)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
@@ -170,11 +178,23 @@ class DeploymentRecord:
             updated_at=data.get("updated_at"),
             unread_fields=tuple(data.get("unread_fields") or ()),
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
+            protected=bool(data.get("protected", False)),
+            expires_at=data.get("expires_at"),
         )
 
 
 # Any managed resource's record.
 Record = JobRecord | DeploymentRecord
+
+
+def lifecycle_dict(protected: bool, expires_at: str | None) -> dict[str, Any]:
+    """The lifecycle keys of a record, only those that are set (older readers never see them)."""
+    data: dict[str, Any] = {}
+    if protected:
+        data["protected"] = True
+    if expires_at is not None:
+        data["expires_at"] = expires_at
+    return data
 
 
 def parse_recorded_address(text: str) -> Address:

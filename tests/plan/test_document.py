@@ -29,6 +29,8 @@ CHANGE_KEYS = {
     "accelerators",
     "create_before_destroy",
     "max_resumes",
+    "lifecycle",
+    "state_updates",
 }
 DRIFT_KEYS = {
     "address",
@@ -95,6 +97,8 @@ def test_change_entry_values():
         "address": "job.lora-trainer",
         "kind": "job",
         "depends_on": [],
+        "lifecycle": None,
+        "state_updates": [],
         "name": "lora-trainer",
         "action": "replace",
         "reason": "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ from rlorinfra.apply import ApplyOptions, ApplyResult, Executor, StateWriter
 from rlorinfra.errors import PlanError
 from rlorinfra.model.jobs import LiveJob
 from rlorinfra.model.states import DELETING_STATES, RELEASED_STATES, TRANSITIONAL_STATES
-from rlorinfra.operations.applying import forget_gone_deposed, sync_observed
+from rlorinfra.operations.applying import forget_gone_deposed, record_lifecycle, sync_observed
 from rlorinfra.plan.document import total_accelerators
 from rlorinfra.plan.model import Action, LiveWorld, Plan
 from rlorinfra.plan.planner import accelerators_for, make_plan
@@ -245,7 +246,8 @@ def apply_for_real(st_: State, live: LiveWorld, plan: Plan) -> tuple[State, Live
     for job in live.jobs.values():
         plane.add(job)
     # What `apply` does to state before the scheduler runs (rlorinfra.operations.execute).
-    writer = StateWriter(forget_gone_deposed(sync_observed(st_, plan), live), lambda s: s)
+    before = record_lifecycle(forget_gone_deposed(sync_observed(st_, plan), live), plan, datetime.now(UTC))
+    writer = StateWriter(before, lambda s: s)
     ticks = itertools.count()
     executor = Executor(
         plane,

@@ -42,9 +42,11 @@ def test_a_format_1_state_plans_clean_and_is_upgraded_by_the_next_change(old_pro
     old = json.loads(old_bytes)
     assert old["format_version"] == 1 and "jobs" in old
 
-    assert "No changes" in cli(old_project, "plan")
-    assert "No changes" in cli(old_project, "apply", "-auto-approve")
-    assert state_path.read_bytes() == old_bytes  # no content changed: nothing written, still format 1
+    # Format 1 knew no `protected`: the declared prevent_destroy is the only thing to record,
+    # as a state-only update. Planning writes nothing: the file stays format 1.
+    planned = cli(old_project, "plan")
+    assert "protected: true" in planned and "to create" not in planned
+    assert state_path.read_bytes() == old_bytes
 
     cli(old_project, "state", "rm", "grpo-reference")
     new = json.loads(state_path.read_bytes())
@@ -56,3 +58,10 @@ def test_a_format_1_state_plans_clean_and_is_upgraded_by_the_next_change(old_pro
     )
     assert new["resources"] == {"job": {"grpo-policy": old["jobs"]["grpo-policy"]}}
     assert state_path.with_name("rlorinfra.state.json.backup").read_bytes() == old_bytes
+
+    cli(old_project, "apply", "-auto-approve", "--target", "grpo-policy")  # records the protection, nothing else
+    after = json.loads(state_path.read_bytes())
+    assert after["resources"]["job"]["grpo-policy"] == {**old["jobs"]["grpo-policy"], "protected": True} | {
+        "updated_at": after["resources"]["job"]["grpo-policy"]["updated_at"]
+    }
+    assert "No changes" in cli(old_project, "plan", "--target", "grpo-policy")

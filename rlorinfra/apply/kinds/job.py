@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rlorinfra.apply.control_plane import ControlPlane
@@ -629,6 +630,12 @@ class JobSteps:
         previous = self.writer.job(task.address.name)
         same = previous is not None and previous.job_id == job_id
         created = previous.created_at if previous is not None and same else now_rfc3339()
+        lifecycle = task.change.lifecycle
+        if lifecycle is not None:  # declared: what the plan says, the expiry counted from this job's creation
+            protected, expires_at = lifecycle.protected, lifecycle.expires_at(created, datetime.now(UTC))
+        else:
+            kept = previous if previous is not None and same else None
+            protected, expires_at = (kept.protected, kept.expires_at) if kept else (False, None)
         return JobRecord(
             job_id=job_id,
             job_name=self.client.job_name(job_id),
@@ -640,6 +647,8 @@ class JobSteps:
             created_at=created,
             updated_at=now_rfc3339(),
             deposed_job_ids=deposed if deposed is not None else (previous.deposed_job_ids if previous else ()),
+            protected=protected,
+            expires_at=expires_at,
         )
 
     def _clear_deposed(self, address: Address, job_id: str) -> None:
