@@ -49,13 +49,29 @@ def test_example_config_validates(config: Path):
     assert "Success! The configuration is valid." in result.stdout
 
 
-def test_grpo_example_has_policy_reference_and_hot_load():
+def test_grpo_example_is_the_whole_environment():
+    """Policy trainer on a shape, forward-only reference, and the rollout deployment hot-loading the policy."""
     from rlorinfra.config.load import load_config
+    from rlorinfra.config.model import ShapeSource
 
-    jobs = load_config(EXAMPLES / "grpo.toml", env={}).jobs
-    policy, reference = jobs["grpo-policy-trainer"], jobs["grpo-reference-trainer"]
-    assert policy.training_shape and policy.hot_load_deployment_id and not policy.forward_only
+    config = load_config(EXAMPLES / "grpo.toml", env={})
+    policy, reference = config.jobs["grpo-policy"], config.jobs["grpo-reference"]
+    assert policy.training_shape and not policy.forward_only
+    assert policy.hot_load_deployment_id is None, "the deprecated per-deployment scope must not be mixed in"
     assert reference.forward_only and reference.training_shape
+    rollout = config.deployments["grpo-rollout"]
+    assert rollout.hot_load_trainer == "grpo-policy" and rollout.depends_on == ("job.grpo-policy",)
+    assert rollout.shape_source is ShapeSource.TRAINER and rollout.needs_trainer_shape  # shape from the trainer
+    assert rollout.base_model == policy.base_model
+
+
+def test_grpo_example_graph_shows_the_dependency(tmp_path: Path):
+    config = tmp_path / "grpo.toml"
+    config.write_text((EXAMPLES / "grpo.toml").read_text())
+    result = run_cli(["graph", "-f", str(config)])
+    assert result.exit_code == 0, result.output
+    assert '  "deployment.grpo-rollout" -> "job.grpo-policy";\n' in result.stdout
+    assert '"job.grpo-reference"' in result.stdout
 
 
 def test_lora_sweep_shares_defaults_and_manual_infra_sets_hardware():
