@@ -246,3 +246,29 @@ def test_configuration_reference_lists_no_unknown_job_fields():
     section = text[text.index("### Fields") : text.index("## Validation")]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
     assert documented == set(JOB_RULES)
+
+
+def _deployment_rows() -> dict[str, str]:
+    """Field -> its "changing it" cell, from the deployment fields table of docs/configuration.md."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    section = text[text.index("### Deployment fields") : text.index("### Dependencies")]
+    return dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| [^|]+ \| ([^|]+) \|", section, re.M))
+
+
+def test_configuration_reference_documents_every_deployment_field_and_what_changing_it_does():
+    from rlorinfra.config.deployments import DEPLOYMENT_RULES
+    from rlorinfra.config.model import DEPLOYMENT_LIFECYCLE_FIELDS
+    from rlorinfra.model.deployments import IN_PLACE_FIELDS
+
+    rows = _deployment_rows()
+    assert set(rows) == set(DEPLOYMENT_RULES)
+    # The config field's name on the wire, where it differs (model/deployments.py spec keys).
+    spec_key = {"hot_load_trainer": "hot_load_trainer_job", "hot_load_transition": "hot_load_transition_type"}
+    for name, cell in rows.items():
+        if name in DEPLOYMENT_LIFECYCLE_FIELDS:
+            expected = "never (lifecycle)"
+        elif spec_key.get(name, name) in IN_PLACE_FIELDS:
+            expected = "updated in place"
+        else:
+            expected = "replaces it"
+        assert cell.strip().startswith(expected), f"docs/configuration.md: {name}: {cell.strip()!r}, not {expected!r}"
