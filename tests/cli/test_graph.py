@@ -251,3 +251,32 @@ def test_state_is_left_untouched(tmp_path: Path):
     graph(tmp_path)
     assert not (tmp_path / "rlorinfra.state.json").exists()
     assert State() == LocalBackend(tmp_path / "rlorinfra.state.json").read()[0]
+
+
+# ------------------------------------------------------------------ the docs show real output
+
+DOCS = [REPO / "README.md", REPO / "docs" / "commands.md", REPO / "docs" / "configuration.md"]
+SHOWN_RE = re.compile(r"^\$ (rlorinfra graph[^\n]*)\n(.*?)(?=^\$ |^```)", re.M | re.S)
+
+
+def documented_graphs() -> list[tuple[Path, str, str]]:
+    """(doc, command, the output it shows) for every `rlorinfra graph` of a console block."""
+    return [(doc, m.group(1), m.group(2)) for doc in DOCS for m in SHOWN_RE.finditer(doc.read_text())]
+
+
+def test_the_docs_show_graph_output():
+    assert {doc.name for doc, _, _ in documented_graphs()} == {path.name for path in DOCS}
+
+
+@pytest.mark.parametrize("doc,command,shown", documented_graphs(), ids=lambda v: getattr(v, "name", None))
+def test_documented_graph_output_is_what_graph_prints(tmp_path: Path, doc: Path, command: str, shown: str):
+    import shlex
+    import shutil
+
+    from tests.docs.docblocks import WriteFile, extract_steps
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("*.state.json*", ".*"))
+    for step in extract_steps(doc.read_text()):
+        if isinstance(step, WriteFile):
+            (tmp_path / step.path).write_text(step.content)
+    assert graph(tmp_path, *shlex.split(command)[2:]) == shown
