@@ -217,6 +217,14 @@ def test_an_invalid_config_is_a_clear_error(tmp_path: Path):
     assert "hot_load_trainer" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_corrupt_state_is_a_clear_error(tmp_path: Path):
+    write_config(tmp_path, JOBS)
+    (tmp_path / "rlorinfra.state.json").write_text('{"format_version": ')
+    result = run_cli(["graph"], cwd=tmp_path)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "is corrupt" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_an_unknown_format_is_a_usage_error(tmp_path: Path):
     write_config(tmp_path, JOBS)
     result = run_cli(["graph", "--format", "svg"], cwd=tmp_path)
