@@ -20,6 +20,7 @@ from rlorinfra.errors import (
     StateError,
     StateLockedError,
 )
+from rlorinfra.model.address import Kind
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -154,21 +155,29 @@ def _interrupted_detail(outcomes: list[Outcome]) -> str:
 
 
 def sync_observed(state: State, plan: Plan) -> State:
-    """Record the live state refresh saw of jobs the plan keeps (left alone, waited for, ...).
+    """Record the live state refresh saw of resources the plan keeps (left alone, waited for, ...).
 
     A job left alone while RUNNING was confirmed ready (by refresh's health
-    check, or already recorded ready), so its phase becomes ``ready``.
+    check, or already recorded ready), and a deployment left alone is READY, so
+    its phase becomes ``ready``.
     """
     from rlorinfra.state.model import PHASE_READY
 
     for change in plan.changes:
-        record = state.jobs.get(change.name)
-        if change.action in _KEPT and record and change.live_state and record.job_id == change.job_id:
-            ready = change.action is Action.NOOP and change.live_state == "JOB_STATE_RUNNING"
-            phase = PHASE_READY if ready else record.phase
-            if record.observed_state != change.live_state or record.phase != phase:
-                state = state.with_job(change.name, replace(record, observed_state=change.live_state, phase=phase))
+        record = state.record(change.address)
+        if change.action not in _KEPT or record is None or not change.live_state:
+            continue
+        if record.resource_id != change.job_id:
+            continue  # a deposed job's change, or a record another run rewrote
+        ready = change.action is Action.NOOP and change.live_state in _READY_STATES[change.kind]
+        phase = PHASE_READY if ready else record.phase
+        if record.observed_state != change.live_state or record.phase != phase:
+            state = state.with_record(change.address, replace(record, observed_state=change.live_state, phase=phase))
     return state
+
+
+# The live state in which a kept resource left alone is ready, by kind.
+_READY_STATES = {Kind.JOB: frozenset({"JOB_STATE_RUNNING"}), Kind.DEPLOYMENT: frozenset({"READY"})}
 
 
 def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
@@ -190,7 +199,7 @@ def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
     An empty state (never applied, or emptied by destroy) belongs to whichever
     control plane it is used with next, so its record is replaced, never kept.
     """
-    if not state.control_plane.get("account_id") or not state.jobs:
+    if not state.control_plane.get("account_id") or not state.addresses():
         return replace(state, control_plane=dict(control_plane))
     if "instance" not in state.control_plane and "instance" in control_plane:
         return replace(state, control_plane={**state.control_plane, "instance": control_plane["instance"]})
@@ -210,7 +219,7 @@ def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, JobSpec]
     Until then they are unknown (never a reason to replace); from then on the
     state's spec is complete and a later change is seen as one.
     """
-    kept = {c.name for c in plan.changes if c.action in _KEPT}
+    kept = {c.name for c in plan.changes if c.action in _KEPT and c.kind is Kind.JOB}
     for name in kept & set(desired):
         record = state.jobs.get(name)
         if record is None or not record.unread_fields:

@@ -97,7 +97,7 @@ def check_instance(state: State, control_plane: Mapping[str, str], where: str, *
     from rlorinfra.state.store import other_state_hint
 
     recorded, current = state.control_plane.get("instance"), control_plane.get("instance")
-    if recorded is None or current is None or recorded == current or not state.jobs:
+    if recorded is None or current is None or recorded == current or not state.addresses():
         return
     raise StateError(
         "State belongs to another control plane",
