@@ -20,6 +20,7 @@ from rlorinfra.errors import (
     StateError,
     StateLockedError,
 )
+from rlorinfra.model.address import Kind
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -162,7 +163,7 @@ def sync_observed(state: State, plan: Plan) -> State:
     from rlorinfra.state.model import PHASE_READY
 
     for change in plan.changes:
-        record = state.jobs.get(change.name)
+        record = state.jobs.get(change.name) if change.kind is Kind.JOB else None  # a deployment may share the name
         if change.action in _KEPT and record and change.live_state and record.job_id == change.job_id:
             ready = change.action is Action.NOOP and change.live_state == "JOB_STATE_RUNNING"
             phase = PHASE_READY if ready else record.phase
@@ -210,7 +211,7 @@ def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, JobSpec]
     Until then they are unknown (never a reason to replace); from then on the
     state's spec is complete and a later change is seen as one.
     """
-    kept = {c.name for c in plan.changes if c.action in _KEPT}
+    kept = {c.name for c in plan.changes if c.action in _KEPT and c.kind is Kind.JOB}
     for name in kept & set(desired):
         record = state.jobs.get(name)
         if record is None or not record.unread_fields:
@@ -251,6 +252,7 @@ def execute(
         on_event=on_event,
         shape_versions=shape_versions,
         list_pages=list_pages(state.listed_jobs),
+        deployment_list_pages=list_pages(live.listed_deployments if live else None),
     )
     try:
         return executor.run(plan)

@@ -269,3 +269,26 @@ def test_against_the_emulator_the_deployment_is_created_after_its_trainer_runs(t
     assert dep_created >= job_created + provision_s  # the trainer turned RUNNING at create + provision
     live = client.get_deployment("rollout")
     assert live is not None and live.is_ready and live.trainer_job_id == job_id
+
+
+def test_the_apply_summary_counts_updates_only_when_there_are_some(capsys):
+    from rlorinfra.apply import ApplyResult, Outcome
+    from rlorinfra.cli.apply_cmds import _finish_line
+    from rlorinfra.operations.ui import Operation
+
+    created = Outcome("policy", "create", ok=True)
+    _finish_line(Operation.APPLY, ApplyResult(outcomes=[created, Outcome("rollout", "update", ok=True)]), False)
+    _finish_line(Operation.APPLY, ApplyResult(outcomes=[created]), False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines == [
+        "Apply complete! Resources: 1 created, 1 updated, 0 resumed, 0 replaced, 0 stopped, 0 deleted.",
+        "Apply complete! Resources: 1 created, 0 resumed, 0 replaced, 0 stopped, 0 deleted.",
+    ]
+
+
+def test_an_update_of_a_field_that_cannot_change_in_place_fails_without_a_request():
+    plane, state = world()
+    change = deployment_change(Action.UPDATE, after=after(region="US_OHIO_1"), changed_fields=("region",))
+    result, state, _ = run(plane, [change], state)
+    assert not result.outcomes[0].ok and "Cannot update deployment rollout in place" in result.outcomes[0].message
+    assert not any(c.startswith("dpatch") for c in plane.calls)

@@ -48,6 +48,8 @@ LOST_ANSWER_RETRIES = 5
 # Spec keys of ``Change.after`` that are rlorinfra's, not the API's: never sent as they are.
 TRAINER_KEY = "hot_load_trainer"  # the trainer's display name; sent as the link ``hot_load_trainer_job``
 SHAPE_FROM_KEY = "deployment_shape_from"  # the planner resolves it; a leftover is never sent
+# Changed fields that mean "point the deployment at the trainer's current job" (a re-attach).
+REATTACH_KEYS = frozenset({TRAINER_KEY, "hot_load_trainer_job"})
 
 _STEPS: Mapping[Action, list[Step]] = {
     Action.CREATE: [Step.CREATE],
@@ -178,8 +180,7 @@ class DeploymentSteps:
         self.host.start_wait(task, goal, state)
 
     def _step_wait_ready(self, task: Task) -> None:
-        record = self.writer.deployment(task.name)
-        task.trainer_link = record.hot_load_trainer_job if record is not None else None
+        # Only READY: this run set no link, so none is waited for (drift in it is the planner's to see).
         self._wait_for(task, Goal.READY, task.change.live_state, "still provisioning (not waiting)")
 
     # -- update in place -------------------------------------------------------
@@ -190,13 +191,19 @@ class DeploymentSteps:
         link = record.hot_load_trainer_job if record is not None else None
         wanted: dict[str, Any] = {}
         for key in task.change.changed_fields:
-            if key == TRAINER_KEY:  # re-attach: the link to the trainer's job now (it may just have been replaced)
+            if key in REATTACH_KEYS:  # re-attach: the link to the trainer's job now (it may just have been replaced)
                 link = self._trainer_link(task.change)
-                wanted["hot_load_trainer_job"] = link or ""
+                wanted["hot_load_trainer_job"] = task.trainer_link = link or ""
             else:
                 wanted[key] = (task.change.after or {}).get(key)
-        fields, mask = update_request_for(wanted)
-        task.trainer_link = link
+        try:
+            fields, mask = update_request_for(wanted)
+        except ValueError as exc:
+            raise ApiError(
+                f"Cannot update deployment {deployment_id} in place: {exc}",
+                "Only replica counts, the trainer link, the transition type and the description change in "
+                "place; the plan asks for more. Make a new plan with `rlorinfra plan`.",
+            ) from None
         live = self._patch(task, deployment_id, fields, mask)
         self.writer.set_record(task.address, self._record(task, phase=sm.PHASE_PROVISIONING, live=live, link=link))
         self.host.event(task, EventKind.STATE, state=live.state, message=f"updated {', '.join(mask)}")
