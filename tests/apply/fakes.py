@@ -76,6 +76,7 @@ class FakePlane:
         self.crash_deployment_create: set[str] = set()  # POST raises (as a dying process would see it)
         self.fail_deployment: set[str] = set()  # turns FAILED instead of READY
         self.lose_patch_answer = 0  # PATCHes that land but whose answer is lost (OutcomeUnknownError)
+        self.drop_patch = 0  # PATCHes lost on the way: never applied, OutcomeUnknownError
         self.deployment_state_at_post: list[State] = []
 
     # -- bookkeeping --------------------------------------------------------
@@ -297,6 +298,9 @@ class FakePlane:
                 live = self.deployments.get(deployment_id)
                 if live is None or live.state is DeploymentState.DELETED:
                     raise ApiError("not found", status_code=404)
+                if self.drop_patch:
+                    self.drop_patch -= 1
+                    raise OutcomeUnknownError("request lost", status_code=0)
                 changes = {k: v for k, v in fields.items() if k in (update_mask or fields)}
                 if "hot_load_transition_type" in changes:
                     changes["hot_load_transition_type"] = HotLoadTransition.parse(changes["hot_load_transition_type"])

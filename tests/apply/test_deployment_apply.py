@@ -292,3 +292,15 @@ def test_an_update_of_a_field_that_cannot_change_in_place_fails_without_a_reques
     result, state, _ = run(plane, [change], state)
     assert not result.outcomes[0].ok and "Cannot update deployment rollout in place" in result.outcomes[0].message
     assert not any(c.startswith("dpatch") for c in plane.calls)
+
+
+def test_a_patch_lost_before_it_landed_is_sent_again_after_a_look():
+    plane, state = world()
+    plane.drop_patch = 1
+    change = deployment_change(Action.UPDATE, after=after(max_replica_count=4), changed_fields=("max_replica_count",))
+    result, state, _ = run(plane, [change], state)
+    assert result.outcomes[0].ok, result.outcomes
+    patches = [c for c in plane.calls if c.startswith("dpatch")]
+    assert patches == ["dpatch:rollout:max_replica_count"] * 2  # a GET in between showed it had not landed
+    assert plane.calls.index("dget") > plane.calls.index(patches[0])
+    assert plane.deployments["rollout"].max_replica_count == 4

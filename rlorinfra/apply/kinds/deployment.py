@@ -33,6 +33,7 @@ from rlorinfra.model.deployments import (
     GONE_STATES,
     TOMBSTONE_STATES,
     DeploymentState,
+    HotLoadTransition,
     LiveDeployment,
     deployment_not_ours,
     trainer_link,
@@ -401,16 +402,18 @@ def _replaced(task: Task, previous: DeploymentRecord) -> bool:
 
 
 def _fields_match(live: LiveDeployment, fields: dict[str, Any]) -> bool:
-    """Does ``live`` already show every PATCHed field (so a PATCH whose answer was lost landed)?"""
-    reported = live.spec_dict()
+    """Does ``live`` already show every PATCHed field (so a PATCH whose answer was lost landed)?
+
+    A field the resource does not report proves nothing, so it counts as not
+    landed: sending the same values again is harmless, a missed re-attach is not.
+    """
     for key, value in fields.items():
-        if key == "hot_load_trainer_job":
-            if (live.hot_load_trainer_job or "") != (value or ""):
-                return False
-        elif key == "hot_load_transition_type":
-            if live.effective_transition.value != str(value or "ASYNC").upper():
-                return False
-        elif key in live.reported and reported.get(key) != value and getattr(live, key, None) != value:
+        if key == "hot_load_transition_type":
+            found: Any = live.effective_transition.value
+            value = str(value or HotLoadTransition.ASYNC.value).upper()
+        else:
+            found = getattr(live, key, None)
+        if (found or "") != (value or "") and found != value:
             return False
     return True
 
