@@ -23,6 +23,7 @@ class Step(StrEnum):
     CANCEL = "cancel"
     DELETE = "delete"
     DELETE_OLD = "delete_old"  # create_before_destroy: the replaced resource, once the new one is ready
+    UPDATE = "update"  # in place (a deployment's PATCH); the ID stays
 
 
 class Goal(StrEnum):
@@ -123,6 +124,8 @@ class Task:
     busy: bool = False
     outcome: Outcome | None = None
     old_job_id: str | None = None  # replace: the resource being replaced
+    # A deployment's wait for READY also waits for this trainer link (a create or re-attach set it).
+    trainer_link: str | None = None
 
     @property
     def name(self) -> str:

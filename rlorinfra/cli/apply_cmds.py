@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 RESULT_WORDS = {
     "create": "created",
     "resume": "resumed",
+    "update": "updated",
     "replace": "replaced",
     "stop": "stopped",
     "delete": "deleted",
@@ -269,9 +270,11 @@ def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
     if verb is Operation.DESTROY:
         line = f"Destroy complete! Resources: {result.count(Action.DELETE)} destroyed."
     else:
+        # In-place updates (deployments) are counted only when there are some, so a run
+        # without any keeps the line every script and doc already knows.
+        shown = (Action.CREATE, Action.UPDATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)
         counts = [
-            f"{result.count(a)} {RESULT_WORDS[a.value]}"
-            for a in (Action.CREATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)
+            f"{result.count(a)} {RESULT_WORDS[a.value]}" for a in shown if a is not Action.UPDATE or result.count(a)
         ]
         line = "Apply complete! Resources: " + ", ".join(counts) + "."
     if as_json:

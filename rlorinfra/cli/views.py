@@ -19,11 +19,12 @@ from typing import Any, TextIO
 
 import click
 
-SYMBOLS = {"create": "+", "resume": "~", "wait": "~", "replace": "-/+", "stop": "~", "delete": "-"}
+SYMBOLS = {"create": "+", "resume": "~", "wait": "~", "update": "~", "replace": "-/+", "stop": "~", "delete": "-"}
 CREATE_FIRST_SYMBOL = "+/-"  # the plan's symbol for a create_before_destroy replace
 STEP_WORDS = {
     "create": "creating",
     "resume": "resuming",
+    "update": "updating in place",
     "wait_ready": "waiting for readiness",
     "cancel": "stopping",
     "delete": "deleting",

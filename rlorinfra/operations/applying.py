@@ -260,6 +260,7 @@ def execute(
         on_event=on_event,
         shape_versions=shape_versions,
         list_pages=list_pages(state.listed_jobs),
+        deployment_list_pages=list_pages(live.listed_deployments if live else None),
     )
     try:
         return executor.run(plan)
