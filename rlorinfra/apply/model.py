@@ -69,6 +69,12 @@ class Event:
     message: str = ""
     elapsed: float = 0.0
     create_before_destroy: bool = False  # a replace that creates first (shown as +/-)
+    address: str = ""  # kind.name ("" in events made before addresses)
+
+    @property
+    def label(self) -> str:
+        """How views name the resource: a job by its name, any other kind by its address."""
+        return self.address if self.address and not self.address.startswith("job.") else self.name
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ class Outcome:
     job_id: str | None = None
     message: str = ""
     pending: bool = False  # still provisioning (no-wait or interrupted)
+    address: str = ""  # kind.name
+
+    @property
+    def label(self) -> str:
+        """How views name the resource: a job by its name, any other kind by its address."""
+        return self.address if self.address and not self.address.startswith("job.") else self.name
 
 
 @dataclass

@@ -190,7 +190,14 @@ class Executor:
         """A dependency did not converge: end without a request (an ID reserved up front is released)."""
         task.steps.clear()
         self._kind(task).release_unstarted([task])
-        task.outcome = Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=SKIPPED)
+        task.outcome = Outcome(
+            task.name,
+            task.change.action.value,
+            ok=False,
+            job_id=task.job_id,
+            message=SKIPPED,
+            address=str(task.change.address),
+        )
         self.event(task, EventKind.FAILED, message=SKIPPED)
 
     def _step_done(self, task: Task, future: Future[None]) -> None:
@@ -209,7 +216,15 @@ class Executor:
             if task.job_id is None and task.last_state is None
             else f"still {task.last_state or 'in progress'}"
         )
-        return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=message, pending=True)
+        return Outcome(
+            task.name,
+            task.change.action.value,
+            ok=False,
+            job_id=task.job_id,
+            message=message,
+            pending=True,
+            address=str(task.change.address),
+        )
 
     # -- poll rounds (main thread) ------------------------------------------
 
@@ -265,7 +280,13 @@ class Executor:
         if not ok:
             self._kind(task).settle_failed(task)
         task.outcome = Outcome(
-            task.name, task.change.action.value, ok=ok, job_id=task.job_id, message=message, pending=pending
+            task.name,
+            task.change.action.value,
+            ok=ok,
+            job_id=task.job_id,
+            message=message,
+            pending=pending,
+            address=str(task.change.address),
         )
         self.event(task, kind if ok else EventKind.FAILED, state=task.last_state, message=message)
 
@@ -284,6 +305,7 @@ class Executor:
                     message,
                     round(self._clock() - task.started, 1),
                     task.change.create_before_destroy,
+                    str(task.change.address),
                 )
             )
 

@@ -256,12 +256,12 @@ def _summary_line(outcome: Outcome) -> str:
     if outcome.ok:
         word = RESULT_WORDS.get(outcome.action, outcome.action)
         return (
-            f"  {outcome.name}: {word}"
+            f"  {outcome.label}: {word}"
             + (f" ({outcome.job_id})" if outcome.job_id else "")
             + (f" - {outcome.message}" if outcome.pending else "")
         )
     mark = "pending" if outcome.pending else "FAILED"
-    return f"  {outcome.name}: {mark}: {outcome.message}"
+    return f"  {outcome.label}: {mark}: {outcome.message}"
 
 
 def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:

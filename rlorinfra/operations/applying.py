@@ -132,7 +132,7 @@ def raise_for_result(result: ApplyResult) -> None:
 
 def _failure_detail(result: ApplyResult) -> str:
     """What failed, and only when something else succeeded, that the rest was applied."""
-    lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
+    lines = "\n".join(f"  {o.label}: {o.message}" for o in result.failed)
     applied = [o for o in result.outcomes if o.ok]
     if applied:
         rest = "The other jobs were applied and recorded."
@@ -144,8 +144,8 @@ def _failure_detail(result: ApplyResult) -> str:
 def _interrupted_detail(outcomes: list[Outcome]) -> str:
     from rlorinfra.apply import NOT_STARTED
 
-    waiting = [o.name for o in outcomes if o.pending and o.message != NOT_STARTED]
-    unstarted = [o.name for o in outcomes if o.message == NOT_STARTED]
+    waiting = [o.label for o in outcomes if o.pending and o.message != NOT_STARTED]
+    unstarted = [o.label for o in outcomes if o.message == NOT_STARTED]
     parts = ["State was written for everything that happened."]
     if waiting:
         parts.append(f"Still provisioning: {', '.join(waiting)}.")
