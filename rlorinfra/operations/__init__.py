@@ -16,7 +16,14 @@ from rlorinfra.operations.planning import (
     run_plan,
     save_plan,
 )
-from rlorinfra.operations.state_edits import force_unlock, record_of, state_mv, state_rm
+from rlorinfra.operations.state_edits import (
+    force_unlock,
+    listed_addresses,
+    record_of,
+    resource_of,
+    state_mv,
+    state_rm,
+)
 from rlorinfra.operations.state_moves import (
     MigrateOutcome,
     MigrateResult,
@@ -50,7 +57,9 @@ __all__ = [
     "load_saved_plan",
     "open_client",
     "raise_for_result",
+    "listed_addresses",
     "record_of",
+    "resource_of",
     "run_apply",
     "run_destroy",
     "run_import",
