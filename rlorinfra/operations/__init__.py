@@ -6,7 +6,15 @@ the CLI (or a test, or ``watch``) implements.
 """
 
 from rlorinfra.operations.applying import ApplyCancelled, ApplyRun, execute, raise_for_result, run_apply, run_destroy
-from rlorinfra.operations.importing import ImportResult, generated_job_block, import_job, run_import
+from rlorinfra.operations.importing import (
+    DeploymentImportResult,
+    ImportResult,
+    generated_deployment_block,
+    generated_job_block,
+    import_job,
+    run_import,
+    run_import_deployment,
+)
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -39,6 +47,7 @@ __all__ = [
     "UI",
     "ApplyCancelled",
     "ApplyRun",
+    "DeploymentImportResult",
     "ImportResult",
     "MigrateOutcome",
     "MigrateResult",
@@ -51,6 +60,7 @@ __all__ = [
     "build_plan",
     "execute",
     "force_unlock",
+    "generated_deployment_block",
     "generated_job_block",
     "has_pending_changes",
     "import_job",
@@ -63,6 +73,7 @@ __all__ = [
     "run_apply",
     "run_destroy",
     "run_import",
+    "run_import_deployment",
     "run_plan",
     "save_plan",
     "state_migrate",
