@@ -117,3 +117,10 @@ def test_an_ambiguous_bare_name_asks_for_the_address(folder):
     result = run_cli(["state", "show", "policy"], cwd=folder)
     assert result.exit_code == 1 and "ambiguous" in result.stderr and "`deployment.policy`" in result.stderr
     assert run_cli(["state", "show", "job.policy"], cwd=folder).exit_code == 0
+
+
+def test_state_commands_complete_deployment_addresses(folder):
+    from tests.cli.test_prompts_and_completion import _complete
+
+    assert "deployment.rollout" in _complete("rlorinfra state show ", folder)
+    assert _complete("rlorinfra output deployment.", folder) == ["deployment.rollout"]
