@@ -255,3 +255,25 @@ def test_no_refresh_reads_deployments_from_state(tmp_path):
     assert seen.hot_load_bucket_url == record.hot_load_bucket_url != ""
     assert seen.deployment_shape == record.deployment_shape_version
     assert seen.base_model == "accounts/fireworks/models/qwen3-8b"
+
+
+def test_a_whole_refresh_of_a_small_config_in_a_big_account_costs_a_few_gets(five_hundred):
+    config, store, state = five_hundred
+    names = ("job-00003", "job-00004")
+    small_config = replace(
+        config,
+        jobs={n: config.jobs[n] for n in names},
+        deployments={d: config.deployments[d] for d in ("dep-00003", "dep-00004")},
+    )
+    small = State(
+        control_plane=state.control_plane,
+        resources={
+            Kind.JOB: {n: state.jobs[n] for n in names},
+            Kind.DEPLOYMENT: {d: state.deployments[d] for d in ("dep-00003", "dep-00004")},
+        },
+        listed_jobs=530,
+        listed_deployments=530,
+    )
+    live, counting = _refresh(store, small_config, small)
+    assert counting.kinds == Counter({"GET job": 2, "GET deployment": 2, "GET shape": 1}), counting.kinds
+    assert set(live.deployments) == {"dep-00003", "dep-00004"} and live.listed_deployments == 530
