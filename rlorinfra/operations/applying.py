@@ -207,10 +207,14 @@ def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
 
 
 def with_listing(state: State, live: LiveWorld | None) -> State:
-    """Remember how many jobs the account listed (the next refresh may then GET instead)."""
-    if live is None or not live.refreshed or live.listed_jobs is None or live.listed_jobs == state.listed_jobs:
+    """Remember how many jobs and deployments the account listed (the next refresh may then GET instead)."""
+    if live is None or not live.refreshed:
         return state
-    return replace(state, listed_jobs=live.listed_jobs)
+    jobs = state.listed_jobs if live.listed_jobs is None else live.listed_jobs
+    deployments = state.listed_deployments if live.listed_deployments is None else live.listed_deployments
+    if (jobs, deployments) == (state.listed_jobs, state.listed_deployments):
+        return state
+    return replace(state, listed_jobs=jobs, listed_deployments=deployments)
 
 
 def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, JobSpec]) -> State:
