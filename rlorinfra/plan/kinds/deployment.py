@@ -240,9 +240,8 @@ def _plan_declared(
     updates = _updates(record, desired, live, context)
     if updates:
         return _update(name, spec, desired, record, live, state, updates)
-    if state in (DeploymentState.READY,):
-        return _change(name, Action.NOOP, spec, record, state, reason=f"deployment is {state}")
-    return _change(name, Action.WAIT, spec, record, state, reason=f"deployment is {state}")
+    action = Action.NOOP if state == DeploymentState.READY else Action.WAIT
+    return _change(name, action, spec, desired, record, state, reason=f"deployment is {state}")
 
 
 def _spec_changes(record: DeploymentRecord, desired: Mapping[str, Any]) -> tuple[str, ...]:
@@ -373,15 +372,24 @@ def _update(
 
 
 def _change(
-    name: str, action: Action, spec: DeploymentSpec, record: DeploymentRecord, state: str, *, reason: str
+    name: str,
+    action: Action,
+    spec: DeploymentSpec,
+    desired: dict[str, Any],
+    record: DeploymentRecord,
+    state: str,
+    *,
+    reason: str,
 ) -> Change:
-    """A NOOP or WAIT on a managed deployment."""
+    """A NOOP or WAIT on a managed deployment (the specs ride along for a re-attach made of it)."""
     return Change(
         name=name,
         action=action,
         reason=reason,
         job_id=record.deployment_id,
         live_state=state,
+        before=dict(record.spec),
+        after=desired,
         kind=Kind.DEPLOYMENT,
         depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
