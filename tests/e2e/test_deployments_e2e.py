@@ -53,7 +53,7 @@ def grpo(tmp_path):
 def rlorinfra(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     """One real CLI run against the world's config (the key only in the environment)."""
     env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1"}
-    cmd = [sys.executable, "-m", "rlorinfra", args[0], "-f", str(world.config), *args[1:]]
+    cmd = [sys.executable, "-m", "rlorinfra", *args, "-f", str(world.config)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -194,3 +194,17 @@ def test_removing_both_blocks_deletes_the_deployment_first_from_recorded_edges(g
     (job,) = rows(grpo, "SELECT update_time, state FROM jobs WHERE job_id = ?", policy)
     assert deployment["delete_time"] is not None and deployment["delete_time"] <= job["update_time"]
     assert_clean(grpo)
+
+
+def test_import_generates_a_block_that_plans_clean(grpo):
+    ok(grpo, "apply", "--auto-approve")
+    ok(grpo, "state", "rm", "deployment.grpo-rollout")
+    untracked = rlorinfra(grpo, "plan")
+    assert untracked.returncode == 1 and "rlorinfra import deployment.grpo-rollout grpo-rollout" in untracked.stderr
+
+    block = ok(grpo, "import", "deployment.grpo-rollout", "grpo-rollout", "--generate-config")
+    assert block.startswith("[deployments.grpo-rollout]") and 'hot_load_trainer = "grpo-policy"' in block
+    jobs_only = GRPO[: GRPO.index("[deployments.grpo-rollout]")]
+    grpo.config.write_text(f'[control_plane]\nurl = "{grpo.url}"\napi_key_env = "{KEY_ENV}"\n{jobs_only}\n{block}')
+    assert_clean(grpo)
+    assert "deployments match the configuration" in ok(grpo, "plan")
