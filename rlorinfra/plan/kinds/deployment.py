@@ -33,6 +33,7 @@ from rlorinfra.model.deployments import (
     IN_PLACE_FIELDS,
     DeploymentState,
     LiveDeployment,
+    canonical_deployment_spec,
     trainer_link,
 )
 from rlorinfra.model.jobs import ShapeVersion
@@ -356,6 +357,7 @@ def _update(
         for key in updates:
             if key in found.reported:
                 before[key] = reported.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
+        before = canonical_deployment_spec(before)  # a live default is left out, as in every spec
     reason = "re-attach to " + str(Address.job(desired[TRAINER_FIELD])) if updates == (TRAINER_FIELD,) else ""
     return Change(
         name=name,
