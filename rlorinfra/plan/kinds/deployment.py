@@ -242,8 +242,8 @@ def _plan_declared(
     if updates:
         return _update(name, spec, desired, record, live, state, updates)
     if state in (DeploymentState.READY,):
-        return _change(name, Action.NOOP, spec, record, state, reason=f"deployment is {state}")
-    return _change(name, Action.WAIT, spec, record, state, reason=f"deployment is {state}")
+        return _change(name, Action.NOOP, spec, desired, record, state, reason=f"deployment is {state}")
+    return _change(name, Action.WAIT, spec, desired, record, state, reason=f"deployment is {state}")
 
 
 def _spec_changes(record: DeploymentRecord, desired: Mapping[str, Any]) -> tuple[str, ...]:
@@ -375,15 +375,28 @@ def _update(
 
 
 def _change(
-    name: str, action: Action, spec: DeploymentSpec, record: DeploymentRecord, state: str, *, reason: str
+    name: str,
+    action: Action,
+    spec: DeploymentSpec,
+    desired: dict[str, Any],
+    record: DeploymentRecord,
+    state: str,
+    *,
+    reason: str,
 ) -> Change:
-    """A NOOP or WAIT on a managed deployment."""
+    """A NOOP or WAIT on a managed deployment.
+
+    It carries both specs: a re-attach (``after_dependencies``) may turn it into
+    an UPDATE, which apply records as ``after`` and the plan text shows.
+    """
     return Change(
         name=name,
         action=action,
         reason=reason,
         job_id=record.deployment_id,
         live_state=state,
+        before=dict(record.spec),
+        after=desired,
         kind=Kind.DEPLOYMENT,
         depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
