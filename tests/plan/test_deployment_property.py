@@ -6,8 +6,9 @@ applied by a small simulation that does what apply does, reading state *at step
 time* (a deployment is linked to its trainer's job ID as state holds it when the
 deployment's step runs), so a deployment planned before its trainer's new job
 shows up as a re-attach on the next plan. Checked: every change comes after the
-changes of what it depends on (deletes: before), and re-planning after the
-simulated apply has nothing left to do.
+changes of what it depends on (deletes: before), the summary's accelerator
+change is what the resources hold afterwards minus before, and re-planning
+after the simulated apply has nothing left to do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from rlorinfra.model.deployments import (
     deployment_name,
     trainer_link,
 )
+from rlorinfra.plan.document import total_accelerators
+from rlorinfra.plan.kinds.deployment import per_replica
 from rlorinfra.plan.model import Action, Change, LiveWorld, Plan
 from rlorinfra.plan.planner import make_plan
 from rlorinfra.state.model import PHASES, DeploymentRecord, State
@@ -44,7 +47,7 @@ from tests.plan.planworld import (
     state,
     world,
 )
-from tests.plan.test_planner_property import Simulator
+from tests.plan.test_planner_property import Simulator, delta, held
 
 TRAINERS = ("alpha", "beta", "gamma")
 DEPLOYMENT_IDS = ("d1", "d2", "d3")
@@ -213,6 +216,18 @@ class WorldSimulator(Simulator):
         pass
 
 
+def held_all(st_: State, live: LiveWorld) -> dict[str, int]:
+    """What the managed trainers hold, plus each live, not FAILED deployment's floor (live min replicas)."""
+    total = held(st_, live)
+    for rec in st_.deployments.values():
+        found = live.deployments.get(rec.deployment_id)
+        if found is None or found.is_gone or found.is_failed:
+            continue
+        for kind, count in per_replica(rec.spec, live.shapes).items():
+            total[kind] = total.get(kind, 0) + count * (found.min_replica_count or 0)
+    return total
+
+
 def assert_dependency_order(plan: Plan) -> None:
     """Every change after the changes of what it depends on; a delete before them."""
     position: dict[Address, list[int]] = {}
@@ -235,6 +250,8 @@ def test_replanning_after_a_simulated_apply_has_no_changes(env, mode):
     plan = make_plan(jobs, st_, live, **kwargs)
     assert_dependency_order(plan)
     new_state, new_live = WorldSimulator(jobs, st_, live).apply(plan)
+    # The summary's accelerator line is what the managed resources hold afterwards, minus before.
+    assert total_accelerators(plan.changes) == delta(held_all(new_state, new_live), held_all(st_, live))
 
     again = make_plan(jobs, new_state, new_live, **kwargs)
     assert not again.has_changes, [(str(c.address), c.action, c.reason, c.changed_fields) for c in again.actionable]

@@ -299,6 +299,24 @@ def test_scaled_outside_is_scaled_back():
     assert "min_replica_count (2 -> 5)" in drift[0].detail
 
 
+@pytest.mark.parametrize("min_live", [0, 5])
+def test_a_scaled_deployment_replaced_or_deleted_releases_what_it_holds_live(min_live):
+    live = live_of(min_replica_count=min_live)
+    replaced = the(plan(MANUAL, rec(), live, force_replace=True))
+    assert replaced.accelerators == {H100: 2 - min_live}  # created at 2, held min_live
+    deleted = the(plan(None, rec(), live, ctx=context(None)))
+    assert deleted.accelerators == ({H100: -min_live} if min_live else {})
+    unrefreshed = the(plan(None, rec(), world(refreshed=False), ctx=context(None)))
+    assert unrefreshed.accelerators == {H100: -2}  # state's memory
+
+
+def test_an_update_counts_what_is_held_live_even_for_a_field_it_leaves_alone():
+    """Scaled to 0 outside, and the file now says 0 too: only max is PATCHed, and nothing is released."""
+    spec = dataclasses.replace(MANUAL, min_replica_count=0, max_replica_count=1)
+    change = the(plan(spec, rec(), live_of(min_replica_count=0)))
+    assert (change.action, change.changed_fields, change.accelerators) == (Action.UPDATE, ("max_replica_count",), {})
+
+
 def test_linked_elsewhere_is_reattached_to_the_trainer_state_knows():
     live = live_of(trainer_job="other-9")
     change = the(plan(MANUAL, rec(), live))
