@@ -15,7 +15,7 @@ from rlorinfra.errors import PlanError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.deployments import DeploymentState
 from rlorinfra.plan.document import plan_document, total_accelerators
-from rlorinfra.plan.model import Action, Plan
+from rlorinfra.plan.model import Action, Change, Plan
 from rlorinfra.plan.planner import make_plan
 from rlorinfra.render.text import render_plan_text
 from tests.plan.planworld import (
@@ -56,16 +56,19 @@ def live(*jobs, trainer_job="policy-1", dep_state=DeploymentState.READY, **field
 
 
 def plan_of(jobs=(POLICY,), deps=(ROLLOUT,), st=None, lw=None, **kwargs) -> Plan:
+    """``make_plan`` of the declared ``jobs`` and ``deps`` over ``managed()`` and ``live()`` unless given."""
     return make_plan(
         desired(*jobs), st if st is not None else managed(), lw or live(), desired_by_kind=deployments(*deps), **kwargs
     )
 
 
 def steps(plan: Plan) -> list[tuple[str, Action]]:
+    """The plan's (address, action) pairs, in order."""
     return [(str(c.address), c.action) for c in plan.changes]
 
 
-def change(plan: Plan, address: Address):
+def change(plan: Plan, address: Address) -> Change:
+    """The (first) change of ``address``."""
     return next(c for c in plan.changes if c.address == address)
 
 
@@ -106,8 +109,12 @@ def test_replacing_the_trainer_reattaches_the_deployment_after_it(how):
     assert update.after == resolved(ROLLOUT) and update.before == resolved(ROLLOUT)
 
 
-def test_a_trainer_recreated_after_out_of_band_deletion_reattaches():
-    lw = dataclasses.replace(live(), jobs={}, missing=frozenset({"policy-1"}))
+@pytest.mark.parametrize("gone", [None, "JOB_STATE_DELETED", "JOB_STATE_ARCHIVED", "JOB_STATE_DELETING"])
+def test_a_trainer_recreated_after_out_of_band_deletion_reattaches(gone):
+    if gone is None:  # 404
+        lw = dataclasses.replace(live(), jobs={}, missing=frozenset({"policy-1"}))
+    else:
+        lw = live(live_job("policy-1", "policy", gone, spec=POLICY.spec()))
     plan = plan_of(lw=lw)
     assert steps(plan) == [("job.policy", Action.CREATE), ("deployment.rollout", Action.UPDATE)]
     assert change(plan, JOB).job_id is None  # a new job ID

@@ -91,10 +91,12 @@ def plan(
     force_replace: bool = False,
     ctx: PlanContext | None = None,
 ) -> Change | None:
+    """The kind's decision for ``rollout`` (context: the trainer in state, ``spec`` declared)."""
     return DEPLOYMENT_KIND.plan(ID, spec, record_, live, force_replace=force_replace, context=ctx or context(spec))
 
 
 def the(change: Change | None) -> Change:
+    """``change``, which must exist."""
     assert change is not None
     return change
 
@@ -509,6 +511,7 @@ def test_identity_and_the_rest_of_the_seam():
 
 
 def _job_change(action: Action, job_id: str | None) -> Change:
+    """The trainer's change in the same plan."""
     return Change(name="policy", action=action, job_id=job_id)
 
 
