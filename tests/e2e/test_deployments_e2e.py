@@ -208,3 +208,31 @@ def test_import_generates_a_block_that_plans_clean(grpo):
     grpo.config.write_text(f'[control_plane]\nurl = "{grpo.url}"\napi_key_env = "{KEY_ENV}"\n{jobs_only}\n{block}')
     assert_clean(grpo)
     assert "deployments match the configuration" in ok(grpo, "plan")
+
+
+def test_sigkill_while_the_deployment_is_created_never_duplicates_it(grpo):
+    import signal
+    import time
+
+    env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "rlorinfra", "apply", "--auto-approve", "-f", str(grpo.config)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    recorded = False
+    while time.monotonic() < deadline and not recorded:
+        try:
+            recorded = "grpo-rollout" in grpo.state()["resources"].get("deployment", {})
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # the ID is recorded; the POST may or may not have landed
+    proc.wait(timeout=10)
+    assert recorded
+
+    ok(grpo, "apply", "--auto-approve")
+    deployments = rows(grpo, "SELECT deployment_id, state FROM deployments")
+    assert [r["deployment_id"] for r in deployments] == ["grpo-rollout"]
+    jobs = rows(grpo, "SELECT display_name FROM jobs WHERE state NOT IN ('JOB_STATE_DELETED', 'JOB_STATE_DELETING')")
+    assert sorted(r["display_name"] for r in jobs) == ["grpo-policy", "grpo-reference"]
+    assert live_deployment(grpo, "grpo-rollout")["hotLoadTrainerJob"].endswith(job_id(grpo, "grpo-policy"))
+    assert_clean(grpo)
