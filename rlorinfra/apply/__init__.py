@@ -8,7 +8,9 @@
 
 from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import ApplyKind, TaskHost
-from rlorinfra.apply.kinds.job import JobSteps, NotOursError, new_job_id
+from rlorinfra.apply.kinds.common import NotOursError
+from rlorinfra.apply.kinds.deployment import DeploymentSteps
+from rlorinfra.apply.kinds.job import JobSteps, new_job_id
 from rlorinfra.apply.model import (
     NOT_STARTED,
     SKIPPED,
@@ -32,6 +34,7 @@ __all__ = [
     "ApplyOptions",
     "ApplyResult",
     "ControlPlane",
+    "DeploymentSteps",
     "Event",
     "EventKind",
     "Executor",

@@ -23,6 +23,7 @@ class Step(StrEnum):
     CANCEL = "cancel"
     DELETE = "delete"
     DELETE_OLD = "delete_old"  # create_before_destroy: the replaced resource, once the new one is ready
+    UPDATE = "update"  # in place (a deployment's PATCH); the ID stays
 
 
 class Goal(StrEnum):
@@ -68,6 +69,12 @@ class Event:
     message: str = ""
     elapsed: float = 0.0
     create_before_destroy: bool = False  # a replace that creates first (shown as +/-)
+    address: str = ""  # kind.name ("" in events made before addresses)
+
+    @property
+    def label(self) -> str:
+        """How views name the resource: a job by its name, any other kind by its address."""
+        return self.address if self.address and not self.address.startswith("job.") else self.name
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ class Outcome:
     job_id: str | None = None
     message: str = ""
     pending: bool = False  # still provisioning (no-wait or interrupted)
+    address: str = ""  # kind.name
+
+    @property
+    def label(self) -> str:
+        """How views name the resource: a job by its name, any other kind by its address."""
+        return self.address if self.address and not self.address.startswith("job.") else self.name
 
 
 @dataclass
@@ -123,6 +136,8 @@ class Task:
     busy: bool = False
     outcome: Outcome | None = None
     old_job_id: str | None = None  # replace: the resource being replaced
+    # A deployment's wait for READY also waits for this trainer link (a create or re-attach set it).
+    trainer_link: str | None = None
 
     @property
     def name(self) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import ApplyKind
+from rlorinfra.apply.kinds.deployment import DeploymentSteps
 from rlorinfra.apply.kinds.job import JobSteps
 from rlorinfra.apply.model import (
     NOT_STARTED,
@@ -43,7 +44,7 @@ from rlorinfra.apply.model import (
 from rlorinfra.apply.writer import StateWriter
 from rlorinfra.errors import ApiError
 from rlorinfra.model.address import Address, Kind
-from rlorinfra.plan.model import Change, Plan
+from rlorinfra.plan.model import Action, Change, Plan
 
 # The poll interval never exceeds this fraction of how long the jobs have waited, so
 # readiness is noticed at most ~10% late (the interval still backs off to poll_max_s).
@@ -51,6 +52,8 @@ POLL_LAG_FRACTION = 0.1
 # How often the driver looks for finished steps while only steps are in flight.
 STEP_CHECK_S = 0.02
 DEFAULT_OPTIONS = ApplyOptions()
+# Actions that delete the resource they act on (a replace: its delete half).
+_DELETING = frozenset({Action.DELETE, Action.REPLACE})
 
 
 class Executor:
@@ -67,6 +70,7 @@ class Executor:
         sleep: Callable[[float], None] = time.sleep,
         shape_versions: Mapping[str, str] | None = None,
         list_pages: float = 0,
+        deployment_list_pages: float = 0,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -75,8 +79,10 @@ class Executor:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._dependent_deletes: dict[Address, list[Task]] = {}
         jobs = JobSteps(client, writer, self, shape_versions=shape_versions, list_pages=list_pages)
-        self._kinds: Mapping[Kind, ApplyKind[Any]] = {Kind.JOB: jobs}
+        deployments = DeploymentSteps(client, writer, self, list_pages=deployment_list_pages)
+        self._kinds: Mapping[Kind, ApplyKind[Any]] = {Kind.JOB: jobs, Kind.DEPLOYMENT: deployments}
 
     # -- driver -----------------------------------------------------------
 
@@ -141,6 +147,7 @@ class Executor:
 
     def _dispatch(self, tasks: list[Task], pool: ThreadPoolExecutor) -> None:
         by_address = _tasks_by_address(tasks)
+        self._dependent_deletes = _dependent_deletes(tasks)
         for task in tasks:
             if task.outcome or task.busy or task.goal:
                 continue
@@ -158,20 +165,39 @@ class Executor:
             future.add_done_callback(functools.partial(self._step_done, task))
 
     def _blocked(self, task: Task, by_address: Mapping[Address, list[Task]]) -> bool | None:
-        """False: every dependency finished OK; True: one did not; None: one is still running."""
-        for address in task.change.depends_on:
-            for dependency in by_address.get(address, ()):
-                if dependency.outcome is None:
-                    return None
-                if not dependency.outcome.ok:
-                    return True
+        """False: every task it waits for finished OK; True: one did not; None: one is still running.
+
+        A create, update or wait waits for what it depends on. A delete runs the
+        other way round (dependents first): it does not wait for its own
+        dependencies, and a delete or replace of X waits for the deletes of the
+        resources that depend on X (a deployment goes before its trainer).
+        """
+        waits_for: list[Task] = (
+            []
+            if task.change.action is Action.DELETE
+            else [dependency for address in task.change.depends_on for dependency in by_address.get(address, ())]
+        )
+        if task.change.action in _DELETING:
+            waits_for += self._dependent_deletes.get(task.address, [])
+        for other in waits_for:
+            if other.outcome is None:
+                return None
+            if not other.outcome.ok:
+                return True
         return False
 
     def _skip(self, task: Task) -> None:
         """A dependency did not converge: end without a request (an ID reserved up front is released)."""
         task.steps.clear()
         self._kind(task).release_unstarted([task])
-        task.outcome = Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=SKIPPED)
+        task.outcome = Outcome(
+            task.name,
+            task.change.action.value,
+            ok=False,
+            job_id=task.job_id,
+            message=SKIPPED,
+            address=str(task.change.address),
+        )
         self.event(task, EventKind.FAILED, message=SKIPPED)
 
     def _step_done(self, task: Task, future: Future[None]) -> None:
@@ -190,7 +216,15 @@ class Executor:
             if task.job_id is None and task.last_state is None
             else f"still {task.last_state or 'in progress'}"
         )
-        return Outcome(task.name, task.change.action.value, ok=False, job_id=task.job_id, message=message, pending=True)
+        return Outcome(
+            task.name,
+            task.change.action.value,
+            ok=False,
+            job_id=task.job_id,
+            message=message,
+            pending=True,
+            address=str(task.change.address),
+        )
 
     # -- poll rounds (main thread) ------------------------------------------
 
@@ -246,7 +280,13 @@ class Executor:
         if not ok:
             self._kind(task).settle_failed(task)
         task.outcome = Outcome(
-            task.name, task.change.action.value, ok=ok, job_id=task.job_id, message=message, pending=pending
+            task.name,
+            task.change.action.value,
+            ok=ok,
+            job_id=task.job_id,
+            message=message,
+            pending=pending,
+            address=str(task.change.address),
         )
         self.event(task, kind if ok else EventKind.FAILED, state=task.last_state, message=message)
 
@@ -265,6 +305,7 @@ class Executor:
                     message,
                     round(self._clock() - task.started, 1),
                     task.change.create_before_destroy,
+                    str(task.change.address),
                 )
             )
 
@@ -275,3 +316,13 @@ def _tasks_by_address(tasks: Sequence[Task]) -> dict[Address, list[Task]]:
     for task in tasks:
         grouped.setdefault(task.address, []).append(task)
     return grouped
+
+
+def _dependent_deletes(tasks: Sequence[Task]) -> dict[Address, list[Task]]:
+    """For each address, the DELETE tasks of resources that depend on it (they must finish before it goes)."""
+    dependents: dict[Address, list[Task]] = {}
+    for task in tasks:
+        if task.change.action is Action.DELETE:
+            for address in task.change.depends_on:
+                dependents.setdefault(address, []).append(task)
+    return dependents

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from rlorinfra.model.address import Address
-from rlorinfra.state.model import JobRecord, Record, State
+from rlorinfra.state.model import DeploymentRecord, JobRecord, Record, State
 
 
 class StateWriter:
@@ -37,7 +37,7 @@ class StateWriter:
         """The latest state written."""
         return self._state
 
-    def set_record(self, address: Address, record: JobRecord) -> None:
+    def set_record(self, address: Address, record: Record) -> None:
         """Record ``address`` and write."""
         self.update(lambda s: s.with_record(address, record))
 
@@ -95,3 +95,7 @@ class StateWriter:
     def job(self, name: str) -> JobRecord | None:
         """The current record of job ``name``."""
         return self._state.job(name)
+
+    def deployment(self, name: str) -> DeploymentRecord | None:
+        """The current record of deployment ``name``."""
+        return self._state.deployment(name)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 RESULT_WORDS = {
     "create": "created",
     "resume": "resumed",
+    "update": "updated",
     "replace": "replaced",
     "stop": "stopped",
     "delete": "deleted",
@@ -265,12 +266,12 @@ def _summary_line(outcome: Outcome) -> str:
     if outcome.ok:
         word = RESULT_WORDS.get(outcome.action, outcome.action)
         return (
-            f"  {outcome.name}: {word}"
+            f"  {outcome.label}: {word}"
             + (f" ({outcome.job_id})" if outcome.job_id else "")
             + (f" - {outcome.message}" if outcome.pending else "")
         )
     mark = "pending" if outcome.pending else "FAILED"
-    return f"  {outcome.name}: {mark}: {outcome.message}"
+    return f"  {outcome.label}: {mark}: {outcome.message}"
 
 
 def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
@@ -279,9 +280,11 @@ def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
     if verb is Operation.DESTROY:
         line = f"Destroy complete! Resources: {result.count(Action.DELETE)} destroyed."
     else:
+        # In-place updates (deployments) are counted only when there are some, so a run
+        # without any keeps the line every script and doc already knows.
+        shown = (Action.CREATE, Action.UPDATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)
         counts = [
-            f"{result.count(a)} {RESULT_WORDS[a.value]}"
-            for a in (Action.CREATE, Action.RESUME, Action.REPLACE, Action.STOP, Action.DELETE)
+            f"{result.count(a)} {RESULT_WORDS[a.value]}" for a in shown if a is not Action.UPDATE or result.count(a)
         ]
         line = "Apply complete! Resources: " + ", ".join(counts) + "."
     if as_json:
@@ -303,23 +306,34 @@ def _finish_line(verb: Operation, result: ApplyResult, as_json: bool) -> None:
 
 @click.command("import")
 @click.argument("name", shell_complete=complete_job_names)
-@click.argument("job_id")
+@click.argument("job_id", metavar="ID")
 @file_option
-@click.option("--generate-config", is_flag=True, help="Print the TOML block for the job, to paste into the config.")
+@click.option(
+    "--generate-config", is_flag=True, help="Print the TOML block for the resource, to paste into the config."
+)
 @lock_timeout_option
 @insecure_option
 def import_cmd(
     name: str, job_id: str, config_path: Path, generate_config: bool, lock_timeout: float, insecure: bool
 ) -> ExitCode:
-    """Adopt an existing live job JOB_ID under display name NAME.
+    """Adopt an existing live job ID under display name NAME, or a deployment as deployment.ID.
+
+    A deployment's name is its ID (the key of [deployments.ID]), so ID must
+    repeat it.
 
     \b
     Examples:
       rlorinfra import grpo-policy-trainer training-api-service-1a2b3c4d
       rlorinfra import my-trainer my-job-id --generate-config >> rlorinfra.toml
+      rlorinfra import deployment.grpo-rollout grpo-rollout --generate-config
     """
+    from rlorinfra.model.address import Address, Kind
     from rlorinfra.operations import generated_job_block, run_import
 
+    address = Address.parse(name)
+    if address.kind is Kind.DEPLOYMENT:
+        return _import_deployment(address.name, job_id, config_path, generate_config, lock_timeout, insecure)
+    name = address.name  # job.NAME and NAME alike
     ws = open_workspace(config_path, insecure)
     try:
         imported = run_import(ws, name, job_id, lock_timeout=lock_timeout)
@@ -343,5 +357,34 @@ def import_cmd(
         echo_warning(
             f'"{name}" is not declared in {config_path}: the next plan would delete it. '
             f"Run `rlorinfra import {name} {job_id} --generate-config` to print its TOML block."
+        )
+    return ExitCode.OK
+
+
+def _import_deployment(
+    deployment_id: str, given_id: str, config_path: Path, generate_config: bool, lock_timeout: float, insecure: bool
+) -> ExitCode:
+    """``import deployment.ID ID``: adopt the live deployment, say what its trainer link names."""
+    from rlorinfra.operations import generated_deployment_block, run_import_deployment
+
+    ws = open_workspace(config_path, insecure)
+    try:
+        imported = run_import_deployment(ws, deployment_id, given_id, lock_timeout=lock_timeout)
+    finally:
+        ws.close()
+    address = f"deployment.{deployment_id}"
+    if generate_config:
+        click.echo(generated_deployment_block(imported.record, imported.trainer_note), nl=False)
+        click.echo(f"# Imported {address}. Paste the block above into {config_path}.", err=True)
+    elif imported.already_managed:
+        click.echo(f"Deployment {deployment_id} is already managed as {address}: nothing to import.")
+    else:
+        click.echo(f"Import successful! Deployment {deployment_id} is now managed as {address}.")
+    if imported.trainer_note:
+        echo_warning(imported.trainer_note)
+    if not generate_config and deployment_id not in ws.config.deployments:
+        echo_warning(
+            f"{address} is not declared in {config_path}: the next plan would delete it. "
+            f"Run `rlorinfra import {address} {deployment_id} --generate-config` to print its TOML block."
         )
     return ExitCode.OK

@@ -304,7 +304,7 @@ def complete_job_names(ctx: click.Context, param: click.Parameter, incomplete: s
 
 
 def complete_state_job_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Shell completion for commands on state: the config's job names and the state's.
+    """Shell completion for commands on state: the config's job names and the state's (deployments as addresses).
 
     A job removed from the config is still in state until destroyed or ``state rm``-ed,
     so both are offered. Quiet like :func:`complete_job_names`.
@@ -322,7 +322,7 @@ def complete_state_job_names(ctx: click.Context, param: click.Parameter, incompl
         # Only a local state is read for completion: a shared backend would mean a connection per <TAB>.
         if settings.backend is StateBackendKind.LOCAL:
             state, _ = LocalBackend(settings.path).read()
-            names |= set(state.jobs)
+            names |= set(state.jobs) | {f"deployment.{name}" for name in state.deployments}
     except Exception:  # noqa: BLE001 - completion must never print or fail
         pass
     return [CompletionItem(name) for name in sorted(names) if name.startswith(incomplete)]

@@ -95,12 +95,15 @@ def _is_rlorinfra_config(path: Path) -> bool:
 
 
 def _summary(config: Config) -> str:
-    """``2 jobs (1 stopped), control plane: local (embedded emulator).``"""
+    """``2 jobs (1 stopped), 1 deployment, control plane: local (embedded emulator).``"""
     count = len(config.jobs)
     text = f"{count} job{'' if count == 1 else 's'}"
     stopped = sum(1 for job in config.jobs.values() if job.desired_state == "stopped")
     if stopped:
         text += f" ({stopped} stopped)"
+    if config.deployments:
+        deployments = len(config.deployments)
+        text += f", {deployments} deployment{'' if deployments == 1 else 's'}"
     cp = config.control_plane
     where = "local (embedded emulator)" if cp.is_local else cp.url
     return f"{text}, control plane: {where}."

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "state": "state_cmds:state_group",
     "output": "state_cmds:output_cmd",
     "show": "state_cmds:show_cmd",
+    "graph": "graph_cmds:graph_cmd",
     "force-unlock": "state_cmds:force_unlock_cmd",
     "control-plane": "controlplane_cmds:control_plane_group",
 }

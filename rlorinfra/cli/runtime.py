@@ -90,6 +90,8 @@ def emulator_note(state: State | None, config_path: Path | None = None) -> str:
     if state is None or (state.control_plane or {}).get("url") != LOCAL_URL:
         return ""
     running = sorted(name for name, record in state.jobs.items() if record.phase != PHASE_STOPPED)
+    running += sorted(f"deployment.{name}" for name in state.deployments)
+    noun = "resources" if state.deployments else "jobs"
     if not running:
         return ""
     if config_path is None:
@@ -99,6 +101,6 @@ def emulator_note(state: State | None, config_path: Path | None = None) -> str:
     flag = "" if str(config_path) == "rlorinfra.toml" else f" -f {shlex.quote(str(config_path))}"
     shown = ", ".join(running[:10]) + (f" and {len(running) - 10} more" if len(running) > 10 else "")
     return (
-        f"The jobs above ({shown}) are running on the embedded emulator (.rlorinfra/ beside "
+        f"The {noun} above ({shown}) are running on the embedded emulator (.rlorinfra/ beside "
         f"{config_path}). Destroy them with: rlorinfra destroy{flag}"
     )

@@ -11,6 +11,7 @@ their read-modify-write.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +27,22 @@ from rlorinfra.cli.common import (
     lock_timeout_option,
 )
 from rlorinfra.cli.exit_codes import ExitCode
-from rlorinfra.cli.outputs import assignments, record_outputs, render_outputs, render_outputs_text, state_outputs
+from rlorinfra.cli.outputs import (
+    assignments,
+    output_key,
+    render_outputs,
+    render_outputs_text,
+    resource_outputs,
+    state_outputs,
+)
 from rlorinfra.cli.runtime import open_workspace
 from rlorinfra.cli.ui import ClickUI
 
 if TYPE_CHECKING:
     from rlorinfra.config.model import Config
+    from rlorinfra.model.address import Address
     from rlorinfra.operations.workspace import Workspace
-    from rlorinfra.state.model import JobRecord, State
+    from rlorinfra.state.model import JobRecord, Record, State
 
 # ---------------------------------------------------------------- helpers
 
@@ -49,10 +58,15 @@ def _echo_json(value: Any) -> None:
 
 def render_job(name: str, record: JobRecord) -> str:
     """A job record as a readable block (``state show``, ``show``)."""
+    return render_record("job", name, name, record)
+
+
+def render_record(kind: str, header: str, name: str, record: Record) -> str:
+    """A record as a readable block: ``# header:`` then ``kind "name" { ... }``."""
     data = record.to_dict()
     spec = data.pop("spec")
     top = [(key, value) for key, value in data.items() if value is not None]
-    lines = [f"# {name}:", f'job "{name}" {{']
+    lines = [f"# {header}:", f'{kind} "{name}" {{']
     lines += assignments(top, "    ")
     if spec:
         lines.append("    spec = {")
@@ -83,14 +97,16 @@ def state_group() -> None:
 @state_group.command("list")
 @file_option
 def state_list_cmd(config_path: Path) -> ExitCode:
-    """List the job names in state, one per line.
+    """List the resources in state, one per line: job names, then deployment.NAME addresses.
 
     \b
     Example:
       rlorinfra state list -f prod.toml
     """
-    for name in sorted(_open_state(config_path).store.read().jobs):
-        click.echo(name)
+    from rlorinfra.operations import listed_addresses
+
+    for address in listed_addresses(_open_state(config_path).store.read()):
+        click.echo(output_key(address))
     return ExitCode.OK
 
 
@@ -99,22 +115,27 @@ def state_list_cmd(config_path: Path) -> ExitCode:
 @file_option
 @json_option
 def state_show_cmd(name: str, config_path: Path, as_json: bool) -> ExitCode:
-    """Show the recorded job NAME (job ID, endpoint, phase, spec).
+    """Show the recorded resource NAME: a job (job ID, endpoint, phase, spec) or deployment.NAME.
 
     \b
     Examples:
       rlorinfra state show grpo-policy-trainer
       rlorinfra state show grpo-policy-trainer --json    # includes "job_id"
+      rlorinfra state show deployment.grpo-rollout       # link, bucket URL, observed state
     """
-    from rlorinfra.operations import record_of
+    from rlorinfra.operations import resource_of
 
     store = _open_state(config_path).store
-    record = record_of(store.read(), name, store.backend.describe())
+    address, record = resource_of(store.read(), name, store.backend.describe())
     if as_json:
         _echo_json(record.to_dict())
     else:
-        click.echo(render_job(name, record))
+        click.echo(_render_resource(address, record))
     return ExitCode.OK
+
+
+def _render_resource(address: Address, record: Record) -> str:
+    return render_record(address.kind.value, output_key(address), address.name, record)
 
 
 @state_group.command("rm")
@@ -122,24 +143,48 @@ def state_show_cmd(name: str, config_path: Path, as_json: bool) -> ExitCode:
 @file_option
 @lock_timeout_option
 def state_rm_cmd(names: tuple[str, ...], config_path: Path, lock_timeout: float) -> ExitCode:
-    """Forget jobs: remove NAME from state. The jobs keep running.
+    """Forget resources: remove NAME (a job, or deployment.NAME) from state. They keep running.
 
-    The control-plane job is never deleted or stopped; rlorinfra only stops
-    managing it. Adopt it again with `rlorinfra import NAME JOB_ID`.
+    The control-plane job or deployment is never deleted or stopped; rlorinfra only
+    stops managing it. Adopt it again with `rlorinfra import NAME ID`.
 
     \b
-    Example:
+    Examples:
       rlorinfra state rm grpo-reference-trainer
+      rlorinfra state rm deployment.grpo-rollout
     """
     from rlorinfra.operations import state_rm
+    from rlorinfra.state.model import JobRecord
 
     ws = _open_state(config_path)
     removed = state_rm(ws, names, lock_timeout=lock_timeout)
     for name in removed:
         click.echo(f"Removed {name}")
-    click.echo(f"Successfully removed {len(removed)} job(s) from state.\n")
-    _explain_removed(removed, ws.config)
+    jobs = {name: r for name, r in removed.items() if isinstance(r, JobRecord)}
+    others = {name: r for name, r in removed.items() if not isinstance(r, JobRecord)}
+    if jobs:
+        click.echo(f"Successfully removed {len(jobs)} job(s) from state.\n")
+        _explain_removed(jobs, ws.config)
+    if others:
+        click.echo(f"Successfully removed {len(others)} deployment(s) from state.\n")
+        _explain_removed_deployments(others, ws.config)
     return ExitCode.OK
+
+
+def _explain_removed_deployments(removed: Mapping[str, Record], config: Config) -> None:
+    click.echo(
+        "The deployment(s) keep serving on the control plane: rlorinfra no longer manages them "
+        "and will not scale, re-attach or delete them. To manage one again:"
+    )
+    for record in removed.values():
+        click.echo(f"  rlorinfra import deployment.{record.resource_id} {record.resource_id} -f {config.path}")
+    for record in removed.values():
+        if record.resource_id in config.deployments:
+            echo_warning(
+                f"deployment.{record.resource_id} is still declared in {config.path}. The next plan will find "
+                "its live deployment untracked and ask you to import it; remove "
+                f"[deployments.{record.resource_id}] from the config if you meant to stop managing it."
+            )
 
 
 def _explain_removed(removed: dict[str, JobRecord], config: Config) -> None:
@@ -325,28 +370,30 @@ def state_migrate_cmd(source: Path, config_path: Path, lock_timeout: float) -> E
 @json_option
 @click.option("--raw", is_flag=True, help="Print only NAME's endpoint, for shell scripts.")
 def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) -> ExitCode:
-    """Job IDs, job names and trainer endpoints from state.
+    """Job IDs, job names and trainer endpoints; deployment names, states and hot-load buckets.
 
     \b
     Examples:
-      rlorinfra output                      every job
-      rlorinfra output --json               {"NAME": {"job_id", "job_name", "endpoint"}}
+      rlorinfra output                      every job and deployment
+      rlorinfra output --json               {"NAME": {"job_id", "job_name", "endpoint"},
+                                             "deployment.ID": {"deployment_name", "state", ...}}
       rlorinfra output NAME --raw           just NAME's trainer endpoint
+      rlorinfra output deployment.ID        one deployment (--raw: its name)
     """
     if raw and (name is None or as_json):
         raise click.UsageError("--raw needs a NAME and cannot be combined with --json.")
-    from rlorinfra.operations import record_of
+    from rlorinfra.operations import resource_of
 
     store = _open_state(config_path).store
     state = store.read()
     if name is not None:
-        return _output_one(record_outputs(record_of(state, name, store.backend.describe())), as_json, raw)
+        return _output_one(resource_outputs(resource_of(state, name, store.backend.describe())[1]), as_json, raw)
     values = state_outputs(state)
     if as_json:
         _echo_json(values)
     elif not values:
         echo_warning(
-            f"No outputs found: the state in {store.backend.describe()} has no jobs. Run `rlorinfra apply` first."
+            f"No outputs found: the state in {store.backend.describe()} manages nothing. Run `rlorinfra apply` first."
         )
     else:
         click.echo(render_outputs_text(state))
@@ -354,8 +401,8 @@ def output_cmd(name: str | None, config_path: Path, as_json: bool, raw: bool) ->
 
 
 def _output_one(values: dict[str, str], as_json: bool, raw: bool) -> ExitCode:
-    if raw:
-        click.echo(values["endpoint"])
+    if raw:  # a job's trainer endpoint; a deployment's name (what a client addresses)
+        click.echo(values.get("endpoint") or values["deployment_name"])
     elif as_json:
         _echo_json(values)
     else:
@@ -392,14 +439,17 @@ def show_cmd(planfile: Path | None, config_path: Path, as_json: bool) -> ExitCod
 
 
 def render_state(state: State, where: str) -> str:
-    """Every job in state, like ``terraform show``."""
-    if not state.jobs:
+    """Every resource in state, like ``terraform show``."""
+    if not state.addresses():
         return "The state file is empty. No jobs are managed."
     header = [f"# state: {where} (serial {state.serial}, lineage {state.lineage})"]
     if state.control_plane:
         cp = state.control_plane
         header.append(f"# control plane: {cp.get('url', '?')} (account {cp.get('account_id', '?')})")
-    blocks = [render_job(name, record) for name, record in sorted(state.jobs.items())]
+    from rlorinfra.operations import listed_addresses
+
+    addresses = listed_addresses(state)
+    blocks = [_render_resource(address, record) for address in addresses if (record := state.record(address))]
     return "\n".join(header) + "\n\n" + "\n\n".join(blocks)
 
 

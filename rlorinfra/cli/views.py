@@ -19,11 +19,12 @@ from typing import Any, TextIO
 
 import click
 
-SYMBOLS = {"create": "+", "resume": "~", "wait": "~", "replace": "-/+", "stop": "~", "delete": "-"}
+SYMBOLS = {"create": "+", "resume": "~", "wait": "~", "update": "~", "replace": "-/+", "stop": "~", "delete": "-"}
 CREATE_FIRST_SYMBOL = "+/-"  # the plan's symbol for a create_before_destroy replace
 STEP_WORDS = {
     "create": "creating",
     "resume": "resuming",
+    "update": "updating in place",
     "wait_ready": "waiting for readiness",
     "cancel": "stopping",
     "delete": "deleting",
@@ -142,7 +143,7 @@ class LineView:
     def on_event(self, event: Any) -> None:
         """Print the event as one line."""
         symbol = symbol_for(event.action, event.create_before_destroy)
-        text = one_line(f"{symbol} {event.name}: {describe(event)} [{event.elapsed:.1f}s]")
+        text = one_line(f"{symbol} {event.label}: {describe(event)} [{event.elapsed:.1f}s]")
         if event.kind == "failed" and self.color:
             text = click.style(text, fg="red")
         click.echo(text)
@@ -226,9 +227,9 @@ class TtyView:
         """Update the job's line and redraw the block."""
         with self._lock:
             now = self._clock()
-            row = self.rows.get(event.name)
+            row = self.rows.get(event.label)
             if row is None:
-                row = self.rows[event.name] = Row(" ")
+                row = self.rows[event.label] = Row(" ")
             row.symbol = symbol_for(event.action, event.create_before_destroy) or row.symbol
             if row.started is None:  # the job's time began event.elapsed before its first event
                 row.started = now - max(0.0, event.elapsed)
@@ -424,6 +425,7 @@ class JsonView:
             {
                 "type": "event",
                 "name": event.name,
+                "address": event.address,
                 "event": event.kind,
                 "action": event.action,
                 "job_id": event.job_id,
@@ -453,6 +455,11 @@ def make_view(plan: Any, *, as_json: bool, color: bool) -> JsonView | TtyView | 
     if as_json:
         return JsonView()
     if sys.stdout.isatty():
-        rows = [(c.name, c.action.value, bool(getattr(c, "create_before_destroy", False))) for c in plan.actionable]
+        rows = [(_label(c), c.action.value, bool(getattr(c, "create_before_destroy", False))) for c in plan.actionable]
         return TtyView(rows, color=color)
     return LineView(color=color)
+
+
+def _label(change: Any) -> str:
+    """A change as views name it: a job by its name, any other kind by its address (as ``Event.label``)."""
+    return change.name if str(change.kind) == "job" else str(change.address)

@@ -1,8 +1,9 @@
-"""Write desired-state TOML: one job block (``import --generate-config``) and the starter file.
+"""Write desired-state TOML: one job or deployment block (``import --generate-config``) and the starter file.
 
 ``render_job_toml`` is the inverse of the loader for one job: pasted under a
 config, its output loads back to a ``JobSpec`` whose ``.spec()`` equals the
-spec it was rendered from.
+spec it was rendered from. ``render_deployment_toml`` is the same for one
+deployment (its ``hot_load_trainer`` must name a job of the file it is pasted into).
 """
 
 from __future__ import annotations
@@ -43,6 +44,41 @@ def render_job_toml(
     import tomli_w  # only the writers pay for it
 
     return tomli_w.dumps({"jobs": {display_name: body}})
+
+
+# Spec keys spelled differently in a [deployments.NAME] table; values as the loader reads them.
+_DEPLOYMENT_CONFIG_KEYS = {"hot_load_transition_type": "hot_load_transition"}
+
+
+def render_deployment_toml(deployment_id: str, spec: dict[str, Any], *, lifecycle: dict[str, Any] | None = None) -> str:
+    """A ``[deployments.<deployment_id>]`` block for ``spec`` (``DeploymentSpec.spec()`` form, shape resolved).
+
+    ``lifecycle`` optionally adds ``prevent_destroy`` / ``ttl`` (whole seconds).
+    A key the table cannot hold (``deployment_shape_from``, ``hot_load_trainer_job``,
+    anything unknown) is a programming error (``ValueError``): the output must always load back.
+    """
+    from rlorinfra.config.deployments import DEPLOYMENT_RULES
+    from rlorinfra.config.model import DEPLOYMENT_LIFECYCLE_FIELDS
+
+    renamed = {_DEPLOYMENT_CONFIG_KEYS.get(key, key): value for key, value in spec.items()}
+    unknown = sorted(set(renamed) - set(DEPLOYMENT_RULES) | set(lifecycle or {}) - set(DEPLOYMENT_LIFECYCLE_FIELDS))
+    if unknown:
+        raise ValueError(f"cannot render unknown deployment field(s): {', '.join(unknown)}")
+    merged = {**renamed, **(lifecycle or {})}
+    body = {key: _deployment_value(key, merged[key]) for key in DEPLOYMENT_RULES if merged.get(key) is not None}
+    import tomli_w
+
+    return tomli_w.dumps({"deployments": {deployment_id: body}})
+
+
+def _deployment_value(key: str, value: Any) -> Any:
+    if key == "hot_load_transition":
+        return str(value).lower()  # "async"/"sync", as the docs write it; the loader upper-cases it
+    if key == "ttl" and isinstance(value, int) and not isinstance(value, bool):
+        return format_duration(value)
+    if isinstance(value, dict):
+        return dict(sorted(value.items()))
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _toml_value(key: str, value: Any) -> Any:

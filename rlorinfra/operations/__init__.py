@@ -6,7 +6,15 @@ the CLI (or a test, or ``watch``) implements.
 """
 
 from rlorinfra.operations.applying import ApplyCancelled, ApplyRun, execute, raise_for_result, run_apply, run_destroy
-from rlorinfra.operations.importing import ImportResult, generated_job_block, import_job, run_import
+from rlorinfra.operations.importing import (
+    DeploymentImportResult,
+    ImportResult,
+    generated_deployment_block,
+    generated_job_block,
+    import_job,
+    run_import,
+    run_import_deployment,
+)
 from rlorinfra.operations.planning import (
     PlanOutcome,
     PlanRequest,
@@ -16,7 +24,15 @@ from rlorinfra.operations.planning import (
     run_plan,
     save_plan,
 )
-from rlorinfra.operations.state_edits import force_unlock, record_of, state_mv, state_rm, state_unprotect
+from rlorinfra.operations.state_edits import (
+    force_unlock,
+    listed_addresses,
+    record_of,
+    resource_of,
+    state_mv,
+    state_rm,
+    state_unprotect,
+)
 from rlorinfra.operations.state_moves import (
     MigrateOutcome,
     MigrateResult,
@@ -32,6 +48,7 @@ __all__ = [
     "UI",
     "ApplyCancelled",
     "ApplyRun",
+    "DeploymentImportResult",
     "ImportResult",
     "MigrateOutcome",
     "MigrateResult",
@@ -44,16 +61,20 @@ __all__ = [
     "build_plan",
     "execute",
     "force_unlock",
+    "generated_deployment_block",
     "generated_job_block",
     "has_pending_changes",
     "import_job",
     "load_saved_plan",
     "open_client",
     "raise_for_result",
+    "listed_addresses",
     "record_of",
+    "resource_of",
     "run_apply",
     "run_destroy",
     "run_import",
+    "run_import_deployment",
     "run_plan",
     "save_plan",
     "state_migrate",

@@ -21,6 +21,7 @@ from rlorinfra.errors import (
     StateError,
     StateLockedError,
 )
+from rlorinfra.model.address import Kind
 from rlorinfra.model.times import format_rfc3339
 from rlorinfra.operations.planning import (
     PlanOutcome,
@@ -137,7 +138,7 @@ def raise_for_result(result: ApplyResult) -> None:
 
 def _failure_detail(result: ApplyResult) -> str:
     """What failed, and only when something else succeeded, that the rest was applied."""
-    lines = "\n".join(f"  {o.name}: {o.message}" for o in result.failed)
+    lines = "\n".join(f"  {o.label}: {o.message}" for o in result.failed)
     applied = [o for o in result.outcomes if o.ok]
     if applied:
         rest = "The other jobs were applied and recorded."
@@ -149,8 +150,8 @@ def _failure_detail(result: ApplyResult) -> str:
 def _interrupted_detail(outcomes: list[Outcome]) -> str:
     from rlorinfra.apply import NOT_STARTED
 
-    waiting = [o.name for o in outcomes if o.pending and o.message != NOT_STARTED]
-    unstarted = [o.name for o in outcomes if o.message == NOT_STARTED]
+    waiting = [o.label for o in outcomes if o.pending and o.message != NOT_STARTED]
+    unstarted = [o.label for o in outcomes if o.message == NOT_STARTED]
     parts = ["State was written for everything that happened."]
     if waiting:
         parts.append(f"Still provisioning: {', '.join(waiting)}.")
@@ -160,20 +161,24 @@ def _interrupted_detail(outcomes: list[Outcome]) -> str:
 
 
 def sync_observed(state: State, plan: Plan) -> State:
-    """Record the live state refresh saw of jobs the plan keeps (left alone, waited for, ...).
+    """Record the live state refresh saw of resources the plan keeps (left alone, waited for, ...).
 
     A job left alone while RUNNING was confirmed ready (by refresh's health
-    check, or already recorded ready), so its phase becomes ``ready``.
+    check, or already recorded ready), and a deployment left alone is READY, so
+    its phase becomes ``ready``.
     """
     from rlorinfra.state.model import PHASE_READY
 
     for change in plan.changes:
-        record = state.jobs.get(change.name)
-        if change.action in _KEPT and record and change.live_state and record.job_id == change.job_id:
-            ready = change.action is Action.NOOP and change.live_state == "JOB_STATE_RUNNING"
-            phase = PHASE_READY if ready else record.phase
-            if record.observed_state != change.live_state or record.phase != phase:
-                state = state.with_job(change.name, replace(record, observed_state=change.live_state, phase=phase))
+        record = state.record(change.address)
+        if change.action not in _KEPT or record is None or not change.live_state:
+            continue
+        if record.resource_id != change.job_id:
+            continue  # a deposed job's change, or a record another run rewrote
+        ready = change.action is Action.NOOP and change.live_state in _READY_STATES[change.kind]
+        phase = PHASE_READY if ready else record.phase
+        if record.observed_state != change.live_state or record.phase != phase:
+            state = state.with_record(change.address, replace(record, observed_state=change.live_state, phase=phase))
     return state
 
 
@@ -196,6 +201,10 @@ def record_lifecycle(state: State, plan: Plan, now: datetime) -> State:
     return state
 
 
+# The live state in which a kept resource left alone is ready, by kind.
+_READY_STATES = {Kind.JOB: frozenset({"JOB_STATE_RUNNING"}), Kind.DEPLOYMENT: frozenset({"READY"})}
+
+
 def forget_gone_deposed(state: State, live: LiveWorld | None) -> State:
     """Drop deposed job IDs whose jobs are gone (deleted, or never listed again)."""
     from rlorinfra.model.states import GONE_STATES
@@ -215,7 +224,7 @@ def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
     An empty state (never applied, or emptied by destroy) belongs to whichever
     control plane it is used with next, so its record is replaced, never kept.
     """
-    if not state.control_plane.get("account_id") or not state.jobs:
+    if not state.control_plane.get("account_id") or not state.addresses():
         return replace(state, control_plane=dict(control_plane))
     if "instance" not in state.control_plane and "instance" in control_plane:
         return replace(state, control_plane={**state.control_plane, "instance": control_plane["instance"]})
@@ -223,10 +232,14 @@ def with_control_plane(state: State, control_plane: Mapping[str, str]) -> State:
 
 
 def with_listing(state: State, live: LiveWorld | None) -> State:
-    """Remember how many jobs the account listed (the next refresh may then GET instead)."""
-    if live is None or not live.refreshed or live.listed_jobs is None or live.listed_jobs == state.listed_jobs:
+    """Remember how many jobs and deployments the account listed (the next refresh may then GET instead)."""
+    if live is None or not live.refreshed:
         return state
-    return replace(state, listed_jobs=live.listed_jobs)
+    jobs = state.listed_jobs if live.listed_jobs is None else live.listed_jobs
+    deployments = state.listed_deployments if live.listed_deployments is None else live.listed_deployments
+    if (jobs, deployments) == (state.listed_jobs, state.listed_deployments):
+        return state
+    return replace(state, listed_jobs=jobs, listed_deployments=deployments)
 
 
 def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, JobSpec]) -> State:
@@ -235,7 +248,7 @@ def adopt_unread_fields(state: State, plan: Plan, desired: Mapping[str, JobSpec]
     Until then they are unknown (never a reason to replace); from then on the
     state's spec is complete and a later change is seen as one.
     """
-    kept = {c.name for c in plan.changes if c.action in _KEPT}
+    kept = {c.name for c in plan.changes if c.action in _KEPT and c.kind is Kind.JOB}
     for name in kept & set(desired):
         record = state.jobs.get(name)
         if record is None or not record.unread_fields:
@@ -277,6 +290,7 @@ def execute(
         on_event=on_event,
         shape_versions=shape_versions,
         list_pages=list_pages(state.listed_jobs),
+        deployment_list_pages=list_pages(live.listed_deployments if live else None),
     )
     try:
         return executor.run(plan)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.errors import StalePlanError, StateError
+from rlorinfra.model.address import Kind
 from rlorinfra.operations.ui import UI, Operation
 from rlorinfra.operations.workspace import Workspace
 from rlorinfra.plan.model import Action, LiveWorld, Plan
@@ -100,7 +101,7 @@ def check_instance(state: State, control_plane: Mapping[str, str], where: str, *
     from rlorinfra.state.store import other_state_hint
 
     recorded, current = state.control_plane.get("instance"), control_plane.get("instance")
-    if recorded is None or current is None or recorded == current or not state.jobs:
+    if recorded is None or current is None or recorded == current or not state.addresses():
         return
     raise StateError(
         "State belongs to another control plane",
@@ -127,7 +128,9 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
     notes = check_state_owner(ws, state, account_hint)  # the account, before any job is read
     client = ws.client()
     if request.refresh:
-        live = refresh(client, ws.config.jobs, state, health_check=request.health_check)
+        live = refresh(
+            client, ws.config.jobs, state, health_check=request.health_check, deployments=ws.config.deployments
+        )
         check_instance(state, ws.control_plane(), ws.state_where(), local=ws.is_local_state)  # known once answers came
     else:
         live = offline_world(state, client.account_id)
@@ -139,12 +142,25 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         targets=tuple(request.targets),
         replace=tuple(request.replace),
         refresh_only=request.refresh_only,
+        desired_by_kind=declared_by_kind(ws),
         now=datetime.now(UTC),  # the planner is pure: the clock ttl expiry is judged by comes from here
         exclude_protected=request.exclude_protected,
     )
     document = plan_document(plan, control_plane=ws.control_plane())
     notes = [*notes, *plan.notes]
     return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)
+
+
+def declared_by_kind(ws: Workspace) -> dict[Kind, Mapping[str, Any]]:
+    """The declared resources of the kinds beside jobs, for the kinds the planner knows.
+
+    A kind whose decision table is not registered yet is left out rather than
+    failing every plan (the deployment kind lands in its own change).
+    """
+    from rlorinfra.plan.kinds import KINDS
+
+    others: dict[Kind, Mapping[str, Any]] = {Kind.DEPLOYMENT: ws.config.deployments}
+    return {kind: specs for kind, specs in others.items() if kind in KINDS}
 
 
 def save_plan(ws: Workspace, outcome: PlanOutcome, path: Path) -> None:

@@ -473,9 +473,10 @@ def _unknown_name(option: str, name: str, known: Set[Address]) -> PlanProblem:
     close = difflib.get_close_matches(name, spellings, n=1)
     hint = f' Did you mean "{close[0]}"?' if close else ""
     listing = ", ".join(f'"{n}"' for n in spellings) or "none"
+    noun = "job" if all(a.kind is Kind.JOB for a in known) else "resource"
     return PlanProblem(
-        f'{option} "{name}" names no declared or managed job',
-        f"Known jobs: {listing}.{hint}",
+        f'{option} "{name}" names no declared or managed {noun}',
+        f"Known {noun}s: {listing}.{hint}",
     )
 
 

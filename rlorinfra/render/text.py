@@ -17,6 +17,7 @@ from rlorinfra.model.deployments import DEPLOYMENT_SPEC_DEFAULTS
 from rlorinfra.model.jobs import SPEC_DEFAULTS
 
 NO_CHANGES = "No changes. Your trainer jobs match the configuration."
+NO_CHANGES_WITH_DEPLOYMENTS = "No changes. Your trainer jobs and deployments match the configuration."
 NO_DRIFT = "No changes. Your trainer jobs still match what the state file recorded."
 
 _GREEN, _RED, _YELLOW, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
@@ -75,7 +76,8 @@ def render_plan_text(doc: dict[str, Any], *, color: bool = False) -> str:
         sections.extend(_change_block(c, paint) for c in actionable)
         sections.append(_summary_lines(doc["summary"], paint))
     elif not _state_only(doc["changes"]):
-        sections.append(paint(NO_CHANGES, _BOLD))
+        kinds = {c.get("kind", _JOB) for c in doc["changes"]}
+        sections.append(paint(NO_CHANGES if kinds <= {_JOB} else NO_CHANGES_WITH_DEPLOYMENTS, _BOLD))
     if _state_only(doc["changes"]):
         sections.append(_state_only_section(doc["changes"], paint))
     notes = _notes(doc["changes"])

@@ -164,6 +164,7 @@ def state_document(state: State) -> dict[str, Any]:
         "control_plane": {key: state.control_plane[key] for key in CONTROL_PLANE_KEYS if key in state.control_plane},
         "resources": _encode_resources(state),
         **({"listed_jobs": state.listed_jobs} if state.listed_jobs is not None else {}),
+        **({"listed_deployments": state.listed_deployments} if state.listed_deployments is not None else {}),
     }
 
 
@@ -224,7 +225,8 @@ def decode_state(data: bytes, path: Path) -> State:
         lineage=_optional_str(document, "lineage", "lineage", path),
         control_plane=_control_plane(document, path),
         resources=_resources(document, version, path),
-        listed_jobs=_listed_jobs(document, path),
+        listed_jobs=_listed_count(document, "listed_jobs", path),
+        listed_deployments=_listed_count(document, "listed_deployments", path),
     )
 
 
@@ -329,10 +331,11 @@ def _control_plane(document: dict[str, Any], path: Path) -> dict[str, Any]:
     return {key: _optional_str(value, key, f"control_plane.{key}", path) for key in CONTROL_PLANE_KEYS if key in value}
 
 
-def _listed_jobs(document: dict[str, Any], path: Path) -> int | None:
-    value = document.get("listed_jobs")
+def _listed_count(document: dict[str, Any], key: str, path: Path) -> int | None:
+    """``listed_jobs`` / ``listed_deployments``: how many rows the last full LIST returned, or absent."""
+    value = document.get(key)
     if value is not None and (not _is_int(value) or value < 0):
-        raise _field_error(path, "listed_jobs", f"must be a non-negative integer or absent, not {value!r}")
+        raise _field_error(path, key, f"must be a non-negative integer or absent, not {value!r}")
     return value
 
 

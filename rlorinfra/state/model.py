@@ -229,6 +229,8 @@ class State:
     # Jobs the last full LIST of the account returned: lets refresh and apply's
     # poll rounds pick per-job GETs when those are fewer requests than the pages.
     listed_jobs: int | None = None
+    # Deployments the last full LIST returned (the same choice, for the deployment section).
+    listed_deployments: int | None = None
 
     def __post_init__(self) -> None:
         # An empty section is no section: a state that lost its last job equals one read
@@ -295,4 +297,5 @@ class State:
                 if records
             },
             "listed_jobs": self.listed_jobs,
+            "listed_deployments": self.listed_deployments,
         }

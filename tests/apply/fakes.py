@@ -4,6 +4,13 @@ Jobs advance one step per LIST (or per GET): CREATING → RUNNING, unless a
 per-job script says otherwise. Every call is logged; mutating calls are
 counted while in flight, so tests can check the ``--parallelism`` bound.
 
+Deployments follow PROTOCOL.md §10: CREATING → READY after ``deployment_polls``
+reads (LIST or GET), UPDATING on a PATCH that restarts the pod (link or
+transition type) → READY, DELETING → gone (a DELETED row, hidden by lists);
+failures are injected per deployment ID. ``timeline`` records, in order, when a
+job was first seen RUNNING and when each deployment request began and ended, so
+tests can check the dependency order.
+
 Type-check: ``mypy --strict --follow-imports=silent tests/apply/fakes.py``.
 """
 
@@ -11,14 +18,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 from rlorinfra.api.client import ControlPlaneClient
 from rlorinfra.apply import ControlPlane, StateWriter
-from rlorinfra.errors import AlreadyExistsError, ApiError
+from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
+from rlorinfra.model.deployments import (
+    POD_RESTART_FIELDS,
+    REPORTED_SPEC_FIELDS,
+    DeploymentState,
+    HotLoadTransition,
+    LiveDeployment,
+    deployment_name,
+)
 from rlorinfra.model.jobs import LiveJob
 from rlorinfra.state.model import State
+
+DEPLOYMENT_SPEC: dict[str, Any] = {
+    "base_model": "accounts/fireworks/models/qwen3-8b",
+    "deployment_shape": "accounts/fireworks/deploymentShapes/rft/versions/v1",
+    "min_replica_count": 1,
+}
 
 SPEC: dict[str, Any] = {
     "base_model": "accounts/fireworks/models/qwen3-8b",
@@ -45,6 +67,17 @@ class FakePlane:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.RLock()
+        # -- deployments --
+        self.deployments: dict[str, LiveDeployment] = {}  # by deployment ID (DELETED rows kept)
+        self.deployment_polls = 2  # reads a CREATING/UPDATING/DELETING deployment takes to settle
+        self._settle_in: dict[str, int] = {}  # deployment ID -> reads left before it settles
+        self.timeline: list[str] = []  # "running:<job display name>", "dcreate:<id>", "ddeleted:<id>", ...
+        self.fail_deployment_create: set[str] = set()  # 400 on POST
+        self.crash_deployment_create: set[str] = set()  # POST raises (as a dying process would see it)
+        self.fail_deployment: set[str] = set()  # turns FAILED instead of READY
+        self.lose_patch_answer = 0  # PATCHes that land but whose answer is lost (OutcomeUnknownError)
+        self.drop_patch = 0  # PATCHes lost on the way: never applied, OutcomeUnknownError
+        self.deployment_state_at_post: list[State] = []
 
     # -- bookkeeping --------------------------------------------------------
 
@@ -66,11 +99,14 @@ class FakePlane:
             self.in_flight -= 1
 
     def _advance(self, job_id: str) -> None:
+        before = self.jobs[job_id]
         script = self.script.get(job_id)
         if script:
             self.jobs[job_id] = script.pop(0)
         elif self.jobs[job_id] in ("JOB_STATE_CREATING", "JOB_STATE_PENDING"):
             self.jobs[job_id] = "JOB_STATE_RUNNING"
+        if self.jobs[job_id] == "JOB_STATE_RUNNING" and before != "JOB_STATE_RUNNING":
+            self.timeline.append(f"running:{self.names.get(job_id, job_id)}")
 
     def live(self, job_id: str) -> LiveJob:
         """The job as the control plane reports it now."""
@@ -162,6 +198,7 @@ class FakePlane:
         try:
             with self._lock:
                 existed = job_id in self.jobs
+                self.timeline.append(f"delete:{self.names.get(job_id, job_id)}")
                 if existed:
                     self.jobs[job_id] = "JOB_STATE_DELETED"
                 return existed
@@ -172,6 +209,139 @@ class FakePlane:
         """RUNNING jobs are healthy."""
         self._log("health")
         return self.jobs.get(job_id) == "JOB_STATE_RUNNING"
+
+    # -- deployments (PROTOCOL.md §10) -----------------------------------------
+
+    def deployment_name(self, deployment_id: str) -> str:
+        """``accounts/acct/deployments/{deployment_id}``."""
+        return deployment_name(self.account_id, deployment_id)
+
+    def add_deployment(self, deployment_id: str, spec: dict[str, Any], state: DeploymentState) -> LiveDeployment:
+        """Put an existing deployment in the world."""
+        live = replace(_deployment(self.deployment_name(deployment_id), spec), state=state)
+        self.deployments[deployment_id] = live
+        return live
+
+    def _settle(self, deployment_id: str) -> None:
+        """One read of a deployment: transitional states settle after ``deployment_polls`` reads."""
+        live = self.deployments[deployment_id]
+        left = self._settle_in.get(deployment_id, 0) - 1
+        self._settle_in[deployment_id] = left
+        if left > 0:
+            return
+        if live.state in (DeploymentState.CREATING, DeploymentState.UPDATING):
+            bad = deployment_id in self.fail_deployment
+            state = DeploymentState.FAILED if bad else DeploymentState.READY
+            self.deployments[deployment_id] = replace(live, state=state, status_message="OOM" if bad else "")
+        elif live.state is DeploymentState.DELETING:
+            self.deployments[deployment_id] = replace(live, state=DeploymentState.DELETED)
+            self.timeline.append(f"ddeleted:{deployment_id}")
+
+    def _begin(self, deployment_id: str, state: DeploymentState) -> None:
+        self.deployments[deployment_id] = replace(self.deployments[deployment_id], state=state)
+        self._settle_in[deployment_id] = self.deployment_polls
+
+    def create_deployment(self, deployment_id: str, spec: dict[str, Any]) -> LiveDeployment:
+        """A new CREATING deployment; 409 when the ID is held (a DELETED row frees it)."""
+        self._enter(f"dcreate:{deployment_id}")
+        try:
+            with self._lock:
+                self.timeline.append(f"dcreate:{deployment_id}")
+                if self.writer is not None:
+                    self.deployment_state_at_post.append(self.writer.state)
+                if deployment_id in self.crash_deployment_create:
+                    raise RuntimeError("killed during the POST")
+                if deployment_id in self.fail_deployment_create:
+                    raise ApiError("Control plane refused to create the deployment", status_code=400)
+                existing = self.deployments.get(deployment_id)
+                if existing is not None and existing.state is not DeploymentState.DELETED:
+                    raise AlreadyExistsError("exists", status_code=409)
+                self.deployments[deployment_id] = _deployment(self.deployment_name(deployment_id), spec)
+                self._settle_in[deployment_id] = self.deployment_polls
+                return self.deployments[deployment_id]
+        finally:
+            self._leave()
+
+    def get_deployment(self, deployment_id: str) -> LiveDeployment | None:
+        """The deployment (DELETED rows too), or None when it never existed."""
+        self._log("dget")
+        with self._lock:
+            if deployment_id not in self.deployments:
+                return None
+            self._settle(deployment_id)
+            return self.deployments[deployment_id]
+
+    def iter_deployment_pages(
+        self, *, filter: str | None = None, show_deleted: bool = False, page_size: int = 200
+    ) -> Iterator[list[LiveDeployment]]:
+        """Pages of ``page_size``; each page read is one logged request and settles its rows."""
+        with self._lock:
+            ids = sorted(self.deployments)
+        visible: list[LiveDeployment] = []
+        for deployment_id in ids:
+            with self._lock:
+                self._settle(deployment_id)
+                live = self.deployments[deployment_id]
+            if show_deleted or live.state is not DeploymentState.DELETED:
+                visible.append(live)
+        for start in range(0, max(len(visible), 1), page_size):
+            self._log("dlist")
+            yield visible[start : start + page_size]
+
+    def update_deployment(
+        self, deployment_id: str, fields: dict[str, Any], update_mask: list[str] | tuple[str, ...] | None
+    ) -> LiveDeployment:
+        """PATCH: the masked fields change; a link or transition change restarts the pod (UPDATING)."""
+        self._enter(f"dpatch:{deployment_id}:{','.join(update_mask or ())}")
+        try:
+            with self._lock:
+                live = self.deployments.get(deployment_id)
+                if live is None or live.state is DeploymentState.DELETED:
+                    raise ApiError("not found", status_code=404)
+                if self.drop_patch:
+                    self.drop_patch -= 1
+                    raise OutcomeUnknownError("request lost", status_code=0)
+                changes = {k: v for k, v in fields.items() if k in (update_mask or fields)}
+                if "hot_load_transition_type" in changes:
+                    changes["hot_load_transition_type"] = HotLoadTransition.parse(changes["hot_load_transition_type"])
+                self.deployments[deployment_id] = replace(live, **changes)
+                if POD_RESTART_FIELDS & set(changes):
+                    self._begin(deployment_id, DeploymentState.UPDATING)
+                if self.lose_patch_answer:
+                    self.lose_patch_answer -= 1
+                    raise OutcomeUnknownError("answer lost", status_code=0)
+                return self.deployments[deployment_id]
+        finally:
+            self._leave()
+
+    def delete_deployment(self, deployment_id: str) -> bool:
+        """DELETING; False when it never existed or is already DELETED."""
+        self._enter(f"ddelete:{deployment_id}")
+        try:
+            with self._lock:
+                self.timeline.append(f"ddelete:{deployment_id}")
+                live = self.deployments.get(deployment_id)
+                if live is None or live.state is DeploymentState.DELETED:
+                    return False
+                self._begin(deployment_id, DeploymentState.DELETING)
+                return True
+        finally:
+            self._leave()
+
+
+def _deployment(name: str, spec: dict[str, Any]) -> LiveDeployment:
+    """A new CREATING deployment reporting what its spec set (the fields the real API returns)."""
+    values = {k: v for k, v in spec.items() if k in REPORTED_SPEC_FIELDS and k != "hot_load_transition_type"}
+    transition = HotLoadTransition.parse(spec.get("hot_load_transition_type"))
+    return LiveDeployment(
+        deployment_id=name.rsplit("/", 1)[-1],
+        name=name,
+        state=DeploymentState.CREATING,
+        hot_load_transition_type=transition,
+        hot_load_bucket_url=f"gs://bucket/{name.rsplit('/', 1)[-1]}",
+        reported=frozenset(values) | ({"hot_load_transition_type"} if transition else frozenset()),
+        **values,
+    )
 
 
 def _created(job_id: str, name: str, display_name: str, spec: dict[str, Any]) -> LiveJob:

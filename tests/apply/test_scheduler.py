@@ -72,17 +72,18 @@ def test_a_dependency_outside_the_plan_does_not_block():
     assert result.outcomes[0].ok
 
 
-def test_a_dependent_delete_waits_for_the_delete_it_depends_on():
+def test_deletes_run_dependents_first():
+    """``a`` depends on ``b``: ``a`` is deleted (and gone) before ``b``'s delete starts, whatever the plan order."""
     plane = FakePlane()
     plane.jobs.update({"ja": "JOB_STATE_RUNNING", "jb": "JOB_STATE_RUNNING"})
     rec = {n: JobRecord(job_id=f"j{n}", job_name=f"x/{n}", endpoint="e", spec=SPEC) for n in ("a", "b")}
     changes = [
-        Change(name="a", action=Action.DELETE, job_id="ja", depends_on=(Address.job("b"),)),
         Change(name="b", action=Action.DELETE, job_id="jb"),
+        Change(name="a", action=Action.DELETE, job_id="ja", depends_on=(Address.job("b"),)),
     ]
     result, events = run(plane, changes, State(resources={Kind.JOB: rec}))
     assert all(o.ok for o in result.outcomes)
-    assert first(events, "b", EventKind.DONE) < first(events, "a", EventKind.STARTED)
+    assert first(events, "a", EventKind.DONE) < first(events, "b", EventKind.STARTED)
 
 
 def test_parallelism_bounds_the_mutating_requests_in_flight():

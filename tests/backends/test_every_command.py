@@ -48,6 +48,7 @@ def test_every_command_works_on_the_backend_and_no_credential_leaks(bench: Bench
     assert ids["alpha"] in b.cli("show").out
     shown = json.loads(b.cli("show", "--json").out)
     assert ids["beta"] in json.dumps(shown)
+    assert '"job.alpha"' in b.cli("graph").out  # graph reads the backend's state too
 
     # state list / show / mv / rm + import back.
     assert b.cli("state", "list").out.split() == ["alpha", "beta"]

@@ -49,13 +49,29 @@ def test_example_config_validates(config: Path):
     assert "Success! The configuration is valid." in result.stdout
 
 
-def test_grpo_example_has_policy_reference_and_hot_load():
+def test_grpo_example_is_the_whole_environment():
+    """Policy trainer on a shape, forward-only reference, and the rollout deployment hot-loading the policy."""
     from rlorinfra.config.load import load_config
+    from rlorinfra.config.model import ShapeSource
 
-    jobs = load_config(EXAMPLES / "grpo.toml", env={}).jobs
-    policy, reference = jobs["grpo-policy-trainer"], jobs["grpo-reference-trainer"]
-    assert policy.training_shape and policy.hot_load_deployment_id and not policy.forward_only
+    config = load_config(EXAMPLES / "grpo.toml", env={})
+    policy, reference = config.jobs["grpo-policy"], config.jobs["grpo-reference"]
+    assert policy.training_shape and not policy.forward_only
+    assert policy.hot_load_deployment_id is None, "the deprecated per-deployment scope must not be mixed in"
     assert reference.forward_only and reference.training_shape
+    rollout = config.deployments["grpo-rollout"]
+    assert rollout.hot_load_trainer == "grpo-policy" and rollout.depends_on == ("job.grpo-policy",)
+    assert rollout.shape_source is ShapeSource.TRAINER and rollout.needs_trainer_shape  # shape from the trainer
+    assert rollout.base_model == policy.base_model
+
+
+def test_grpo_example_graph_shows_the_dependency(tmp_path: Path):
+    config = tmp_path / "grpo.toml"
+    config.write_text((EXAMPLES / "grpo.toml").read_text())
+    result = run_cli(["graph", "-f", str(config)])
+    assert result.exit_code == 0, result.output
+    assert '  "deployment.grpo-rollout" -> "job.grpo-policy";\n' in result.stdout
+    assert '"job.grpo-reference"' in result.stdout
 
 
 def test_lora_sweep_shares_defaults_and_manual_infra_sets_hardware():
@@ -230,3 +246,29 @@ def test_configuration_reference_lists_no_unknown_job_fields():
     section = text[text.index("### Fields") : text.index("## Validation")]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
     assert documented == set(JOB_RULES)
+
+
+def _deployment_rows() -> dict[str, str]:
+    """Field -> its "changing it" cell, from the deployment fields table of docs/configuration.md."""
+    text = (REPO / "docs" / "configuration.md").read_text()
+    section = text[text.index("### Deployment fields") : text.index("### Dependencies")]
+    return dict(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| [^|]+ \| ([^|]+) \|", section, re.M))
+
+
+def test_configuration_reference_documents_every_deployment_field_and_what_changing_it_does():
+    from rlorinfra.config.deployments import DEPLOYMENT_RULES
+    from rlorinfra.config.model import DEPLOYMENT_LIFECYCLE_FIELDS
+    from rlorinfra.model.deployments import IN_PLACE_FIELDS
+
+    rows = _deployment_rows()
+    assert set(rows) == set(DEPLOYMENT_RULES)
+    # The config field's name on the wire, where it differs (model/deployments.py spec keys).
+    spec_key = {"hot_load_trainer": "hot_load_trainer_job", "hot_load_transition": "hot_load_transition_type"}
+    for name, cell in rows.items():
+        if name in DEPLOYMENT_LIFECYCLE_FIELDS:
+            expected = "never (lifecycle)"
+        elif spec_key.get(name, name) in IN_PLACE_FIELDS:
+            expected = "updated in place"
+        else:
+            expected = "replaces it"
+        assert cell.strip().startswith(expected), f"docs/configuration.md: {name}: {cell.strip()!r}, not {expected!r}"

@@ -53,7 +53,7 @@ def grpo(tmp_path):
 def rlorinfra(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     """One real CLI run against the world's config (the key only in the environment)."""
     env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1"}
-    cmd = [sys.executable, "-m", "rlorinfra", args[0], "-f", str(world.config), *args[1:]]
+    cmd = [sys.executable, "-m", "rlorinfra", *args, "-f", str(world.config)]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -161,7 +161,7 @@ def test_a_preempted_trainer_is_resumed_and_the_link_holds(grpo):
 def test_destroy_deletes_the_deployment_before_its_trainer(grpo):
     ok(grpo, "apply", "--auto-approve")
     out = ok(grpo, "destroy", "--auto-approve", "--json")
-    done = [(e["name"], e["event"]) for e in events(out)]
+    done = [(e["name"], e["event"]) for e in events(out)]  # names differ across kinds here
     started = [name for name, kind in done if kind == "started"]
     finished = [name for name, kind in done if kind in ("done", "ready")]
     assert "grpo-rollout" in finished and "grpo-policy" in started
@@ -193,4 +193,46 @@ def test_removing_both_blocks_deletes_the_deployment_first_from_recorded_edges(g
     (deployment,) = rows(grpo, "SELECT delete_time FROM deployments WHERE deployment_id = 'grpo-rollout'")
     (job,) = rows(grpo, "SELECT update_time, state FROM jobs WHERE job_id = ?", policy)
     assert deployment["delete_time"] is not None and deployment["delete_time"] <= job["update_time"]
+    assert_clean(grpo)
+
+
+def test_import_generates_a_block_that_plans_clean(grpo):
+    ok(grpo, "apply", "--auto-approve")
+    ok(grpo, "state", "rm", "deployment.grpo-rollout")
+    untracked = rlorinfra(grpo, "plan")
+    assert untracked.returncode == 1 and "rlorinfra import deployment.grpo-rollout grpo-rollout" in untracked.stderr
+
+    block = ok(grpo, "import", "deployment.grpo-rollout", "grpo-rollout", "--generate-config")
+    assert block.startswith("[deployments.grpo-rollout]") and 'hot_load_trainer = "grpo-policy"' in block
+    jobs_only = GRPO[: GRPO.index("[deployments.grpo-rollout]")]
+    grpo.config.write_text(f'[control_plane]\nurl = "{grpo.url}"\napi_key_env = "{KEY_ENV}"\n{jobs_only}\n{block}')
+    assert_clean(grpo)
+    assert "deployments match the configuration" in ok(grpo, "plan")
+
+
+def test_sigkill_while_the_deployment_is_created_never_duplicates_it(grpo):
+    import signal
+    import time
+
+    env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "rlorinfra", "apply", "--auto-approve", "-f", str(grpo.config)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    recorded = False
+    while time.monotonic() < deadline and not recorded:
+        try:
+            recorded = "grpo-rollout" in grpo.state()["resources"].get("deployment", {})
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # the ID is recorded; the POST may or may not have landed
+    proc.wait(timeout=10)
+    assert recorded
+
+    ok(grpo, "apply", "--auto-approve")
+    deployments = rows(grpo, "SELECT deployment_id, state FROM deployments")
+    assert [r["deployment_id"] for r in deployments] == ["grpo-rollout"]
+    jobs = rows(grpo, "SELECT display_name FROM jobs WHERE state NOT IN ('JOB_STATE_DELETED', 'JOB_STATE_DELETING')")
+    assert sorted(r["display_name"] for r in jobs) == ["grpo-policy", "grpo-reference"]
+    assert live_deployment(grpo, "grpo-rollout")["hotLoadTrainerJob"].endswith(job_id(grpo, "grpo-policy"))
     assert_clean(grpo)

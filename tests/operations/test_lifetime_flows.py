@@ -129,3 +129,27 @@ def test_a_removed_protected_block_fails_the_plan_and_apply_changes_nothing(open
         assert live is not None and not live.is_tombstone and live.state != "JOB_STATE_DELETING"
     finally:
         ws.close()
+
+
+def _grpo(tmp_path: Path, deployment_lines: str) -> Workspace:
+    """examples/grpo.toml, fast, with ``deployment_lines`` added to [deployments.grpo-rollout]."""
+    text = (Path(__file__).resolve().parents[2] / "examples" / "grpo.toml").read_text()
+    text = text.replace("provision_seconds = 2 ", "provision_seconds = 0.1 ")
+    text = text.replace("[deployments.grpo-rollout]", f"[deployments.grpo-rollout]\n{deployment_lines}", 1)
+    (tmp_path / "grpo.toml").write_text(text)
+    return Workspace(config=load_config(tmp_path / "grpo.toml", env={}), api_key=None)
+
+
+def test_a_deployment_records_protection_and_expiry_and_expires_before_nothing_else(tmp_path):
+    ws = _grpo(tmp_path, 'prevent_destroy = true\nttl = "1h"\n')
+    try:
+        _apply(ws)
+        state = ws.store.read()
+        record = state.deployments["grpo-rollout"]
+        assert record.protected and state.jobs["grpo-policy"].protected
+        assert parse_rfc3339(record.expires_at) - parse_rfc3339(record.created_at) == timedelta(hours=1)
+        outcome = run_plan(ws, PlanRequest(), RecordingUI())
+        assert not outcome.plan.has_changes
+        assert any(note.startswith("deployment.grpo-rollout expires in ") for note in outcome.notes)
+    finally:
+        ws.close()

@@ -229,3 +229,37 @@ def test_the_same_deployment_world_without_an_expiry_changes_nothing(deployment_
     specs, others, st, live = deployment_world(expires_at=None)
     plan = make_plan(specs, st, live, desired_by_kind=others, now=NOW)
     assert [c.action for c in plan.changes] == [Action.NOOP, Action.NOOP] and not plan.has_changes
+
+
+def _with_deployment_record(st, **fields):
+    address = Address(Kind.DEPLOYMENT, "rollout")
+    return st.with_record(address, dataclasses.replace(st.record(address), **fields))
+
+
+def test_a_deployment_whose_own_ttl_expired_is_deleted_and_its_trainer_kept(deployment_world):
+    specs, others, st, live = deployment_world(expires_at=None)
+    st = _with_deployment_record(st, expires_at="2026-12-07T06:00:00Z")
+    plan = make_plan(specs, st, live, desired_by_kind=others, now=NOW)
+    assert [(str(c.address), c.action, c.reason) for c in plan.changes] == [
+        ("deployment.rollout", Action.DELETE, "ttl expired 2 h ago"),
+        ("job.trainer", Action.NOOP, "job is JOB_STATE_RUNNING"),
+    ]
+
+
+def test_a_deployment_ttl_and_protection_are_state_only_updates(deployment_world):
+    specs, others, st, live = deployment_world(expires_at=None)
+    guarded = {Kind.DEPLOYMENT: {"rollout": dataclasses.replace(others[Kind.DEPLOYMENT]["rollout"], ttl=3600,
+                                                                   prevent_destroy=True)}}  # fmt: skip
+    plan = make_plan(specs, st, live, desired_by_kind=guarded, now=NOW)
+    (change,) = plan.state_only
+    assert str(change.address) == "deployment.rollout"
+    assert change.state_updates == ("protected: true", "ttl: expires 2026-12-06T21:00:00Z")
+
+
+def test_removing_a_protected_deployments_block_fails_the_plan(deployment_world):
+    specs, _, st, live = deployment_world(expires_at=None)
+    st = _with_deployment_record(st, protected=True)
+    with pytest.raises(PlanError) as err:
+        make_plan(specs, st, live, now=NOW)
+    assert err.value.summary == "deployment.rollout is protected, but this plan would delete it (not in configuration)"
+    assert "`rlorinfra state unprotect deployment.rollout`" in err.value.detail

@@ -63,7 +63,7 @@ def test_unprotect_of_an_unprotected_or_unknown_resource_changes_nothing(cli, pr
     again = cli(["state", "unprotect", "job.trainer-b", "-f", config])
     assert again.exit_code == 0 and "is not protected in state; nothing to change" in again.stdout
     unknown = cli(["state", "unprotect", "deployment.nope", "-f", config])
-    assert unknown.exit_code == 1 and "No resource 'deployment.nope' in state" in unknown.stderr
+    assert unknown.exit_code == 1 and "No deployment 'nope' in state" in unknown.stderr
     assert store.path.read_bytes() == before
 
 

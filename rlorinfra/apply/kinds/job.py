@@ -20,17 +20,23 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import TaskHost
+from rlorinfra.apply.kinds.common import (
+    NotOursError,
+    fan_out,
+    is_definite_refusal,
+    lifecycle_fields,
+    require_id,
+    spec_to_create,
+)
 from rlorinfra.apply.model import EventKind, Goal, Step, Task, now_rfc3339
 from rlorinfra.apply.writer import StateWriter
 from rlorinfra.errors import AlreadyExistsError, ApiError, OutcomeUnknownError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.model.jobs import LiveJob, canonical_spec, comparable_fields, not_ours
-from rlorinfra.model.retry import RETRY_STATUSES
 from rlorinfra.model.states import ACTIVE_STATES, DEAD_STATES, RESUMABLE_STATES, STOPPED_STATES, TOMBSTONE_STATES
 from rlorinfra.plan.model import Action, Change
 from rlorinfra.state import model as sm
@@ -76,10 +82,6 @@ def _slug(display_name: str) -> str:
     return slug
 
 
-class NotOursError(ApiError):
-    """A create's ID is held by a job this record did not create (never adopted)."""
-
-
 _STEPS: Mapping[Action, list[Step]] = {
     Action.CREATE: [Step.CREATE],
     Action.RESUME: [Step.RESUME],
@@ -87,20 +89,6 @@ _STEPS: Mapping[Action, list[Step]] = {
     Action.STOP: [Step.CANCEL],
     Action.DELETE: [Step.DELETE],
 }
-
-
-def _id(task: Task) -> str:
-    """The task's job ID, where a step can only run with one."""
-    if task.job_id is None:
-        raise ApiError(f'No job ID for "{task.name}"', "The plan carries no job ID for this step.")
-    return task.job_id
-
-
-def _spec_to_create(change: Change) -> dict[str, Any]:
-    """The spec a create sends: the plan's ``after`` (the executor no longer reads the config)."""
-    if change.after is None:
-        raise ApiError(f'No spec to create "{change.name}"', "The plan carries no spec for this create; re-plan.")
-    return dict(change.after)
 
 
 class JobSteps:
@@ -150,7 +138,7 @@ class JobSteps:
         records = {}
         for task in new:
             task.job_id, task.reserved = self._new_id(task.name), True
-            records[task.name] = self._record(task, task.job_id, _spec_to_create(task.change), phase=sm.PHASE_CREATING)
+            records[task.name] = self._record(task, task.job_id, spec_to_create(task.change), phase=sm.PHASE_CREATING)
         if records:
             self.writer.update(lambda s: s.with_jobs({**s.jobs, **records}))
 
@@ -194,7 +182,7 @@ class JobSteps:
 
     def _step_create(self, task: Task) -> None:
         task.reserved = False
-        spec = _spec_to_create(task.change)
+        spec = spec_to_create(task.change)
         if task.change.action is Action.REPLACE:
             task.old_job_id = task.old_job_id or task.change.job_id
             task.job_id = None
@@ -212,9 +200,7 @@ class JobSteps:
             except AlreadyExistsError:
                 live, spec = self._adopt(task, job_id, spec)
         except ApiError as exc:
-            if isinstance(exc, NotOursError) or (
-                400 <= exc.status_code < 500 and exc.status_code not in RETRY_STATUSES
-            ):
+            if is_definite_refusal(exc):
                 self._undo_create_record(task.address, old, job_id)
             raise  # 408/429/5xx after retries: an earlier attempt may have landed; reconcile by ID
         self._placed(task, live, spec)
@@ -295,7 +281,7 @@ class JobSteps:
         self.host.start_wait(task, Goal.READY, live.state)
 
     def _step_resume(self, task: Task) -> None:
-        job_id = _id(task)
+        job_id = require_id(task)
         live = self._call_then_look(task, lambda: self.client.resume_job(job_id), settled=RESUMABLE_STATES)
         state = live.state if live is not None else None
         task.resumes += 1
@@ -335,7 +321,7 @@ class JobSteps:
 
     def _look_after_lost_answer(self, task: Task, exc: ApiError) -> LiveJob | None:
         try:
-            return self.client.get_job(_id(task))
+            return self.client.get_job(require_id(task))
         except ApiError as look:
             raise OutcomeUnknownError(
                 f"{exc.summary}; reading the job back failed too ({look.summary})",
@@ -350,7 +336,7 @@ class JobSteps:
         self.host.start_wait(task, Goal.READY, task.change.live_state)
 
     def _step_cancel(self, task: Task) -> None:
-        job_id = _id(task)
+        job_id = require_id(task)
         self._call_then_look(task, lambda: self.client.cancel_job(job_id), settled=ACTIVE_STATES)
         self._update_record(task.address, phase=sm.PHASE_STOPPED, observed="JOB_STATE_CANCELLING")
         self.host.event(task, EventKind.STATE, state="JOB_STATE_CANCELLING")
@@ -472,7 +458,7 @@ class JobSteps:
         return {job.job_id: job for job in answers if job is not None}, True
 
     def _fan_out(self, requests: int) -> int:
-        return min(requests, max(1, self.host.options.parallelism))
+        return fan_out(requests, self.host.options.parallelism)
 
     def _check_health(self, waiting: Sequence[Task], seen: Mapping[str, LiveJob]) -> dict[str, bool]:
         """Health-check this round's RUNNING jobs concurrently (one round trip each)."""
@@ -492,7 +478,7 @@ class JobSteps:
 
     def _get_unlisted(self, task: Task) -> LiveJob | None:
         try:
-            return self.client.get_job(_id(task))
+            return self.client.get_job(require_id(task))
         except ApiError:
             return None
 
@@ -539,7 +525,7 @@ class JobSteps:
             return self._check_pending(task)
         # Ready is what the SDK means by ready: RUNNING and the health check answers 200.
         # IDLE never is (no active trainer to connect to): it is waited out like any other state.
-        if state == "JOB_STATE_RUNNING" and self._healthy(_id(task)):
+        if state == "JOB_STATE_RUNNING" and self._healthy(require_id(task)):
             self._ready(task, state)
             return True
         return self._check_deadline(task)
@@ -630,12 +616,7 @@ class JobSteps:
         previous = self.writer.job(task.address.name)
         same = previous is not None and previous.job_id == job_id
         created = previous.created_at if previous is not None and same else now_rfc3339()
-        lifecycle = task.change.lifecycle
-        if lifecycle is not None:  # declared: what the plan says, the expiry counted from this job's creation
-            protected, expires_at = lifecycle.protected, lifecycle.expires_at(created, datetime.now(UTC))
-        else:
-            kept = previous if previous is not None and same else None
-            protected, expires_at = (kept.protected, kept.expires_at) if kept else (False, None)
+        protected, expires_at = lifecycle_fields(task.change.lifecycle, previous if same else None, created)
         return JobRecord(
             job_id=job_id,
             job_name=self.client.job_name(job_id),

@@ -33,6 +33,7 @@ from rlorinfra.model.deployments import (
     IN_PLACE_FIELDS,
     DeploymentState,
     LiveDeployment,
+    canonical_deployment_spec,
     trainer_link,
 )
 from rlorinfra.model.jobs import ShapeVersion
@@ -241,8 +242,8 @@ def _plan_declared(
     if updates:
         return _update(name, spec, desired, record, live, state, updates)
     if state in (DeploymentState.READY,):
-        return _change(name, Action.NOOP, spec, record, state, reason=f"deployment is {state}")
-    return _change(name, Action.WAIT, spec, record, state, reason=f"deployment is {state}")
+        return _change(name, Action.NOOP, spec, desired, record, state, reason=f"deployment is {state}")
+    return _change(name, Action.WAIT, spec, desired, record, state, reason=f"deployment is {state}")
 
 
 def _spec_changes(record: DeploymentRecord, desired: Mapping[str, Any]) -> tuple[str, ...]:
@@ -323,7 +324,7 @@ def _replace(
     if spec.prevent_destroy:
         why = f"Its fields {', '.join(fields)} changed and force a replacement." if fields else f"Reason: {reason}."
         raise _prevent_destroy(name, "replace", why)
-    held = _floor(record.spec, live) if state != DeploymentState.FAILED else {}
+    held = _held(record, live) if state != DeploymentState.FAILED else {}
     return Change(
         name=name,
         action=Action.REPLACE,
@@ -356,6 +357,7 @@ def _update(
         for key in updates:
             if key in found.reported:
                 before[key] = reported.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
+        before = canonical_deployment_spec(before)  # a live default is left out, as in every spec
     reason = "re-attach to " + str(Address.job(desired[TRAINER_FIELD])) if updates == (TRAINER_FIELD,) else ""
     return Change(
         name=name,
@@ -366,22 +368,35 @@ def _update(
         before=before,
         after=desired,
         changed_fields=updates,
-        accelerators=_subtract(_floor(desired, live), _floor(before, live)),
+        accelerators=_subtract(_floor(desired, live), _held(record, live)),
         kind=Kind.DEPLOYMENT,
         depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
 
 
 def _change(
-    name: str, action: Action, spec: DeploymentSpec, record: DeploymentRecord, state: str, *, reason: str
+    name: str,
+    action: Action,
+    spec: DeploymentSpec,
+    desired: dict[str, Any],
+    record: DeploymentRecord,
+    state: str,
+    *,
+    reason: str,
 ) -> Change:
-    """A NOOP or WAIT on a managed deployment."""
+    """A NOOP or WAIT on a managed deployment.
+
+    It carries both specs: a re-attach (``after_dependencies``) may turn it into
+    an UPDATE, which apply records as ``after`` and the plan text shows.
+    """
     return Change(
         name=name,
         action=action,
         reason=reason,
         job_id=record.deployment_id,
         live_state=state,
+        before=dict(record.spec),
+        after=desired,
         kind=Kind.DEPLOYMENT,
         depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
@@ -394,7 +409,7 @@ def _plan_delete(name: str, record: DeploymentRecord, live: LiveWorld, reason: s
         reason = "already deleted outside rlorinfra; forget it"
         if state is None and record.phase == PHASE_CREATING:
             reason = "its create never reached the control plane; forget it"
-    held = {} if _is_gone(state) or state == DeploymentState.FAILED else _floor(record.spec, live)
+    held = {} if _is_gone(state) or state == DeploymentState.FAILED else _held(record, live)
     return Change(
         name=name,
         action=Action.DELETE,
@@ -572,6 +587,15 @@ def _floor(spec: Mapping[str, Any], live: LiveWorld) -> dict[str, int]:
     """min_replica_count × per-replica accelerators: what the deployment holds at least."""
     replicas = int(spec.get("min_replica_count") or 0)
     return {k: v * replicas for k, v in per_replica(spec, live.shapes).items() if v * replicas}
+
+
+def _held(record: DeploymentRecord, live: LiveWorld) -> dict[str, int]:
+    """The floor the deployment holds now: state's spec, with the replica count refresh saw (scaled outside)."""
+    found = _live(record, live)
+    spec = dict(record.spec)
+    if found is not None and "min_replica_count" in found.reported:
+        spec["min_replica_count"] = found.min_replica_count
+    return _floor(spec, live)
 
 
 def _negate(counts: dict[str, int]) -> dict[str, int]:
