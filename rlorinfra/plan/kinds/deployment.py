@@ -98,7 +98,14 @@ class DeploymentKind:
         """``--destroy``: delete the deployment; prevent_destroy still applies."""
         change = _plan_delete(name, record, live, "")
         if spec is not None and spec.prevent_destroy and not _is_gone(_live_state(record, live)):
-            raise _prevent_destroy(name, "delete", "`rlorinfra destroy` deletes every managed resource.")
+            raise _prevent_destroy(
+                name,
+                "delete",
+                (
+                    "`rlorinfra destroy` deletes every managed resource; `rlorinfra destroy --exclude-protected` "
+                    "deletes the others and leaves this one."
+                ),
+            )
         return change
 
     def plan_leftovers(self, name: str, record: DeploymentRecord | None, live: LiveWorld) -> list[Change]:

@@ -224,7 +224,14 @@ def _plan_destroy(name: str, spec: JobSpec | None, record: JobRecord, live: Live
     """``--destroy``: every managed job is deleted; prevent_destroy still applies."""
     change = _plan_delete(name, record, live, "")
     if spec is not None and spec.prevent_destroy and not _is_gone(_live_state(record, live)):
-        raise _prevent_destroy(name, "delete", "`rlorinfra destroy` deletes every managed job.")
+        raise _prevent_destroy(
+            name,
+            "delete",
+            (
+                "`rlorinfra destroy` deletes every managed job; `rlorinfra destroy --exclude-protected` "
+                "deletes the others and leaves this one."
+            ),
+        )
     return change
 
 
