@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "show": "state_cmds:show_cmd",
     "force-unlock": "state_cmds:force_unlock_cmd",
     "control-plane": "controlplane_cmds:control_plane_group",
+    "cost": "cost_cmds:cost_cmd",
 }
 
 EPILOG = """\b

@@ -114,7 +114,11 @@ def _world(instance: str) -> str:
 
 
 def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
-    """Refresh (unless asked not to) and run the pure planner. Changes nothing."""
+    """Refresh (unless asked not to), run the pure planner and price the plan. Changes nothing.
+
+    Raises ``PlanError`` when the plan's cost increase is above ``[policy] max_hourly_delta``.
+    """
+    from rlorinfra.plan.cost import check_budget, plan_cost
     from rlorinfra.plan.document import plan_document
     from rlorinfra.plan.planner import make_plan
     from rlorinfra.plan.refresh import offline_world, refresh
@@ -137,7 +141,9 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         replace=tuple(request.replace),
         refresh_only=request.refresh_only,
     )
-    document = plan_document(plan, control_plane=ws.control_plane())
+    cost = plan_cost(plan, state, live, ws.config.pricing)
+    check_budget(cost, ws.config.policy)  # before any change; a saved plan is re-checked here too
+    document = plan_document(plan, control_plane=ws.control_plane(), cost=cost)
     return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)
 
 
