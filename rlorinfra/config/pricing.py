@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rlorinfra.config import fields as F
-from rlorinfra.config.diagnostics import Collector, Report
+from rlorinfra.config.diagnostics import ERROR, Collector
 from rlorinfra.errors import ConfigError
 from rlorinfra.model.pricing import CostPolicy, PriceTable
 
@@ -79,9 +79,15 @@ def load_pricing_file(path: Path) -> PriceTable:
     table = check_pricing(doc["pricing"] if nested else doc, c, prefix=("pricing",) if nested else ())
     if not c.has_errors and not table.prices:
         c.error("no price in the pricing file", "Add lines such as NVIDIA_H100_80GB = 8.0 and a source.")
-    report = Report(path=path, diagnostics=c.diagnostics())
-    if not report.valid:
-        raise report.error()
+    if c.has_errors:
+        problems = tuple(d.message() for d in c.diagnostics() if d.severity == ERROR)
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise ConfigError(
+            f"Invalid pricing file: {len(problems)} {noun} in {path}",
+            "\n".join(problems) + '\n\nFix them (the file holds `source = "..."` and '
+            "`ACCELERATOR_TYPE = USD per accelerator-hour` lines) and run the command again.",
+            problems=problems,
+        )
     return table
 
 

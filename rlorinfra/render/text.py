@@ -244,7 +244,8 @@ def _summary_lines(summary: dict[str, Any], paint: _Paint, *, source: str | None
     if accelerators:
         lines.append(f"Accelerators: {accelerators}")
     if source:
-        lines.append(f"Cost: {_delta_text(summary)}, {_after_text(summary)} (prices: {source})")
+        lines.append(f"Cost change: {_delta_text(summary)} (prices: {source})")
+        lines.append(f"Cost after apply: {_after_text(summary)} (prices: {source})")
     return "\n".join(lines)
 
 
@@ -281,7 +282,7 @@ def _delta_text(entry: Mapping[str, Any]) -> str:
 
 def _after_text(summary: Mapping[str, Any]) -> str:
     after = summary.get("hourly_cost_after")
-    return "after apply unknown" if after is None else f"{usd_text(after)}/h after apply"
+    return "unknown $/h" if after is None else f"{usd_text(after)}/h"
 
 
 def accelerator_text(accelerators: dict[str, int]) -> str:
