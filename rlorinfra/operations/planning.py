@@ -169,7 +169,9 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> PlanOutcome:
     again from the same config, state and options against the live world;
     every change's name, action and job ID must be what the file says. An
     edited file (a delete of an unmanaged job, a create pointed at another
-    job's ID) or one made against another state is refused, never run.
+    job's ID) or one made against another state is refused, never run. The
+    fresh plan also passes the budget gate with the prices and policy in force
+    now (``build_plan``), so a limit set after the plan was saved still holds.
     """
     from rlorinfra.plan.document import plan_from_document
     from rlorinfra.plan.planfile import check_plan_fresh, read_plan_file

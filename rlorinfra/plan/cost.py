@@ -78,8 +78,8 @@ def plan_cost(plan: Plan, state: State, live: LiveWorld, prices: PriceTable) -> 
 
 def change_cost(change: Change, state: State, live: LiveWorld, prices: PriceTable) -> ChangeCost:
     """The $/h delta of one change (floor and ceiling)."""
-    if change.action not in _HOLDING_CHANGES:
-        return ChangeCost(ZERO, ZERO)
+    if change.action not in _HOLDING_CHANGES and not change.accelerators:
+        return ChangeCost(ZERO, ZERO)  # a wait or no-op holds what it held (a wait that resumes counts)
     if _accelerators_unknown(change, state, live):
         return ChangeCost(UNKNOWN_ACCELERATORS, UNKNOWN_ACCELERATORS)
     floor = hourly_cost(change.accelerators, prices)

@@ -222,3 +222,13 @@ def test_a_plan_that_saves_money_always_passes():
     cost = _cost({}, base, world(live_job("policy-1", "policy")))
     assert cost.delta.usd == -20.0
     check_budget(cost, CostPolicy(max_hourly_delta=0.0))
+
+
+def test_a_wait_that_resumes_a_cancelling_job_is_priced():
+    cancelling = record(declared("policy"), "policy-1", observed="JOB_STATE_CANCELLING")
+    live = world(live_job("policy-1", "policy", "JOB_STATE_CANCELLING"))
+    base = state(policy=cancelling)
+    plan = make_plan(desired(declared("policy")), base, live)
+    (change,) = plan.changes
+    cost = plan_cost(plan, base, live, PRICES)
+    assert change.accelerators == {H100: 8} and cost.changes[POLICY].floor.usd == 20.0
