@@ -166,9 +166,9 @@ def check_budget(cost: PlanCost, policy: CostPolicy) -> None:
         return
     shown = usd_text(limit)
     if worst.usd is None:
-        summary = f"The plan's cost increase is unknown, and [policy] max_hourly_delta is {shown}/h"
+        summary = f"The plan's cost increase is unknown, and the max_hourly_delta limit is {shown}/h"
     else:
-        summary = f"The plan adds {usd_text(worst.usd, signed=True)}/h, above [policy] max_hourly_delta {shown}/h"
+        summary = f"The plan adds {usd_text(worst.usd, signed=True)}/h, above the max_hourly_delta limit of {shown}/h"
     raise PlanError(summary, _budget_detail(cost, limit))
 
 

@@ -68,7 +68,7 @@ def test_a_plan_over_budget_exits_1_and_creates_nothing(world):
     for command in (["plan"], ["apply", "--auto-approve"]):
         result = world.cli(*command)
         assert result.exit_code == 1, result.output
-        assert "The plan adds +$57.60/h, above [policy] max_hourly_delta $40.00/h" in result.output
+        assert "The plan adds +$57.60/h, above the max_hourly_delta limit of $40.00/h" in result.output
         assert "job.alpha: +$28.80/h" in result.output and "job.beta: +$28.80/h" in result.output
     assert world.live_jobs() == []
     # The command line raises the limit for one run.

@@ -198,7 +198,7 @@ def test_gate_fails_above_the_limit_naming_the_biggest_contributors():
     with pytest.raises(PlanError) as caught:
         check_budget(cost, CostPolicy(max_hourly_delta=30.0))
     err = caught.value
-    assert err.summary == "The plan adds +$60.00/h, above [policy] max_hourly_delta $30.00/h"
+    assert err.summary == "The plan adds +$60.00/h, above the max_hourly_delta limit of $30.00/h"
     assert "  job.big: +$40.00/h\n  job.policy: +$20.00/h" in err.detail
     assert "prices: team rate card, 2026-11" in err.detail and "Nothing was changed" in err.detail
 
