@@ -10,6 +10,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import API_KEY, jobs_toml
 
@@ -50,8 +51,8 @@ def test_cost_spend_is_accelerator_seconds_times_price(world):
     doc = json.loads(result.stdout)
     (row,) = doc["resources"]
     seconds = row["accelerator_seconds"][H200]
-    assert before >= 16 and before <= seconds <= after  # the emulator's own numbers bracket ours
-    assert row["spend_to_date"] == seconds * 3.6 / 3600
+    assert before >= 8 and before <= seconds <= after  # the emulator's own numbers bracket ours
+    assert row["spend_to_date"] == pytest.approx(seconds * 3.6 / 3600, rel=1e-12)
     assert before * 0.001 - 1e-9 <= row["spend_to_date"] <= after * 0.001 + 1e-9
     assert row["hourly_cost"] == 8 * 3.6 and row["accelerators"] == {H200: 8}
     assert row["address"] == "job.alpha" and row["expires_at"] is None and row["projected_spend"] is None
