@@ -263,7 +263,9 @@ def change_cost_text(change: Mapping[str, Any], *, priced: bool = True) -> str:
     if not priced or "hourly_cost_delta" not in change:
         return ""
     accelerators = accelerator_text(change.get("accelerators") or {})
-    figure = change.get("hourly_cost_delta")
+    figure, ceiling = change.get("hourly_cost_delta"), change.get("hourly_cost_delta_max")
+    if not accelerators and figure is not None and ceiling is not None and abs(ceiling - figure) >= 0.005:
+        return f"no accelerators at min replicas ({_delta_text(change)})"  # a deployment scaled to zero
     if not accelerators and change.get("hourly_cost_unknown") in (None, "no pricing"):
         return ""
     if not accelerators and figure is not None and change.get("hourly_cost_delta_max") == figure:
