@@ -42,7 +42,7 @@ def changes_table(changes: list[dict]) -> list[str]:
 
 def report(document: dict) -> str:
     """The Markdown report for one plan document."""
-    if document.get("format_version") != 1:
+    if document.get("format_version") not in (1, 2):  # 2 added cost keys this report does not use
         raise SystemExit(f"unsupported plan format_version {document.get('format_version')!r}")
     drift = document.get("drift", [])
     changes = [c for c in document.get("changes", []) if c.get("action") != "noop"]

@@ -116,6 +116,10 @@ def apply_cmd(
     waits for the state lock. Times are seconds or durations such as 30s, 2m,
     1h. --json prints JSON lines; it needs --auto-approve or a PLANFILE.
 
+    --pricing FILE takes the [pricing] table from a TOML file; --max-hourly-delta
+    USD fails the plan, before any change, when it adds more USD per hour (a
+    PLANFILE is re-checked with the prices and limit in force now).
+
     \b
     Examples:
       rlorinfra apply

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "graph": "graph_cmds:graph_cmd",
     "force-unlock": "state_cmds:force_unlock_cmd",
     "control-plane": "controlplane_cmds:control_plane_group",
+    "cost": "cost_cmds:cost_cmd",
 }
 
 EPILOG = """\b

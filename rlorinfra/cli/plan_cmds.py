@@ -21,7 +21,10 @@ from rlorinfra.cli.ui import ClickUI, PlanFormat
 
 
 def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by plan, apply and destroy for building a plan."""
+    """Options shared by plan and apply for building a plan (the cost options included)."""
+    from rlorinfra.cli.cost_cmds import cost_options
+
+    func = cost_options(func)
     func = click.option(
         "--replace",
         "replace_names",

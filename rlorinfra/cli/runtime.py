@@ -30,9 +30,10 @@ def open_workspace(config_path: Path, insecure: bool = False, *, show_warnings: 
     Commands that only read or edit state do not repeat the config's warnings
     (``show_warnings=False``): those are about planning.
     """
+    from rlorinfra.cli.cost_cmds import with_cost_overrides
     from rlorinfra.operations.workspace import Workspace
 
-    config = load_config(config_path)
+    config = with_cost_overrides(load_config(config_path))  # --pricing / --max-hourly-delta, when given
     for warning in config.warnings if show_warnings else ():
         echo_warning(warning)
     g = get_globals()

@@ -41,10 +41,11 @@ from rlorinfra.config.model import (
     StateBackendKind,
     StateSettings,
 )
+from rlorinfra.config.pricing import check_policy, check_pricing
 from rlorinfra.model.jobs import create_path
 from rlorinfra.model.urls import is_loopback
 
-TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "jobs", "deployments")
+TOP_LEVEL_KEYS = ("control_plane", "state", "defaults", "pricing", "policy", "jobs", "deployments")
 CONTROL_PLANE_KEYS = (
     "url",
     "api_key_env",
@@ -193,6 +194,7 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
     raw_jobs = doc.get("jobs")
     jobs_table: dict[str, Any] = raw_jobs if isinstance(raw_jobs, dict) else {}
     deployments = check_deployments(doc.get("deployments"), jobs_table, jobs, control_plane, c, _unknown_key)
+    pricing, policy = check_pricing(doc.get("pricing"), c), check_policy(doc.get("policy"), c)
     if not jobs and not deployments and not c.has_errors:
         c.warning("no jobs declared", 'Add a [jobs."<name>"] table; plan would delete every managed job.',
                   key="jobs", where=("jobs",))  # fmt: skip
@@ -208,6 +210,8 @@ def _check_document(doc: dict[str, Any], path: Path, env: Mapping[str, str], c: 
         warnings=tuple(_warning_messages(c)),
         state=state,
         deployments=deployments,
+        pricing=pricing,
+        policy=policy,
     )
 
 

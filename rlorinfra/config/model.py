@@ -23,6 +23,7 @@ from typing import Any
 from rlorinfra.model.control_plane import DEFAULT_API_KEY_ENV, LOCAL_URL, ControlPlaneSettings, EmulatorSettings
 from rlorinfra.model.deployments import HotLoadTransition, canonical_deployment_spec
 from rlorinfra.model.jobs import canonical_spec, create_path
+from rlorinfra.model.pricing import CostPolicy, PriceTable
 
 __all__ = [
     "DEFAULT_API_KEY_ENV",
@@ -251,6 +252,8 @@ class Config:
     defaults: dict[str, Any] = field(default_factory=dict)  # checked [defaults] values
     state: StateSettings | None = None  # None: local at state_path (configs built by hand in tests)
     deployments: dict[str, DeploymentSpec] = field(default_factory=dict)  # by deployment ID
+    pricing: PriceTable = field(default_factory=PriceTable)  # [pricing] (or --pricing FILE); empty: all unknown
+    policy: CostPolicy = field(default_factory=CostPolicy)  # [policy] (or --max-hourly-delta)
 
     @property
     def state_settings(self) -> StateSettings:

@@ -118,7 +118,11 @@ def _world(instance: str) -> str:
 
 
 def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
-    """Refresh (unless asked not to) and run the pure planner. Changes nothing."""
+    """Refresh (unless asked not to), run the pure planner and price the plan. Changes nothing.
+
+    Raises ``PlanError`` when the plan's cost increase is above ``[policy] max_hourly_delta``.
+    """
+    from rlorinfra.plan.cost import check_budget, plan_cost
     from rlorinfra.plan.document import plan_document
     from rlorinfra.plan.planner import make_plan
     from rlorinfra.plan.refresh import offline_world, refresh
@@ -146,7 +150,9 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         now=datetime.now(UTC),  # the planner is pure: the clock ttl expiry is judged by comes from here
         exclude_protected=request.exclude_protected,
     )
-    document = plan_document(plan, control_plane=ws.control_plane())
+    cost = plan_cost(plan, state, live, ws.config.pricing)
+    check_budget(cost, ws.config.policy)  # before any change; a saved plan is re-checked here too
+    document = plan_document(plan, control_plane=ws.control_plane(), cost=cost)
     notes = [*notes, *plan.notes]
     return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)
 
@@ -185,7 +191,9 @@ def load_saved_plan(ws: Workspace, state: State, path: Path) -> PlanOutcome:
     again from the same config, state and options against the live world;
     every change's name, action and job ID must be what the file says. An
     edited file (a delete of an unmanaged job, a create pointed at another
-    job's ID) or one made against another state is refused, never run.
+    job's ID) or one made against another state is refused, never run. The
+    fresh plan also passes the budget gate with the prices and policy in force
+    now (``build_plan``), so a limit set after the plan was saved still holds.
     """
     from rlorinfra.plan.document import plan_from_document
     from rlorinfra.plan.planfile import check_plan_fresh, read_plan_file

@@ -3,11 +3,17 @@
 ``plan --json`` prints it, saved plan files embed it, and the human text view
 is rendered from it (``render.text``), so the three can never disagree. The
 schema is pinned by ``tests/plan/test_document.py``; a change that old readers
-cannot follow must bump ``FORMAT_VERSION``. Keys added compatibly stay at
+cannot follow must bump ``FORMAT_VERSION``. Keys added compatibly stayed at
 format 1: ``address``, ``kind`` and ``depends_on`` on changes, ``address`` and
-``resource_kind`` on drift (a drift's ``kind`` was already what happened),
-``lifecycle`` (``{"protected", "ttl_s"}`` or null) and ``state_updates`` on changes;
-documents saved without them still load, as jobs without dependencies. No-op
+``resource_kind`` on drift (a drift's ``kind`` was already what happened);
+documents saved without them still load, as jobs without dependencies. Format 2
+adds cost (``plan/cost.py``): ``pricing_source`` at the top, and
+``hourly_cost_delta`` (floor), ``hourly_cost_delta_max`` (at max replicas) and
+``hourly_cost_unknown`` (why a figure is null) on each change and in the summary,
+plus ``hourly_cost_after`` in the summary; a null figure is unknown, never $0.
+Format-1 documents (saved plans) still load: cost is re-checked from a fresh
+plan when they are applied. ``lifecycle`` (``{"protected", "ttl_s"}`` or null) and
+``state_updates`` on changes were added compatibly (absent: none). No-op
 changes are listed too (as Terraform's JSON plan lists them), with
 ``action = "noop"``. Only whitelisted control-plane keys are ever written.
 """
@@ -19,10 +25,13 @@ from typing import Any
 
 from rlorinfra.errors import PlanFileError
 from rlorinfra.model.address import Address, Kind
+from rlorinfra.model.pricing import HourlyCost
+from rlorinfra.plan.cost import PlanCost, unknown_reason
 from rlorinfra.plan.model import Action, Change, Drift, Lifecycle, Plan
 from rlorinfra.state.codec import CONTROL_PLANE_KEYS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # saved plans of format 1 lack only the cost keys
 
 DOCUMENT_KEYS = ("format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary")
 # Keys every format-1 document has; documents from before addresses lack the rest.
@@ -40,11 +49,12 @@ CHANGE_KEYS = (
     "max_resumes",
 )
 CHANGE_ADDRESS_KEYS = ("address", "kind", "depends_on")
+COST_KEYS = ("hourly_cost_delta", "hourly_cost_delta_max", "hourly_cost_unknown")  # format 2, on changes and summary
 DRIFT_KEYS = ("name", "job_id", "kind", "recorded_state", "live_state", "detail", "changed_fields")
 DRIFT_ADDRESS_KEYS = ("address", "resource_kind")
 # Counts first, in the order the summary line prints them.
 COUNTED_ACTIONS = ("create", "resume", "wait", "update", "replace", "stop", "delete", "noop")
-SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift")
+SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift", *COST_KEYS, "hourly_cost_after")
 
 # The only control-plane keys a document or plan file carries: what state records,
 # plus the *name* of the variable holding the API key. Anything else (a key, a
@@ -52,17 +62,37 @@ SUMMARY_KEYS = (*COUNTED_ACTIONS, "accelerators", "has_changes", "has_drift")
 PUBLIC_CONTROL_PLANE_KEYS = (*CONTROL_PLANE_KEYS, "api_key_env")
 
 
-def plan_document(plan: Plan, *, control_plane: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-ready document for ``plan`` (see the module doc and docs/planning.md)."""
+def plan_document(plan: Plan, *, control_plane: Mapping[str, Any], cost: PlanCost | None = None) -> dict[str, Any]:
+    """The JSON-ready document for ``plan`` (see the module doc and docs/planning.md).
+
+    ``cost`` is the plan priced with the user's table (``plan_cost``); without it
+    every figure is null (unknown) and ``pricing_source`` is null.
+    """
     return {
         "format_version": FORMAT_VERSION,
         "control_plane": public_control_plane(control_plane),
         "destroy": plan.destroy,
         "refresh_only": plan.refresh_only,
-        "changes": [_change_entry(c) for c in plan.changes],
+        "pricing_source": (cost.source or None) if cost else None,
+        "changes": [_change_entry(c, cost) for c in plan.changes],
         "drift": [_drift_entry(d) for d in plan.drift],
-        "summary": _summary(plan),
+        "summary": _summary(plan, cost),
     }
+
+
+def _figures(floor: HourlyCost | None, ceiling: HourlyCost | None) -> dict[str, Any]:
+    """The three cost keys: floor and ceiling $/h (null: unknown) and why one is unknown."""
+    unknown = next((c for c in (floor, ceiling) if c is not None and c.usd is None), None)
+    return {
+        "hourly_cost_delta": _rounded(floor),
+        "hourly_cost_delta_max": _rounded(ceiling),
+        "hourly_cost_unknown": unknown_reason(unknown) if unknown else (None if floor else "no pricing"),
+    }
+
+
+def _rounded(cost: HourlyCost | None) -> float | None:
+    """A figure to the micro-dollar, so float noise never shows in the document."""
+    return None if cost is None or cost.usd is None else round(cost.usd, 6) + 0.0
 
 
 def public_control_plane(control_plane: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,7 +100,8 @@ def public_control_plane(control_plane: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(control_plane.items()) if k in PUBLIC_CONTROL_PLANE_KEYS}
 
 
-def _change_entry(change: Change) -> dict[str, Any]:
+def _change_entry(change: Change, cost: PlanCost | None) -> dict[str, Any]:
+    priced = cost.changes.get(change.address) if cost else None
     return {
         "address": str(change.address),
         "kind": change.kind.value,
@@ -88,6 +119,7 @@ def _change_entry(change: Change) -> dict[str, Any]:
         "depends_on": [str(a) for a in change.depends_on],
         "lifecycle": _lifecycle_entry(change.lifecycle),
         "state_updates": list(change.state_updates),
+        **_figures(priced.floor if priced else None, priced.ceiling if priced else None),
     }
 
 
@@ -130,11 +162,13 @@ def _copy(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(spec.items())}
 
 
-def _summary(plan: Plan) -> dict[str, Any]:
+def _summary(plan: Plan, cost: PlanCost | None) -> dict[str, Any]:
     counts: dict[str, Any] = {action: plan.count(Action(action)) for action in COUNTED_ACTIONS}
     counts["accelerators"] = total_accelerators(plan.changes)
     counts["has_changes"] = plan.has_changes
     counts["has_drift"] = bool(plan.drift)
+    counts.update(_figures(cost.delta if cost else None, cost.ceiling_delta if cost else None))
+    counts["hourly_cost_after"] = _rounded(cost.after) if cost else None
     return counts
 
 
@@ -153,14 +187,15 @@ def total_accelerators(changes: Sequence[Change]) -> dict[str, int]:
 def plan_from_document(doc: Any) -> Plan:
     """Rebuild the ``Plan`` a document was made from (to apply a saved plan).
 
-    Raises ``PlanFileError`` when ``doc`` is not a format-1 plan document.
+    Raises ``PlanFileError`` when ``doc`` is not a plan document of a readable
+    format (1 or 2; the cost keys of format 2 are not needed to apply).
     """
     if not isinstance(doc, dict):
         raise _garbled("the plan document is not a JSON object")
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE_VERSIONS or isinstance(doc.get("format_version"), bool):
         raise PlanFileError(
             f"Unsupported plan document format_version {doc.get('format_version')!r}",
-            f"This rlorinfra reads format_version {FORMAT_VERSION}. Make the plan again with "
+            f"This rlorinfra reads format_version {', '.join(map(str, READABLE_VERSIONS))}. Make the plan again with "
             "`rlorinfra plan --out PLANFILE` using this version of rlorinfra.",
         )
     missing = [k for k in DOCUMENT_KEYS if k not in doc]

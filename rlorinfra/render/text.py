@@ -3,7 +3,9 @@
 Terraform's layout: drift first ("Objects have changed outside of rlorinfra"),
 then a legend of the symbols used, one block per change, and the summary line
 ``Plan: 2 to create, 1 to resume, 1 to replace, 0 to stop, 1 to delete.`` with
-the accelerator change below it. Colour is ANSI and only when ``color=True``;
+the accelerator change below it. With a price table (``pricing_source`` in the
+document) each change that moves accelerators shows them and their $/h, and the
+summary shows the total delta, the total after apply and the source. Colour is ANSI and only when ``color=True``;
 the CLI decides (TTY, ``NO_COLOR``, ``--no-color``). Pure: returns strings.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from rlorinfra.model.deployments import DEPLOYMENT_SPEC_DEFAULTS
 from rlorinfra.model.jobs import SPEC_DEFAULTS
+from rlorinfra.model.pricing import usd_text
 
 NO_CHANGES = "No changes. Your trainer jobs match the configuration."
 NO_CHANGES_WITH_DEPLOYMENTS = "No changes. Your trainer jobs and deployments match the configuration."
@@ -73,8 +76,8 @@ def render_plan_text(doc: dict[str, Any], *, color: bool = False) -> str:
     if actionable:
         sections.append(_legend(actionable, paint))
         sections.append("rlorinfra will perform the following actions:")
-        sections.extend(_change_block(c, paint) for c in actionable)
-        sections.append(_summary_lines(doc["summary"], paint))
+        sections.extend(_change_block(c, paint, priced=bool(doc.get("pricing_source"))) for c in actionable)
+        sections.append(_summary_lines(doc["summary"], paint, source=doc.get("pricing_source")))
     elif not _state_only(doc["changes"]):
         kinds = {c.get("kind", _JOB) for c in doc["changes"]}
         sections.append(paint(NO_CHANGES if kinds <= {_JOB} else NO_CHANGES_WITH_DEPLOYMENTS, _BOLD))
@@ -139,10 +142,11 @@ def _gutter(symbol: str, paint: _Paint) -> str:
     return " " * (3 - len(symbol)) + paint.symbol(symbol)
 
 
-def _change_block(change: dict[str, Any], paint: _Paint) -> str:
+def _change_block(change: dict[str, Any], paint: _Paint, *, priced: bool = False) -> str:
     """Header comment (by address), its dependencies, the resource line, and the attributes that change."""
     header = [paint(f"  # {address(change)} {_headline(change)}", _BOLD)]
     header += [f"  # depends on {', '.join(change['depends_on'])}"] if change.get("depends_on") else []
+    header += [f"  # {cost}"] if (cost := change_cost_text(change, priced=priced)) else []
     symbol = _symbol(change)
     ident = f" (id {change['job_id']})" if change["job_id"] else ""
     line = f'{_gutter(symbol, paint)} {change.get("kind", _JOB)} "{change["name"]}"{ident}'
@@ -251,7 +255,7 @@ def _state_only_section(changes: list[dict[str, Any]], paint: _Paint) -> str:
 # --- summary and notes --------------------------------------------------------------------
 
 
-def _summary_lines(summary: dict[str, Any], paint: _Paint) -> str:
+def _summary_lines(summary: dict[str, Any], paint: _Paint, *, source: str | None = None) -> str:
     shown = ["create", *(a for a in _OPTIONAL_COUNTS if summary.get(a)), *_SUMMARY_ORDER[1:]]
     counts = ", ".join(f"{summary[action]} to {action}" for action in shown)
     waits = f" ({summary['wait']} to wait for)" if summary["wait"] else ""
@@ -259,7 +263,48 @@ def _summary_lines(summary: dict[str, Any], paint: _Paint) -> str:
     accelerators = accelerator_text(summary["accelerators"])
     if accelerators:
         lines.append(f"Accelerators: {accelerators}")
+    if source:
+        lines.append(f"Cost change: {_delta_text(summary)} (prices: {source})")
+        lines.append(f"Cost after apply: {_after_text(summary)} (prices: {source})")
     return "\n".join(lines)
+
+
+# --- cost ----------------------------------------------------------------------------------
+
+
+def change_cost_text(change: Mapping[str, Any], *, priced: bool = True) -> str:
+    """``+8 × NVIDIA_H200_141GB (+$64.00/h)`` for a change that moves accelerators (``""`` otherwise).
+
+    Shown only when the document was priced (``priced``); a change whose accelerators
+    are unknown reads ``accelerators unknown (unknown $/h)``.
+    """
+    if not priced or "hourly_cost_delta" not in change:
+        return ""
+    accelerators = accelerator_text(change.get("accelerators") or {})
+    figure, ceiling = change.get("hourly_cost_delta"), change.get("hourly_cost_delta_max")
+    if not accelerators and figure is not None and ceiling is not None and abs(ceiling - figure) >= 0.005:
+        return f"no accelerators at min replicas ({_delta_text(change)})"  # a deployment scaled to zero
+    if not accelerators and change.get("hourly_cost_unknown") in (None, "no pricing"):
+        return ""
+    if not accelerators and figure is not None and change.get("hourly_cost_delta_max") == figure:
+        return ""
+    return f"{accelerators or 'accelerators unknown'} ({_delta_text(change)})"
+
+
+def _delta_text(entry: Mapping[str, Any]) -> str:
+    """``+$8.00/h``, ``+$8.00/h, up to +$16.00/h at max replicas`` or ``unknown $/h: no price for X``."""
+    floor, ceiling = entry.get("hourly_cost_delta"), entry.get("hourly_cost_delta_max")
+    if floor is None or ceiling is None:
+        return f"unknown $/h: {entry.get('hourly_cost_unknown') or 'no pricing'}"
+    text = f"{usd_text(floor, signed=True)}/h"
+    if abs(ceiling - floor) >= 0.005:
+        text += f", up to {usd_text(ceiling, signed=True)}/h at max replicas"
+    return text
+
+
+def _after_text(summary: Mapping[str, Any]) -> str:
+    after = summary.get("hourly_cost_after")
+    return "unknown $/h" if after is None else f"{usd_text(after)}/h"
 
 
 def accelerator_text(accelerators: dict[str, int]) -> str:

@@ -116,7 +116,7 @@ def test_refresh_only(applied):
 def test_json(folder):
     result = run_cli(["plan", "-json"], cwd=folder)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["format_version"] == 1
+    assert json.loads(result.stdout)["format_version"] == 2
 
 
 @pytest.mark.parametrize("value", ["30s", "30", "2m", "1h", "0.5s", "1h30m"])

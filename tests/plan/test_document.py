@@ -13,7 +13,17 @@ from rlorinfra.plan.document import plan_document, plan_from_document
 from rlorinfra.plan.model import Action, Change, Plan
 from tests.render.renderplans import CONTROL_PLANE, MIXED, SAMPLES, planned
 
-TOP_KEYS = {"format_version", "control_plane", "destroy", "refresh_only", "changes", "drift", "summary"}
+TOP_KEYS = {
+    "format_version",
+    "control_plane",
+    "destroy",
+    "refresh_only",
+    "pricing_source",
+    "changes",
+    "drift",
+    "summary",
+}
+COST_KEYS = {"hourly_cost_delta", "hourly_cost_delta_max", "hourly_cost_unknown"}
 CHANGE_KEYS = {
     "address",
     "kind",
@@ -31,6 +41,7 @@ CHANGE_KEYS = {
     "max_resumes",
     "lifecycle",
     "state_updates",
+    *COST_KEYS,
 }
 DRIFT_KEYS = {
     "address",
@@ -55,6 +66,8 @@ SUMMARY_KEYS = {
     "accelerators",
     "has_changes",
     "has_drift",
+    *COST_KEYS,
+    "hourly_cost_after",
 }
 
 
@@ -64,7 +77,7 @@ def _doc(plan: Plan) -> dict:
 
 def test_schema_is_pinned():
     doc = _doc(MIXED)
-    assert doc["format_version"] == 1
+    assert doc["format_version"] == 2
     assert set(doc) == TOP_KEYS
     assert all(set(c) == CHANGE_KEYS for c in doc["changes"])
     assert all(set(d) == DRIFT_KEYS for d in doc["drift"])
@@ -85,6 +98,10 @@ def test_summary_values():
         "accelerators": {"NVIDIA_A100_80GB": -8, "NVIDIA_H100_80GB": 8},
         "has_changes": True,
         "has_drift": True,
+        "hourly_cost_delta": None,
+        "hourly_cost_delta_max": None,
+        "hourly_cost_unknown": "no pricing",
+        "hourly_cost_after": None,
     }
     empty = _doc(Plan())["summary"]
     assert empty["has_changes"] is False and empty["has_drift"] is False and empty["accelerators"] == {}
@@ -117,6 +134,9 @@ def test_change_entry_values():
         "accelerators": {},
         "create_before_destroy": False,
         "max_resumes": 3,
+        "hourly_cost_delta": None,
+        "hourly_cost_delta_max": None,
+        "hourly_cost_unknown": "no pricing",
     }
 
 
@@ -172,7 +192,7 @@ def _broken(mutate):
     "doc",
     [
         "not a dict",
-        _broken(lambda d: d.update(format_version=2)),
+        _broken(lambda d: d.update(format_version=3)),
         _broken(lambda d: d.pop("changes")),
         _broken(lambda d: d.update(changes={"a": 1})),
         _broken(lambda d: d["changes"][0].update(action="explode")),
