@@ -26,6 +26,53 @@ PHASES = (PHASE_CREATING, PHASE_READY, PHASE_PROVISIONING, PHASE_STOPPED, PHASE_
 
 
 @dataclass(frozen=True)
+class WatchRecord:
+    """What ``rlorinfra watch`` remembers about one resource, so a restarted watch goes on where it was.
+
+    ``resumes``: unix times of the resumes watch sent (its budget window counts them);
+    ``resumable_seen``: consecutive cycles that saw the resource resumable (a resume
+    needs two); ``backoff_until``: no resume before this unix time; ``quarantined``:
+    the budget is spent, watch leaves the resource alone until a human acts.
+    """
+
+    resumes: tuple[float, ...] = ()
+    resumable_seen: int = 0
+    backoff_until: float | None = None
+    quarantined: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to remember (the record then carries no ``watch`` key)."""
+        return self == WatchRecord()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping, only the keys that are set."""
+        data: dict[str, Any] = {}
+        if self.resumes:
+            data["resumes"] = list(self.resumes)
+        if self.resumable_seen:
+            data["resumable_seen"] = self.resumable_seen
+        if self.backoff_until is not None:
+            data["backoff_until"] = self.backoff_until
+        if self.quarantined:
+            data["quarantined"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WatchRecord:
+        """Inverse of ``to_dict`` (``None``: nothing remembered)."""
+        if not data:
+            return cls()
+        backoff = data.get("backoff_until")
+        return cls(
+            resumes=tuple(float(t) for t in data.get("resumes") or ()),
+            resumable_seen=int(data.get("resumable_seen") or 0),
+            backoff_until=None if backoff is None else float(backoff),
+            quarantined=bool(data.get("quarantined", False)),
+        )
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """One managed job, keyed in ``State.jobs`` by its display name."""
 
@@ -49,6 +96,8 @@ class JobRecord:
     # What this resource depends on, recorded so that destroy can order deletes
     # (dependents first) after the config blocks are gone. Empty for jobs today.
     depends_on: tuple[Address, ...] = ()
+    # watch's bookkeeping (resume history, backoff, quarantine); written only when set.
+    watch: WatchRecord = field(default_factory=WatchRecord)
 
     @property
     def resource_id(self) -> str:
@@ -79,6 +128,8 @@ class JobRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
+        if not self.watch.is_empty:
+            data["watch"] = self.watch.to_dict()
         return data
 
     @classmethod
@@ -97,6 +148,7 @@ class JobRecord:
             deposed_job_ids=_deposed_ids(data),
             unread_fields=tuple(data.get("unread_fields") or ()),
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
+            watch=WatchRecord.from_dict(data.get("watch")),
         )
 
 
@@ -123,6 +175,7 @@ class DeploymentRecord:
     updated_at: str | None = None
     unread_fields: tuple[str, ...] = ()
     depends_on: tuple[Address, ...] = ()
+    watch: WatchRecord = field(default_factory=WatchRecord)  # as JobRecord.watch
 
     @property
     def resource_id(self) -> str:
@@ -152,6 +205,8 @@ class DeploymentRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
+        if not self.watch.is_empty:
+            data["watch"] = self.watch.to_dict()
         return data
 
     @classmethod
@@ -170,6 +225,7 @@ class DeploymentRecord:
             updated_at=data.get("updated_at"),
             unread_fields=tuple(data.get("unread_fields") or ()),
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
+            watch=WatchRecord.from_dict(data.get("watch")),
         )
 
 
