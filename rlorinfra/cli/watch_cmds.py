@@ -45,6 +45,9 @@ WATCH_RETRY_BUDGET_S = 15.0
 @click.option("--resume-budget", type=click.IntRange(min=0), default=5, hidden=True, help="Resumes per window.")
 @click.option("--resume-window", type=Seconds(min=1), default=6 * 3600.0, hidden=True, help="The budget's window.")
 @click.option("--resume-backoff", type=Seconds(min=0), default=60.0, hidden=True, help="First backoff after a resume.")
+@click.option(
+    "--retry-budget", type=Seconds(min=0.05), default=WATCH_RETRY_BUDGET_S, hidden=True, help="Per-request retries."
+)
 def watch_cmd(
     config_path: Path,
     interval: float,
@@ -57,6 +60,7 @@ def watch_cmd(
     resume_budget: int,
     resume_window: float,
     resume_backoff: float,
+    retry_budget: float,
 ) -> ExitCode:
     """Keep the live world converged: resume preempted or failed trainers, report the rest.
 
@@ -88,7 +92,7 @@ def watch_cmd(
         lock_timeout_s=lock_timeout,
         budget=ResumeBudget(max_resumes=resume_budget, window_s=resume_window, backoff_base_s=resume_backoff),
     )
-    ws = _watch_workspace(config_path, insecure)
+    ws = _watch_workspace(config_path, insecure, retry_budget)
     status = WatchStatus()
     try:
         stop_server = start_status_server(metrics_addr, status) if metrics_addr else None
@@ -112,12 +116,12 @@ def start_status_server(addr: str, status: WatchStatus) -> Callable[[], None]:
     raise click.UsageError(f"--metrics-addr {addr}: the /metrics and /healthz server is not in this build yet.")
 
 
-def _watch_workspace(config_path: Path, insecure: bool) -> Workspace:
+def _watch_workspace(config_path: Path, insecure: bool, retry_budget: float) -> Workspace:
     """The workspace, its control-plane retry budget capped so a refresh fails within a cycle."""
     ws = open_workspace(config_path, insecure)
     cp = ws.config.control_plane
-    if cp.retry_budget_s > WATCH_RETRY_BUDGET_S:
-        ws.config = replace(ws.config, control_plane=replace(cp, retry_budget_s=WATCH_RETRY_BUDGET_S))
+    if cp.retry_budget_s > retry_budget:
+        ws.config = replace(ws.config, control_plane=replace(cp, retry_budget_s=retry_budget))
     return ws
 
 

@@ -50,6 +50,8 @@ INACTIVITY_MARK = "inactivity"
 class WatchEventType(StrEnum):
     """What a watch event reports (the ``type`` of a JSON line)."""
 
+    STARTED = "started"  # the loop began (before its first cycle)
+    STOPPED = "stopped"  # the loop ended (state written, lock released)
     CYCLE_SKIPPED = "cycle_skipped"  # the lock was busy
     REFRESH_FAILED = "refresh_failed"  # no action this cycle
     DRIFT = "drift"  # reported once until it changes
@@ -154,10 +156,13 @@ class WatchLoop:
         A cycle under way when ``stop`` is set finishes (its steps are short:
         nothing is waited for), so state is written and the lock released.
         """
+        mode = "converge" if self._settings.converge else "heal-only"
+        self._emit(WatchEvent(WatchEventType.STARTED, what=f"every {self._settings.interval_s:g}s, {mode}"))
         while not stop.is_set():
             self.run_cycle()
             if stop.wait(self._settings.interval_s):
-                return
+                break
+        self._emit(WatchEvent(WatchEventType.STOPPED, what="state written, lock released"))
 
     def run_cycle(self) -> CycleResult:
         """One cycle: lock (short timeout) → refresh and plan → act → write state → unlock."""
