@@ -75,7 +75,8 @@ def watch_cmd(
     stopped by inactivity or COMPLETED resume only when `resume_on` says so.
 
     SIGTERM or SIGINT finishes the current step, writes state, releases the
-    lock and exits 0. --json prints one JSON line per event.
+    lock and exits (0 after SIGTERM, 130 after SIGINT). --json prints one JSON
+    line per event.
 
     \b
     Examples:
@@ -99,10 +100,11 @@ def watch_cmd(
         loop = WatchLoop(ws, settings, status, emit=_emitter(as_json), on_cycle=None)
         if once:
             return _once_code(loop.run_cycle())
-        _run_until_signalled(loop)
+        stopped_by = _run_until_signalled(loop)
         if stop_server is not None:
             stop_server()
-        return ExitCode.OK
+        # SIGTERM is how a service manager stops it: a clean stop. Ctrl-C is an interrupt, as everywhere else.
+        return ExitCode.INTERRUPTED if stopped_by == signal.SIGINT else ExitCode.OK
     finally:
         ws.close()
 
@@ -125,11 +127,13 @@ def _watch_workspace(config_path: Path, insecure: bool, retry_budget: float) -> 
     return ws
 
 
-def _run_until_signalled(loop: WatchLoop) -> None:
-    """Run the loop until SIGTERM or SIGINT; a signal lets the current cycle finish."""
+def _run_until_signalled(loop: WatchLoop) -> int | None:
+    """Run the loop until SIGTERM or SIGINT (returned); a signal lets the current cycle finish."""
     stop = threading.Event()
+    received: list[int] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         stop.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -138,6 +142,7 @@ def _run_until_signalled(loop: WatchLoop) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return received[0] if received else None
 
 
 def _once_code(result: CycleResult) -> ExitCode:

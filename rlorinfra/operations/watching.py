@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from rlorinfra.errors import PlanError, RlorinfraError, StateLockedError
+from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateLockedError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.operations.planning import PlanOutcome, PlanRequest, build_plan
 from rlorinfra.operations.ui import Operation
@@ -193,8 +193,10 @@ class WatchLoop:
         state = ws.store.read()
         try:
             outcome = build_plan(ws, state, PlanRequest(health_check=self._settings.health_check), budget_gate=False)
-        except RlorinfraError as exc:  # an API error or timeout: no action on what could not be read
+        except ApiError as exc:  # an API error or timeout: no action on what could not be read
             return self._refresh_failed(exc)
+        except RlorinfraError as exc:  # a plan refused (protection, another control plane's state): no action
+            return self._plan_failed(exc)
         now = self._clock()
         decision = self._decide(outcome, now)
         self._report_drift(outcome.plan)
@@ -217,6 +219,13 @@ class WatchLoop:
         with self._status.lock:
             self._status.last_error = exc.summary
         self._emit(WatchEvent(WatchEventType.REFRESH_FAILED, what=f"{exc.summary}; no action this cycle"))
+        return CycleResult(error=exc.summary)
+
+    def _plan_failed(self, exc: RlorinfraError) -> CycleResult:
+        """Planning itself refused: nothing runs, and watch is degraded until a human fixes the cause."""
+        with self._status.lock:
+            self._status.last_error = exc.summary
+        self._emit(WatchEvent(WatchEventType.ERROR, what=f"{exc.summary}; no action this cycle. {exc.detail}".strip()))
         return CycleResult(error=exc.summary)
 
     # -- deciding ---------------------------------------------------------------------------

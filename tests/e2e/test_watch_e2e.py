@@ -30,7 +30,8 @@ class Watch:
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[dict] = []
         self._queue: queue.Queue[dict] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -61,6 +62,8 @@ class Watch:
         return sum(1 for e in self.events if e["type"] == type_)
 
     def _drain(self) -> None:
+        if self.proc.poll() is not None:
+            self._reader.join(timeout=10)  # an exited process's last lines may still be on their way
         while True:
             try:
                 self.events.append(self._queue.get_nowait())
@@ -197,6 +200,15 @@ def test_sigterm_exits_promptly_with_the_lock_released(world, watches):
     assert time.monotonic() - started < 30
     assert watch.count("stopped") == 1
     assert world.cli("apply", "--auto-approve", "--lock-timeout", "0").exit_code == 0  # the lock is free
+
+
+def test_sigint_stops_it_the_same_way_and_exits_130(world, watches):
+    _applied(world, "policy")
+    watch = _start(watches, world, "--interval", "0.2s")
+    watch.proc.send_signal(signal.SIGINT)
+    assert watch.proc.wait(timeout=30) == 130
+    assert watch.count("stopped") == 1
+    assert world.cli("apply", "--auto-approve", "--lock-timeout", "0").exit_code == 0
 
 
 def test_25_failed_refreshes_cause_no_action(world, counted, watches):

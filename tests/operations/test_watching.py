@@ -347,3 +347,27 @@ def test_once_reports_nothing_pending_on_a_converged_world(world):
     result = world.loop().run_cycle()
     assert not result.pending and not result.error and not result.skipped
     assert world.status.snapshot().last_refresh_ok == world.clock.now
+
+
+def test_a_plan_refused_by_protection_is_an_error_and_no_action(world):
+    world.write("policy", extra={"policy": "prevent_destroy = true"})
+    world.apply()
+    # A field the API cannot update: the plan would replace the protected job, and is refused.
+    world.write("policy", extra={"policy": "prevent_destroy = true\nforward_only = true"})
+    world.store().preempt(world.job_id())
+    loop = world.loop(converge=True)
+    results = [loop.run_cycle() for _ in range(2)]
+    assert all(r.error and not r.actions for r in results)
+    assert WatchEventType.ERROR in world.types() and WatchEventType.REFRESH_FAILED not in world.types()
+    assert world.live_state() == "JOB_STATE_FAILED"
+
+
+def test_watch_once_prints_human_lines_and_exits_as_plan(world):
+    from tests.conftest import run_cli
+
+    world.write("policy", "extra")
+    result = run_cli(["watch", "-f", str(world.config), "--once"])
+    assert result.exit_code == 2, result.output
+    assert "[change] job.extra: create" in result.stdout
+    world.write("policy")
+    assert run_cli(["watch", "-f", str(world.config), "--once"]).exit_code == 0
