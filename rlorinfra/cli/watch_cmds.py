@@ -95,17 +95,19 @@ def watch_cmd(
     )
     ws = _watch_workspace(config_path, insecure, retry_budget)
     status = WatchStatus()
+    stop_server: Callable[[], None] | None = None
     try:
         stop_server = start_status_server(metrics_addr, status) if metrics_addr else None
+        # on_cycle: where a systemd watchdog ping (WATCHDOG=1) plugs in, after every cycle.
         loop = WatchLoop(ws, settings, status, emit=_emitter(as_json), on_cycle=None)
         if once:
             return _once_code(loop.run_cycle())
         stopped_by = _run_until_signalled(loop)
-        if stop_server is not None:
-            stop_server()
         # SIGTERM is how a service manager stops it: a clean stop. Ctrl-C is an interrupt, as everywhere else.
         return ExitCode.INTERRUPTED if stopped_by == signal.SIGINT else ExitCode.OK
     finally:
+        if stop_server is not None:
+            stop_server()
         ws.close()
 
 

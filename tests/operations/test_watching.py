@@ -371,3 +371,17 @@ def test_watch_once_prints_human_lines_and_exits_as_plan(world):
     assert "[change] job.extra: create" in result.stdout
     world.write("policy")
     assert run_cli(["watch", "-f", str(world.config), "--once"]).exit_code == 0
+
+
+def test_resume_on_and_suspend_are_validated_and_never_part_of_the_spec(tmp_path):
+    from rlorinfra.errors import ConfigError
+
+    world = World(tmp_path)
+    world.write("policy", extra={"policy": 'resume_on = ["completed", "inactivity"]\nsuspend = true'})
+    spec = load_config(world.config, env={}).jobs["policy"]
+    assert spec.resume_on == ("completed", "inactivity") and spec.suspend
+    assert "resume_on" not in spec.spec() and "suspend" not in spec.spec()  # steering watch replaces nothing
+    world.write("policy", extra={"policy": 'resume_on = ["inactivty"]'})
+    with pytest.raises(ConfigError) as info:
+        load_config(world.config, env={})
+    assert 'Did you mean "inactivity"?' in str(info.value.detail)
