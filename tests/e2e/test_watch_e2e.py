@@ -243,14 +243,16 @@ def test_sigkill_and_restart_cause_no_duplicate_resume(world, counted, watches):
     _applied(world, "policy")
     job_id = _job_id(world)
     world.store.preempt(job_id)
-    first = _start(watches, world, "--interval", "0.2s")
+    # No backoff: a kill between the journal and the POST leaves the resume to the restarted watch.
+    args = ("--interval", "0.2s", "--resume-backoff", "0")
+    first = _start(watches, world, *args)
 
     def journaled() -> bool:
         return bool(world.state()["resources"]["job"]["policy"].get("watch", {}).get("resumes"))
 
     _wait(journaled)
     first.kill()  # SIGKILL right after the resume was recorded, sent or not
-    second = _start(watches, world, "--interval", "0.2s")
+    second = _start(watches, world, *args)
     _wait(lambda: _live(world, job_id)["state"] == "JOB_STATE_RUNNING")
     seen = counted.count("list")
     _wait(lambda: counted.count("list") >= seen + 5)  # several more cycles of the restarted watch

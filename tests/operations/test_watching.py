@@ -385,3 +385,25 @@ def test_resume_on_and_suspend_are_validated_and_never_part_of_the_spec(tmp_path
     with pytest.raises(ConfigError) as info:
         load_config(world.config, env={})
     assert 'Did you mean "inactivity"?' in str(info.value.detail)
+
+
+def test_a_kill_after_the_journal_but_before_the_resume_sends_it_once_after_restart(world, monkeypatch):
+    from rlorinfra.apply import Executor
+
+    world.store().preempt(world.job_id())
+    loop = world.loop()
+    loop.run_cycle()
+
+    def killed(self: object, plan: object) -> None:
+        raise KeyboardInterrupt  # the process dies after the journal was written, before any request
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Executor, "run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_cycle()
+    assert len(world.state().jobs["policy"].watch.resumes) == 1  # journaled before the request
+    assert world.live_state() == "JOB_STATE_FAILED"
+    restarted = world.loop()
+    results = [restarted.run_cycle() for _ in range(2)]  # two fresh observations, then the one real resume
+    assert [r.actions for r in results] == [{}, {"resume": 1}]
+    world.wait_live(_running)
