@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "force-unlock": "state_cmds:force_unlock_cmd",
     "control-plane": "controlplane_cmds:control_plane_group",
     "cost": "cost_cmds:cost_cmd",
+    "watch": "watch_cmds:watch_cmd",
 }
 
 EPILOG = """\b

@@ -203,6 +203,30 @@ def _explain_removed(removed: dict[str, JobRecord], config: Config) -> None:
             )
 
 
+@state_group.command("unquarantine")
+@click.argument("name", metavar="ADDRESS", shell_complete=complete_state_job_names)
+@file_option
+@lock_timeout_option
+def state_unquarantine_cmd(name: str, config_path: Path, lock_timeout: float) -> ExitCode:
+    """Let `rlorinfra watch` act on ADDRESS again after it quarantined it (its resume budget was spent).
+
+    Clears the quarantine and the resume history recorded in state; nothing live changes.
+
+    \b
+    Examples:
+      rlorinfra state unquarantine job.grpo-policy
+    """
+    from rlorinfra.operations.state_edits import state_unquarantine
+
+    ws = _open_state(config_path)
+    address, was = state_unquarantine(ws, name, lock_timeout=lock_timeout)
+    if was:
+        click.echo(f"{address} is no longer quarantined: watch may resume it again.")
+    else:
+        click.echo(f"{address} was not quarantined: nothing to do.")
+    return ExitCode.OK
+
+
 @state_group.command("mv")
 @click.argument("old", shell_complete=complete_state_job_names)
 @click.argument("new", shell_complete=complete_state_job_names)

@@ -9,6 +9,7 @@ small so that every problem in a file can be collected in one pass.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 import unicodedata
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rlorinfra.config.durations import FORMAT_HINT, MAX_INACTIVITY_SECONDS, parse_duration
-from rlorinfra.config.model import DESIRED_STATES
+from rlorinfra.config.model import DESIRED_STATES, ResumeOn
 from rlorinfra.model.jobs import shape_full_name
 
 MAX_INT32 = 2**31 - 1
@@ -268,6 +269,18 @@ def desired_state(value: Any) -> str:
     return value
 
 
+def resume_on(value: Any) -> tuple[str, ...]:
+    """A list of ``ResumeOn`` values (the stops watch may resume beyond failures)."""
+    allowed = [r.value for r in ResumeOn]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise Invalid(f"must be an array of strings, {got(value)}", f"Use e.g. {json.dumps(allowed)}.")
+    for item in value:
+        if item not in allowed:
+            hint = suggestion(item, allowed) or f"Use any of {json.dumps(allowed)}."
+            raise Invalid(f'has "{item[:40]}", which is not one of {", ".join(allowed)}', hint)
+    return tuple(sorted(set(value)))
+
+
 def gradient_accumulation_steps(value: Any) -> int:
     """Only 1 is accepted (server-side accumulation is deprecated); never sent."""
     if isinstance(value, bool) or not isinstance(value, int) or value != 1:
@@ -358,6 +371,11 @@ JOB_RULES: dict[str, FieldRule] = {r.name: r for r in (
           replaces="never"),
     _rule("ttl", ttl, "duration", "unset", "all",
           f"Delete the job this long after its creation: {FORMAT_HINT}.", replaces="never"),
+    _rule("resume_on", resume_on, "array of strings", "[] (failures and preemptions only)", "all",
+          '`watch` also resumes the job after these stops: "inactivity" (the idle stop), "completed".',
+          replaces="never"),
+    _rule("suspend", boolean, "boolean", "false", "all",
+          "`watch` takes no automated action on this job (it still reports it).", replaces="never"),
 )}  # fmt: skip
 
 # Common misspellings that difflib would not catch, mapped to the real key.

@@ -48,11 +48,26 @@ __all__ = [
 DESIRED_STATES = ("running", "stopped")
 
 # Fields that steer rlorinfra and are never sent to the control plane.
-LIFECYCLE_FIELDS = ("desired_state", "prevent_destroy", "create_before_destroy", "max_resumes", "ttl")
+LIFECYCLE_FIELDS = (
+    "desired_state",
+    "prevent_destroy",
+    "create_before_destroy",
+    "max_resumes",
+    "ttl",
+    "resume_on",
+    "suspend",
+)
 # Fields that are accepted but never part of the spec (deprecated, never sent).
 UNSENT_FIELDS = ("gradient_accumulation_steps",)
 # Infra fields: only on the manual path (PROTOCOL.md §4.3).
 INFRA_FIELDS = ("accelerator_type", "accelerator_count", "node_count")
+
+
+class ResumeOn(StrEnum):
+    """A stop ``watch`` resumes only when the job's ``resume_on`` names it."""
+
+    INACTIVITY = "inactivity"  # the control plane's idle stop (CANCELLED, "... of inactivity")
+    COMPLETED = "completed"  # training finished (JOB_STATE_COMPLETED)
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,9 @@ class JobSpec:
     create_before_destroy: bool = False
     max_resumes: int = 3
     ttl: int | None = None  # whole seconds; expires_at = created_at + ttl (DESIGN.md §7)
+    # watch: stopped causes it may resume beyond failures and preemptions (ResumeOn values).
+    resume_on: tuple[str, ...] = ()
+    suspend: bool = False  # watch takes no automated action on this job
 
     @property
     def path(self) -> str:

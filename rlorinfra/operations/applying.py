@@ -78,8 +78,11 @@ def run_apply(
     Raises :class:`ApplyCancelled` when the user says no (nothing changed).
     """
     operation = Operation.DESTROY if request.destroy else Operation.APPLY
+    from rlorinfra.operations.watching import clear_quarantine
+
     with ws.lock(operation, lock_timeout):
-        state = ws.store.read()
+        # A human's apply is the human acting: watch's quarantines end here (written with the run's first write).
+        state = clear_quarantine(ws.store.read())
         outcome = load_saved_plan(ws, state, planfile) if planfile else build_plan(ws, state, request)
         tell_notes(ui, outcome)
         ui.show_plan(outcome)

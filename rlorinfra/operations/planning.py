@@ -117,10 +117,11 @@ def _world(instance: str) -> str:
     return f"emulator instance {instance}" if instance else "a control plane that is not an emulator (the real API)"
 
 
-def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome:
+def build_plan(ws: Workspace, state: State, request: PlanRequest, *, budget_gate: bool = True) -> PlanOutcome:
     """Refresh (unless asked not to), run the pure planner and price the plan. Changes nothing.
 
-    Raises ``PlanError`` when the plan's cost increase is above ``[policy] max_hourly_delta``.
+    Raises ``PlanError`` when the plan's cost increase is above ``[policy] max_hourly_delta``
+    (unless ``budget_gate`` is False: ``watch`` gates only the part of the plan it will run).
     """
     from rlorinfra.plan.cost import check_budget, plan_cost
     from rlorinfra.plan.document import plan_document
@@ -151,7 +152,8 @@ def build_plan(ws: Workspace, state: State, request: PlanRequest) -> PlanOutcome
         exclude_protected=request.exclude_protected,
     )
     cost = plan_cost(plan, state, live, ws.config.pricing)
-    check_budget(cost, ws.config.policy)  # before any change; a saved plan is re-checked here too
+    if budget_gate:
+        check_budget(cost, ws.config.policy)  # before any change; a saved plan is re-checked here too
     document = plan_document(plan, control_plane=ws.control_plane(), cost=cost)
     notes = [*notes, *plan.notes]
     return PlanOutcome(plan=plan, live=live, state=state, document=document, notes=notes, request=request)

@@ -82,6 +82,23 @@ def state_rm(ws: Workspace, names: tuple[str, ...], *, lock_timeout: float = 0) 
     return {name: record for name, (_, record) in found.items()}
 
 
+def state_unquarantine(ws: Workspace, text: str, *, lock_timeout: float = 0) -> tuple[Address, bool]:
+    """Let ``watch`` act on ``text`` again: clear its quarantine and resume history.
+
+    Returns the address and whether it was quarantined (clearing a resource that
+    was not is no error: the wanted outcome holds).
+    """
+    from rlorinfra.operations.watching import clear_quarantine
+
+    store = ws.store
+    with ws.lock(Operation.STATE_UNQUARANTINE, lock_timeout):
+        state = store.read()
+        address, record = resource_of(state, text, store.backend.describe())
+        if record.watch.quarantined:
+            store.write(clear_quarantine(state, [address]))
+    return address, record.watch.quarantined
+
+
 def _refuse_deposed(removed: Mapping[str, JobRecord]) -> None:
     """Never drop a deposed job silently: forgetting its record would leave it running untracked."""
     holding = {name: record.deposed_job_ids for name, record in removed.items() if record.deposed_job_ids}

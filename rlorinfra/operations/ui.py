@@ -29,6 +29,8 @@ class Operation(StrEnum):
     STATE_PUSH = "state push"
     STATE_MIGRATE = "state migrate"
     FORCE_UNLOCK = "force-unlock"
+    WATCH = "watch"
+    STATE_UNQUARANTINE = "state unquarantine"
 
 
 @dataclass(frozen=True)

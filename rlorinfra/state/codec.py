@@ -396,6 +396,7 @@ def _job(name: str, data: Any, where: str, path: Path) -> JobRecord:
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
     _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
     _check_lifecycle(data, where, path)
+    _check_watch(data.get("watch", {}), f"{where}.watch", path)
     return JobRecord.from_dict(data)
 
 
@@ -416,6 +417,30 @@ def _check_lifecycle(data: dict[str, Any], where: str, path: Path) -> None:
     expires = _optional_str(data, "expires_at", f"{where}.expires_at", path)
     if expires is not None and parse_rfc3339(expires) is None:
         raise _field_error(path, f"{where}.expires_at", f"must be an RFC 3339 time, not {_clip(repr(expires))}")
+
+
+def _check_watch(value: Any, where: str, path: Path) -> None:
+    """watch's bookkeeping: an object of known keys, each of its type (a bad one is corrupt, not ignored)."""
+    if not isinstance(value, dict):
+        raise _field_error(path, where, "must be an object")
+    unknown = sorted(set(value) - {"resumes", "resumable_seen", "backoff_until", "quarantined"})
+    if unknown:
+        raise _field_error(path, f"{where}.{unknown[0]}", "is not a field of watch's bookkeeping")
+    resumes = value.get("resumes", [])
+    if not isinstance(resumes, list) or not all(_is_number(t) for t in resumes):
+        raise _field_error(path, f"{where}.resumes", "must be a list of unix times")
+    seen = value.get("resumable_seen", 0)
+    if not _is_int(seen) or seen < 0:
+        raise _field_error(path, f"{where}.resumable_seen", f"must be an integer >= 0, not {seen!r}")
+    backoff = value.get("backoff_until")
+    if backoff is not None and not _is_number(backoff):
+        raise _field_error(path, f"{where}.backoff_until", f"must be a unix time or null, not {backoff!r}")
+    if not isinstance(value.get("quarantined", False), bool):
+        raise _field_error(path, f"{where}.quarantined", "must be true or false")
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float))) and not isinstance(value, bool)
 
 
 def _deployments(document: dict[str, Any], where: str, path: Path) -> dict[str, DeploymentRecord]:
@@ -448,6 +473,7 @@ def _deployment(name: str, data: Any, where: str, path: Path) -> DeploymentRecor
         raise _field_error(path, f"{where}.unread_fields", "must be a list of field names")
     _check_depends_on(data.get("depends_on", []), f"{where}.depends_on", path)
     _check_lifecycle(data, where, path)
+    _check_watch(data.get("watch", {}), f"{where}.watch", path)
     return DeploymentRecord.from_dict(data)
 
 

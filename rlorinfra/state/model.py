@@ -26,6 +26,53 @@ PHASES = (PHASE_CREATING, PHASE_READY, PHASE_PROVISIONING, PHASE_STOPPED, PHASE_
 
 
 @dataclass(frozen=True)
+class WatchRecord:
+    """What ``rlorinfra watch`` remembers about one resource, so a restarted watch goes on where it was.
+
+    ``resumes``: unix times of the resumes watch sent (its budget window counts them);
+    ``resumable_seen``: consecutive cycles that saw the resource resumable (a resume
+    needs two); ``backoff_until``: no resume before this unix time; ``quarantined``:
+    the budget is spent, watch leaves the resource alone until a human acts.
+    """
+
+    resumes: tuple[float, ...] = ()
+    resumable_seen: int = 0
+    backoff_until: float | None = None
+    quarantined: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to remember (the record then carries no ``watch`` key)."""
+        return self == WatchRecord()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping, only the keys that are set."""
+        data: dict[str, Any] = {}
+        if self.resumes:
+            data["resumes"] = list(self.resumes)
+        if self.resumable_seen:
+            data["resumable_seen"] = self.resumable_seen
+        if self.backoff_until is not None:
+            data["backoff_until"] = self.backoff_until
+        if self.quarantined:
+            data["quarantined"] = True
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WatchRecord:
+        """Inverse of ``to_dict`` (``None``: nothing remembered)."""
+        if not data:
+            return cls()
+        backoff = data.get("backoff_until")
+        return cls(
+            resumes=tuple(float(t) for t in data.get("resumes") or ()),
+            resumable_seen=int(data.get("resumable_seen") or 0),
+            backoff_until=None if backoff is None else float(backoff),
+            quarantined=bool(data.get("quarantined", False)),
+        )
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """One managed job, keyed in ``State.jobs`` by its display name."""
 
@@ -53,6 +100,8 @@ class JobRecord:
     # cleanup commit cannot delete it; cleared by prevent_destroy = false or `state unprotect`.
     protected: bool = False
     expires_at: str | None = None  # RFC 3339: created_at + ttl (DESIGN.md §7); None without a ttl
+    # watch's bookkeeping (resume history, backoff, quarantine); written only when set.
+    watch: WatchRecord = field(default_factory=WatchRecord)
 
     @property
     def resource_id(self) -> str:
@@ -83,7 +132,10 @@ class JobRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
-        return data | lifecycle_dict(self.protected, self.expires_at)
+        data |= lifecycle_dict(self.protected, self.expires_at)
+        if not self.watch.is_empty:
+            data["watch"] = self.watch.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
@@ -103,6 +155,7 @@ class JobRecord:
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
             protected=bool(data.get("protected", False)),
             expires_at=data.get("expires_at"),
+            watch=WatchRecord.from_dict(data.get("watch")),
         )
 
 
@@ -131,6 +184,7 @@ class DeploymentRecord:
     depends_on: tuple[Address, ...] = ()
     protected: bool = False  # as JobRecord.protected
     expires_at: str | None = None  # as JobRecord.expires_at
+    watch: WatchRecord = field(default_factory=WatchRecord)  # as JobRecord.watch
 
     @property
     def resource_id(self) -> str:
@@ -160,7 +214,10 @@ class DeploymentRecord:
             data["unread_fields"] = list(self.unread_fields)
         if self.depends_on:
             data["depends_on"] = [str(address) for address in self.depends_on]
-        return data | lifecycle_dict(self.protected, self.expires_at)
+        data |= lifecycle_dict(self.protected, self.expires_at)
+        if not self.watch.is_empty:
+            data["watch"] = self.watch.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
@@ -180,6 +237,7 @@ class DeploymentRecord:
             depends_on=tuple(parse_recorded_address(text) for text in data.get("depends_on") or ()),
             protected=bool(data.get("protected", False)),
             expires_at=data.get("expires_at"),
+            watch=WatchRecord.from_dict(data.get("watch")),
         )
 
 
