@@ -18,6 +18,7 @@ import ipaddress
 import json
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
@@ -307,3 +308,15 @@ class WatchServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_status_server(addr: str, status: WatchStatus, *, allow_remote: bool = False) -> Callable[[], None]:
+    """Serve ``/metrics`` and ``/healthz`` for ``status`` on ``--metrics-addr`` ``addr``; returns its stop function.
+
+    Raises :class:`MetricsAddressError` for a malformed address, a non-loopback host
+    without ``allow_remote`` (``--metrics-allow-remote``), or a port that cannot be bound.
+    """
+    host, port = parse_metrics_addr(addr)
+    server = WatchServer(status, host, port, allow_remote=allow_remote)
+    server.start()
+    return server.stop

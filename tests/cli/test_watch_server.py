@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from rlorinfra.cli.watch_server import (
     is_loopback,
     parse_metrics_addr,
     render_metrics,
+    start_status_server,
 )
 from rlorinfra.operations.watch_status import WatchStatus
 
@@ -214,3 +216,44 @@ def test_metrics_addr_parses(value: str, expected: tuple[str, int]) -> None:
 def test_a_malformed_metrics_addr_is_a_typed_error(value: str) -> None:
     with pytest.raises(MetricsAddressError, match="invalid --metrics-addr"):
         parse_metrics_addr(value)
+
+
+def test_start_status_server_serves_metrics_addr_until_stopped(status: WatchStatus) -> None:
+    probe = WatchServer(status, "127.0.0.1", 0)
+    _, port = probe.start()  # a port that was just free
+    probe.stop()
+    stop = start_status_server(f"127.0.0.1:{port}", status)
+    try:
+        assert get(("127.0.0.1", port), "/healthz")[0] == 200
+    finally:
+        stop()
+    with pytest.raises(MetricsAddressError, match="not a loopback address"):
+        start_status_server("0.0.0.0:0", status)
+    stop = start_status_server("0.0.0.0:0", status, allow_remote=True)
+    stop()
+
+
+def test_a_scrape_never_sees_a_half_counted_cycle(status: WatchStatus, served: tuple[str, int]) -> None:
+    # The loop counts a cycle and its resume together under the lock; every scrape must see both or neither.
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            with status.lock:
+                status.cycles += 1
+                status.actions["resume"] = status.actions.get("resume", 0) + 1
+
+    writer = threading.Thread(target=loop)
+    writer.start()
+    try:
+        seen = []
+        for _ in range(30):
+            found = families(get(served, "/metrics")[2].decode())
+            cycles = values(found["rlorinfra_watch_cycles"])[()]
+            resumes = values(found["rlorinfra_watch_actions"]).get((("action", "resume"),), 0)
+            seen.append((cycles, resumes))
+    finally:
+        done.set()
+        writer.join()
+    assert all(cycles == resumes for cycles, resumes in seen), seen
+    assert seen[-1][0] > 0
