@@ -75,6 +75,9 @@ class SystemdNotifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the loop: a listener that stopped reading (its queue full) costs a
+                # dropped ping, not a watch stuck in sendto that SIGTERM can no longer stop.
+                sock.setblocking(False)
                 sock.sendto(str(message).encode(), socket_address(self.address))
         except OSError:
             self.failures += 1

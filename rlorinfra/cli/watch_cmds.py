@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -17,7 +18,6 @@ from rlorinfra.cli.exit_codes import ExitCode
 from rlorinfra.cli.runtime import insecure_option, open_workspace
 
 if TYPE_CHECKING:
-    from rlorinfra.operations.watch_status import WatchStatus
     from rlorinfra.operations.watching import CycleResult, WatchEvent, WatchLoop
     from rlorinfra.operations.workspace import Workspace
 
@@ -39,6 +39,11 @@ WATCH_RETRY_BUDGET_S = 15.0
 @click.option("--converge", is_flag=True, help="Also apply config changes (through apply's protection and budget).")
 @click.option("--once", is_flag=True, help="Run one cycle; exit 0 nothing to do, 2 changes or drift remain, 1 error.")
 @click.option("--metrics-addr", metavar="HOST:PORT", default=None, help="Serve /metrics and /healthz here.")
+@click.option(
+    "--metrics-allow-remote",
+    is_flag=True,
+    help="Let --metrics-addr bind a non-loopback address (e.g. 0.0.0.0 for a Kubernetes probe).",
+)
 @json_option
 @insecure_option
 @click.option("--lock-timeout", type=Seconds(min=0), default=2.0, hidden=True, help="Per-cycle state lock wait.")
@@ -54,6 +59,7 @@ def watch_cmd(
     converge: bool,
     once: bool,
     metrics_addr: str | None,
+    metrics_allow_remote: bool,
     as_json: bool,
     insecure: bool,
     lock_timeout: float,
@@ -84,6 +90,8 @@ def watch_cmd(
       rlorinfra watch --interval 30s --json
       rlorinfra watch --once        # for cron: exit 2 when something is left to do
     """
+    from rlorinfra.cli.systemd import SystemdNotifier
+    from rlorinfra.cli.watch_server import start_status_server
     from rlorinfra.operations.watch_status import WatchStatus
     from rlorinfra.operations.watching import ResumeBudget, WatchLoop, WatchSettings
 
@@ -97,27 +105,21 @@ def watch_cmd(
     status = WatchStatus()
     stop_server: Callable[[], None] | None = None
     try:
-        stop_server = start_status_server(metrics_addr, status) if metrics_addr else None
-        # on_cycle: where a systemd watchdog ping (WATCHDOG=1) plugs in, after every cycle.
-        loop = WatchLoop(ws, settings, status, emit=_emitter(as_json), on_cycle=None)
+        if metrics_addr:
+            stop_server = start_status_server(metrics_addr, status, allow_remote=metrics_allow_remote)
+        # systemd (NOTIFY_SOCKET): READY=1 after the first cycle, WATCHDOG=1 after each one.
+        notifier = SystemdNotifier.from_environment(os.environ)
+        loop = WatchLoop(ws, settings, status, emit=_emitter(as_json), on_cycle=notifier.cycle_finished)
         if once:
             return _once_code(loop.run_cycle())
         stopped_by = _run_until_signalled(loop)
+        notifier.stopping()
         # SIGTERM is how a service manager stops it: a clean stop. Ctrl-C is an interrupt, as everywhere else.
         return ExitCode.INTERRUPTED if stopped_by == signal.SIGINT else ExitCode.OK
     finally:
         if stop_server is not None:
             stop_server()
         ws.close()
-
-
-def start_status_server(addr: str, status: WatchStatus) -> Callable[[], None]:
-    """Serve ``/metrics`` and ``/healthz`` from ``status`` on ``addr``; returns a stop function.
-
-    The place the status server plugs in (its own module serves it); until then the
-    option is refused rather than silently ignored.
-    """
-    raise click.UsageError(f"--metrics-addr {addr}: the /metrics and /healthz server is not in this build yet.")
 
 
 def _watch_workspace(config_path: Path, insecure: bool, retry_budget: float) -> Workspace:

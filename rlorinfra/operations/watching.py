@@ -101,7 +101,9 @@ class WatchSettings:
     converge: bool = False
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     budget: ResumeBudget = field(default_factory=ResumeBudget)
-    health_check: bool = True
+    # Off: no heal-only action depends on it, and checking 1,000 trainers each cycle costs ~3 % of a
+    # core at 60 s (benchmarks/bench_watch.py), over the 1 % budget.
+    health_check: bool = False
 
 
 @dataclass

@@ -94,3 +94,12 @@ def test_a_vanished_socket_is_counted_not_raised_and_ready_is_retried(tmp_path: 
 )
 def test_the_watchdog_timeout_is_read_for_this_process_only(environ: dict[str, str], expected: float | None) -> None:
     assert SystemdNotifier.from_environment(environ).watchdog_seconds == expected
+
+
+def test_a_listener_that_stopped_reading_never_blocks_the_loop(notify_socket: tuple[socket.socket, str]) -> None:
+    # Its queue fills up; a blocking sendto would then hang the watch (and its SIGTERM) forever.
+    _sock, path = notify_socket
+    notifier = SystemdNotifier.from_environment({"NOTIFY_SOCKET": path})
+    for _ in range(5000):  # far more than an AF_UNIX datagram queue holds
+        notifier.cycle_finished()
+    assert notifier.failures > 0

@@ -24,8 +24,8 @@ from tests.e2e.conftest import API_KEY, KEY_ENV, jobs_toml
 class Watch:
     """A running ``rlorinfra watch --json``: its events are read into a queue as they come."""
 
-    def __init__(self, world, *args: str) -> None:
-        env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1"}
+    def __init__(self, world, *args: str, env_extra: dict[str, str] | None = None) -> None:
+        env = {**os.environ, KEY_ENV: API_KEY, "NO_COLOR": "1", **(env_extra or {})}
         cmd = [sys.executable, "-m", "rlorinfra", "watch", "-f", str(world.config), "--json", *args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[dict] = []
@@ -100,8 +100,8 @@ def watches():
         watch.kill()
 
 
-def _start(watches: list[Watch], world, *args: str) -> Watch:
-    watch = Watch(world, *args)
+def _start(watches: list[Watch], world, *args: str, env_extra: dict[str, str] | None = None) -> Watch:
+    watch = Watch(world, *args, env_extra=env_extra)
     watches.append(watch)
     watch.wait_for(_is("started"))
     return watch
@@ -291,3 +291,60 @@ def _env() -> dict[str, str]:
 
 def _once_cmd(world, *args: str) -> list[str]:
     return [sys.executable, "-m", "rlorinfra", "watch", "-f", str(world.config), "--once", "--json", *args]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    import httpx
+
+    response = httpx.get(url, timeout=5)
+    return response.status_code, response.text
+
+
+def test_metrics_healthz_and_systemd_follow_a_quarantine(world, watches, tmp_path):
+    import socket
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _applied(world, "policy")
+    job_id = _job_id(world)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(30)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = (
+        "--interval",
+        "0.2s",
+        "--resume-budget",
+        "2",
+        "--resume-backoff",
+        "0",
+        "--metrics-addr",
+        f"127.0.0.1:{port}",
+    )
+    watch = _start(watches, world, *args, env_extra={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    assert notify.recv(4096).decode().startswith("READY=1")  # after the first cycle (then never read again:
+    # the queue fills up, and the watch must go on without blocking on its pings)
+    assert "WATCHDOG=1" in notify.recv(4096).decode()  # after the next one
+    assert _get(f"{base}/healthz")[0] == 200
+
+    world.store.flap(job_id, period=0.3)
+    watch.wait_for(_is("quarantined", "job.policy"), timeout=60)
+    deadline = time.monotonic() + 10
+    while _get(f"{base}/healthz")[0] != 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, body = _get(f"{base}/healthz")
+    assert code == 503 and "job.policy" in body
+    families = {f.name: f for f in text_string_to_metric_families(_get(f"{base}/metrics")[1])}
+    assert families["rlorinfra_watch_quarantined"].samples[0].value == 1
+    assert families["rlorinfra_watch_cycles"].samples[0].value >= 2
+    assert watch.terminate() == 0
+    notify.close()
