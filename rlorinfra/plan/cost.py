@@ -3,7 +3,9 @@
 Pure arithmetic over a ``Plan`` (no I/O): the accelerators each change adds or
 releases (``Change.accelerators``, the floor) × the user's ``PriceTable``.
 Deployments also get a ceiling: max replicas × accelerators per replica, the
-worst case the autoscaler may reach; the budget gate uses it. A figure is
+figure the autoscaler may reach; the budget gate counts, per change, the larger
+of floor and ceiling (``ChangeCost.worst``), and a release never counts for more
+than it surely frees. A figure is
 unknown (``None``) when a price is missing or the accelerators themselves are
 not known (an auto-path job, an unresolved shape), never $0.
 """
@@ -50,6 +52,24 @@ class ChangeCost:
 
     floor: HourlyCost
     ceiling: HourlyCost
+    releases: bool = False  # a delete or stop: it can only give accelerators back
+
+    @property
+    def worst(self) -> HourlyCost:
+        """What the budget gate counts: the larger of floor and ceiling.
+
+        Raising ``min_replica_count`` adds its floor even when the ceiling
+        (max replicas) does not move, and deleting an autoscaled deployment
+        surely frees only its floor. A release whose size or price is unknown
+        counts as freeing nothing: it never blocks a plan, and never pays for
+        additions elsewhere.
+        """
+        if self.releases:
+            known = [c.usd for c in (self.floor, self.ceiling) if c.usd is not None]
+            return HourlyCost(min(0.0, max(known))) if known else ZERO
+        if self.floor.usd is None or self.ceiling.usd is None:
+            return self.floor if self.floor.usd is None else self.ceiling
+        return self.floor if self.floor.usd >= self.ceiling.usd else self.ceiling
 
 
 @dataclass(frozen=True)
@@ -59,8 +79,9 @@ class PlanCost:
     source: str
     changes: Mapping[Address, ChangeCost]
     delta: HourlyCost  # Σ floors
-    ceiling_delta: HourlyCost  # Σ ceilings: the worst case, what the gate checks
+    ceiling_delta: HourlyCost  # Σ ceilings: the figure at max replicas (shown beside the delta)
     after: HourlyCost  # $/h of every managed resource the plan keeps, at its floor
+    worst_delta: HourlyCost = ZERO  # Σ ChangeCost.worst: what the gate checks
 
 
 def plan_cost(plan: Plan, state: State, live: LiveWorld, prices: PriceTable) -> PlanCost:
@@ -73,6 +94,7 @@ def plan_cost(plan: Plan, state: State, live: LiveWorld, prices: PriceTable) -> 
         delta=add(*(c.floor for c in per_change.values())),
         ceiling_delta=add(*(c.ceiling for c in per_change.values())),
         after=add(*kept),
+        worst_delta=add(*(c.worst for c in per_change.values())),
     )
 
 
@@ -80,12 +102,13 @@ def change_cost(change: Change, state: State, live: LiveWorld, prices: PriceTabl
     """The $/h delta of one change (floor and ceiling)."""
     if change.action not in _HOLDING_CHANGES and not change.accelerators:
         return ChangeCost(ZERO, ZERO)  # a wait or no-op holds what it held (a wait that resumes counts)
+    releases = change.action in (Action.DELETE, Action.STOP)
     if _accelerators_unknown(change, state, live):
-        return ChangeCost(UNKNOWN_ACCELERATORS, UNKNOWN_ACCELERATORS)
+        return ChangeCost(UNKNOWN_ACCELERATORS, UNKNOWN_ACCELERATORS, releases)
     floor = hourly_cost(change.accelerators, prices)
     if change.kind is not Kind.DEPLOYMENT:
-        return ChangeCost(floor, floor)
-    return ChangeCost(floor, hourly_cost(_deployment_ceiling(change, live), prices))
+        return ChangeCost(floor, floor, releases)
+    return ChangeCost(floor, hourly_cost(_deployment_ceiling(change, live), prices), releases)
 
 
 def _spec(change: Change, state: State) -> Mapping[str, Any] | None:
@@ -161,7 +184,7 @@ def check_budget(cost: PlanCost, policy: CostPolicy) -> None:
     limit = policy.max_hourly_delta
     if limit is None:
         return
-    worst = cost.ceiling_delta
+    worst = cost.worst_delta
     if worst.usd is not None and worst.usd <= limit + 1e-9:
         return
     shown = usd_text(limit)
@@ -190,11 +213,11 @@ def biggest_contributors(cost: PlanCost) -> list[tuple[str, str]]:
     """``(address, "+$16.00/h")`` for every change that adds cost: unknown first, then by $/h descending."""
     rows: list[tuple[bool, float, str, str]] = []
     for address, change in cost.changes.items():
-        ceiling = change.ceiling
-        if ceiling.usd is None:
-            rows.append((False, 0.0, str(address), f"unknown $/h ({unknown_reason(ceiling)})"))
-        elif ceiling.usd > 0:
-            rows.append((True, -ceiling.usd, str(address), f"{usd_text(ceiling.usd, signed=True)}/h"))
+        worst = change.worst
+        if worst.usd is None:
+            rows.append((False, 0.0, str(address), f"unknown $/h ({unknown_reason(worst)})"))
+        elif worst.usd > 0:
+            rows.append((True, -worst.usd, str(address), f"{usd_text(worst.usd, signed=True)}/h"))
     return [(address, text) for _, _, address, text in sorted(rows)]
 
 

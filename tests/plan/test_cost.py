@@ -126,10 +126,8 @@ def test_mixed_known_create_and_unpriced_delete():
     assert cost.changes[Address.job("old")].floor == HourlyCost(None, (A100,))
     assert cost.delta.usd is None and cost.delta.missing == (A100,)
     assert cost.after.usd == 20.0  # the deleted job holds nothing after apply: its price is not needed
-    assert biggest_contributors(cost) == [
-        ("job.old", "unknown $/h (no price for NVIDIA_A100_80GB)"),
-        ("job.policy", "+$20.00/h"),
-    ]
+    # The gate lists what adds cost; a release whose price is unknown frees an unknown amount, adds nothing.
+    assert biggest_contributors(cost) == [("job.policy", "+$20.00/h")]
 
 
 def test_stop_releases_and_noop_keeps_counting_after_apply():
@@ -232,3 +230,32 @@ def test_a_wait_that_resumes_a_cancelling_job_is_priced():
     (change,) = plan.changes
     cost = plan_cost(plan, base, live, PRICES)
     assert change.accelerators == {H100: 8} and cost.changes[POLICY].floor.usd == 20.0
+
+
+# --- the gate counts each change's worst case, and releases only for what they surely free ---
+
+
+def test_raising_min_replicas_to_max_is_gated_by_its_floor():
+    base = state().with_record(ROLLOUT, _deployment_record(_deployment(0, 8)))
+    cost = _cost({}, base, _serving(_deployment(0, 8)), deployments={"rollout": _deployment(8, 8)})
+    assert (cost.changes[ROLLOUT].floor.usd, cost.changes[ROLLOUT].ceiling.usd) == (32.0, 0.0)
+    assert cost.worst_delta.usd == 32.0
+    with pytest.raises(PlanError, match=r"adds \+\$32.00/h"):
+        check_budget(cost, CostPolicy(max_hourly_delta=10.0))
+
+
+def test_deleting_an_autoscaled_deployment_offsets_only_its_floor():
+    base = state().with_record(ROLLOUT, _deployment_record(_deployment(1, 8)))
+    cost = _cost(desired(declared("policy")), base, _serving(_deployment(1, 8)))  # -$4/h sure, +$20/h job
+    assert cost.changes[ROLLOUT].worst.usd == -4.0
+    assert cost.worst_delta.usd == 16.0
+    with pytest.raises(PlanError, match=r"adds \+\$16.00/h"):
+        check_budget(cost, CostPolicy(max_hourly_delta=10.0))
+
+
+def test_a_release_with_an_unknown_price_never_blocks_the_gate():
+    base = state(policy=record(declared("policy"), "policy-1"))
+    cost = _cost({}, base, world(live_job("policy-1", "policy")), prices=PriceTable("card", {H200: 1.0}))
+    assert cost.changes[POLICY].floor.usd is None  # H100 has no price here
+    assert cost.worst_delta.usd == 0.0
+    check_budget(cost, CostPolicy(max_hourly_delta=0.0))  # a destroy of unpriced GPUs is never refused
