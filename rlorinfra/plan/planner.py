@@ -351,14 +351,17 @@ def _protected_problem(change: Change, declared: bool) -> PlanProblem:
     address, verb = change.address, "replace" if change.action is Action.REPLACE else "delete"
     why = f" ({change.reason})" if change.reason else ""
     block = f"[{address.kind.plural}.{address.name}]"
-    if declared:
-        first = f"set `prevent_destroy = false` in {block} and run `rlorinfra apply`"
-    else:
-        first = f"declare {block} again with `prevent_destroy = false` and run `rlorinfra apply`"
+    if declared:  # the block's prevent_destroy = true wins over state: unprotect alone would not help
+        return PlanProblem(
+            f"{address} is protected, but this plan would {verb} it{why}",
+            f"{block} sets `prevent_destroy = true`. To {verb} it, set `prevent_destroy = false` in {block} "
+            "and plan again; or undo the change that forces it.",
+        )
     return PlanProblem(
         f"{address} is protected, but this plan would {verb} it{why}",
         f"Protection is recorded in state, so it holds even after the block is removed. To {verb} it: "
-        f"{first}, or run `rlorinfra state unprotect {address}`. Then plan again.",
+        f"declare {block} again with `prevent_destroy = false` and run `rlorinfra apply`, or run "
+        f"`rlorinfra state unprotect {address}`. Then plan again.",
     )
 
 
