@@ -63,7 +63,7 @@ class WatchEventType(StrEnum):
     BACKOFF = "backoff"
     QUARANTINED = "quarantined"
     SUSPENDED = "suspended"
-    REFUSED = "refused"  # --converge: a gate refused the changes (heals still run)
+    REFUSED = "refused"  # a gate refused changes (protection; --converge: budget); heals still run
     ACTION = "action"  # watch ran a change (the what says which)
     ERROR = "error"
 
@@ -253,10 +253,13 @@ class WatchLoop:
         ws = self._ws
         state = ws.store.read()
         try:
-            outcome = build_plan(ws, state, PlanRequest(health_check=self._settings.health_check), budget_gate=False)
+            # Protected resources the plan would delete or replace are held out (and reported), not a
+            # reason to skip the cycle: a refused replace elsewhere must not keep a preempted trainer down.
+            request = PlanRequest(health_check=self._settings.health_check, exclude_protected=True)
+            outcome = build_plan(ws, state, request, budget_gate=False)
         except ApiError as exc:  # an API error or timeout: no action on what could not be read
             return self._refresh_failed(exc)
-        except RlorinfraError as exc:  # a plan refused (protection, another control plane's state): no action
+        except RlorinfraError as exc:  # a plan refused (another control plane's state, a cycle): no action
             return self._plan_failed(exc)
         now = self._clock()
         decision = self._decide(outcome, now)
@@ -297,6 +300,10 @@ class WatchLoop:
         decision = _Decision()
         for change in outcome.plan.changes:
             self._decide_change(change, outcome, now, decision)
+        for address, why in outcome.plan.held:  # protection refused a delete or replace: left unchanged
+            decision.pending = True
+            what = f"{why}: left unchanged, the rest is still healed (`rlorinfra plan` shows the ways out)"
+            self._once(decision, address, "protected", why, WatchEventType.REFUSED, what)
         return decision
 
     def _decide_change(self, change: Change, outcome: PlanOutcome, now: float, decision: _Decision) -> None:

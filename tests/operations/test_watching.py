@@ -349,17 +349,37 @@ def test_once_reports_nothing_pending_on_a_converged_world(world):
     assert world.status.snapshot().last_refresh_ok == world.clock.now
 
 
-def test_a_plan_refused_by_protection_is_an_error_and_no_action(world):
+@pytest.mark.parametrize("converge", [False, True])
+def test_a_protected_resource_the_plan_would_replace_is_held_out_and_the_heals_still_run(world, converge):
+    world.write("policy", "extra", extra={"policy": "prevent_destroy = true"})
+    world.apply()
+    policy_id = world.job_id()
+    # A field the API cannot update: the plan would replace the protected job, which apply refuses.
+    world.write("policy", "extra", extra={"policy": "prevent_destroy = true\nforward_only = true"})
+    world.store().preempt(world.job_id("extra"))
+    loop = world.loop(converge=converge)
+    results = [loop.run_cycle() for _ in range(3)]
+    assert [r.actions for r in results[:2]] == [{}, {"resume": 1}]  # the preempted trainer elsewhere is healed
+    assert all(r.pending and not r.error for r in results)
+    refused = [e for e in world.events if e.type is WatchEventType.REFUSED]
+    assert len(refused) == 1 and refused[0].address == "job.policy" and "prevent_destroy" in refused[0].what
+    assert WatchEventType.ERROR not in world.types() and world.status.snapshot().last_error == ""
+    assert world.job_id() == policy_id and world.live_state() == "JOB_STATE_RUNNING"  # nothing destructive
+    world.wait_live(_running, name="extra")
+
+
+def test_apply_and_plan_still_refuse_a_protected_replace(world):
+    from rlorinfra.errors import PlanError
+    from rlorinfra.operations.planning import build_plan
+
     world.write("policy", extra={"policy": "prevent_destroy = true"})
     world.apply()
-    # A field the API cannot update: the plan would replace the protected job, and is refused.
     world.write("policy", extra={"policy": "prevent_destroy = true\nforward_only = true"})
-    world.store().preempt(world.job_id())
-    loop = world.loop(converge=True)
-    results = [loop.run_cycle() for _ in range(2)]
-    assert all(r.error and not r.actions for r in results)
-    assert WatchEventType.ERROR in world.types() and WatchEventType.REFRESH_FAILED not in world.types()
-    assert world.live_state() == "JOB_STATE_FAILED"
+    ws = world.workspace()
+    with pytest.raises(PlanError, match="prevent_destroy"):
+        build_plan(ws, ws.store.read(), PlanRequest())
+    with pytest.raises(PlanError, match="prevent_destroy"):
+        world.apply()
 
 
 def test_watch_once_prints_human_lines_and_exits_as_plan(world):
