@@ -18,6 +18,7 @@ from rlorinfra.cli.exit_codes import ExitCode
 from rlorinfra.cli.runtime import insecure_option, open_workspace
 
 if TYPE_CHECKING:
+    from rlorinfra.config.model import Config
     from rlorinfra.operations.watching import CycleResult, WatchEvent, WatchLoop
     from rlorinfra.operations.workspace import Workspace
 
@@ -109,7 +110,14 @@ def watch_cmd(
             stop_server = start_status_server(metrics_addr, status, allow_remote=metrics_allow_remote)
         # systemd (NOTIFY_SOCKET): READY=1 after the first cycle, WATCHDOG=1 after each one.
         notifier = SystemdNotifier.from_environment(os.environ)
-        loop = WatchLoop(ws, settings, status, emit=_emitter(as_json), on_cycle=notifier.cycle_finished)
+        loop = WatchLoop(
+            ws,
+            settings,
+            status,
+            emit=_emitter(as_json),
+            on_cycle=notifier.cycle_finished,
+            load_config=lambda: _watch_config(config_path, retry_budget),  # an edited config is read again
+        )
         if once:
             return _once_code(loop.run_cycle())
         stopped_by = _run_until_signalled(loop)
@@ -125,10 +133,23 @@ def watch_cmd(
 def _watch_workspace(config_path: Path, insecure: bool, retry_budget: float) -> Workspace:
     """The workspace, its control-plane retry budget capped so a refresh fails within a cycle."""
     ws = open_workspace(config_path, insecure)
-    cp = ws.config.control_plane
-    if cp.retry_budget_s > retry_budget:
-        ws.config = replace(ws.config, control_plane=replace(cp, retry_budget_s=retry_budget))
+    ws.config = _capped(ws.config, retry_budget)
     return ws
+
+
+def _watch_config(config_path: Path, retry_budget: float) -> Config:
+    """The config loaded as ``open_workspace`` does (with this run's cost overrides), retry budget capped."""
+    from rlorinfra.cli.common import load_config
+    from rlorinfra.cli.cost_cmds import with_cost_overrides
+
+    return _capped(with_cost_overrides(load_config(config_path)), retry_budget)
+
+
+def _capped(config: Config, retry_budget: float) -> Config:
+    cp = config.control_plane
+    if cp.retry_budget_s > retry_budget:
+        return replace(config, control_plane=replace(cp, retry_budget_s=retry_budget))
+    return config
 
 
 def _run_until_signalled(loop: WatchLoop) -> int | None:

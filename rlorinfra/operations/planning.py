@@ -28,7 +28,8 @@ class PlanRequest:
     targets: Sequence[str] = ()
     replace: Sequence[str] = ()
     health_check: bool = True
-    exclude_protected: bool = False  # destroy: leave protected resources out
+    # destroy: leave protected resources out; otherwise (watch): hold their deletes and replaces out
+    exclude_protected: bool = False
 
     @property
     def record(self) -> dict[str, Any]:

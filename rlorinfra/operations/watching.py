@@ -19,6 +19,7 @@ gives the loop an event sink and a stop event.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,18 +28,18 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateLockedError
+from rlorinfra.errors import ApiError, PlanError, RlorinfraError, StateError, StateLockedError
 from rlorinfra.model.address import Address, Kind
 from rlorinfra.operations.planning import PlanOutcome, PlanRequest, build_plan
 from rlorinfra.operations.ui import Operation
 from rlorinfra.operations.watch_status import WatchStatus
 from rlorinfra.operations.workspace import Workspace
 from rlorinfra.plan.model import Action, Change, LiveWorld, Plan
-from rlorinfra.state.model import State, WatchRecord
+from rlorinfra.state.model import PHASE_STOPPED, State, WatchRecord
 
 if TYPE_CHECKING:
     from rlorinfra.apply import ApplyResult, Event
-    from rlorinfra.config.model import JobSpec
+    from rlorinfra.config.model import Config, JobSpec
 
 # Observations in a row a resume needs: one bad read never resumes a healthy job.
 CONFIRMATIONS = 2
@@ -53,7 +54,8 @@ class WatchEventType(StrEnum):
     STARTED = "started"  # the loop began (before its first cycle)
     STOPPED = "stopped"  # the loop ended (state written, lock released)
     CYCLE_SKIPPED = "cycle_skipped"  # the lock was busy
-    REFRESH_FAILED = "refresh_failed"  # no action this cycle
+    REFRESH_FAILED = "refresh_failed"  # no action this cycle (the control plane or the state backend failed)
+    CONFIG_RELOADED = "config_reloaded"  # the config file changed and validated: this cycle uses it
     DRIFT = "drift"  # reported once until it changes
     CHANGE = "change"  # a change watch does not make (heal-only), reported once
     OBSERVED = "observed"  # resumable once; resumes if the next cycle agrees
@@ -61,7 +63,7 @@ class WatchEventType(StrEnum):
     BACKOFF = "backoff"
     QUARANTINED = "quarantined"
     SUSPENDED = "suspended"
-    REFUSED = "refused"  # --converge: a gate refused the changes (heals still run)
+    REFUSED = "refused"  # a gate refused changes (protection; --converge: budget); heals still run
     ACTION = "action"  # watch ran a change (the what says which)
     ERROR = "error"
 
@@ -143,6 +145,7 @@ class WatchLoop:
         emit: Callable[[WatchEvent], None],
         on_cycle: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        load_config: Callable[[], Config] | None = None,
     ) -> None:
         self._ws = ws
         self._settings = settings
@@ -151,6 +154,11 @@ class WatchLoop:
         self._on_cycle = on_cycle
         self._clock = clock
         self._reported: dict[tuple[str, str], str] = {}  # (address, topic) -> fingerprint last reported
+        # The config is read again whenever its file changes (a human's edit must win over the config
+        # watch started with); ``load_config`` is the CLI's loader (with its overrides), else the plain one.
+        self._load_config = load_config or self._plain_load
+        self._config_digest = ws.config.digest  # of the bytes last loaded (or refused)
+        self._config_error: RlorinfraError | None = None  # the file does not validate: no action until it does
 
     def run(self, stop: threading.Event) -> None:
         """Run cycles until ``stop`` is set; sleeps (holding nothing) ``interval_s`` between them.
@@ -167,18 +175,69 @@ class WatchLoop:
         self._emit(WatchEvent(WatchEventType.STOPPED, what="state written, lock released"))
 
     def run_cycle(self) -> CycleResult:
-        """One cycle: lock (short timeout) → refresh and plan → act → write state → unlock."""
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(self._ws.lock(Operation.WATCH, self._settings.lock_timeout_s))
-            except StateLockedError as exc:
-                result = CycleResult(skipped=True)
-                self._emit(WatchEvent(WatchEventType.CYCLE_SKIPPED, what=f"state lock busy: {exc.summary}"))
-                self._finish(result, skipped=True)
-                return result
-            result = self._locked_cycle()
+        """One cycle: reload a changed config → lock (short timeout) → refresh and plan → act → write state → unlock.
+
+        A config that no longer validates, or a state backend that fails (lock, read, write or
+        unlock; a busy lock only skips the cycle), fails the cycle with no action; the next
+        cycle tries again.
+        """
+        config_error = self._reload_config()
+        if config_error is not None:
+            result = self._failed(config_error, WatchEventType.ERROR, "config")
+            self._finish(result, skipped=False)
+            return result
+        try:
+            with ExitStack() as stack:
+                try:
+                    stack.enter_context(self._ws.lock(Operation.WATCH, self._settings.lock_timeout_s))
+                except StateLockedError as exc:
+                    result = CycleResult(skipped=True)
+                    self._emit(WatchEvent(WatchEventType.CYCLE_SKIPPED, what=f"state lock busy: {exc.summary}"))
+                    self._finish(result, skipped=True)
+                    return result
+                result = self._locked_cycle()
+        except StateError as exc:  # a backend blip (PostgreSQL, S3, the file): not the end of watching
+            result = self._failed(exc, WatchEventType.REFRESH_FAILED, "state")
         self._finish(result, skipped=False)
         return result
+
+    def _plain_load(self) -> Config:
+        from rlorinfra.config.load import load_config
+
+        return load_config(self._ws.config.path, self._ws.environ)
+
+    def _reload_config(self) -> RlorinfraError | None:
+        """Load the config again if its file changed; the error while it does not validate, else None."""
+        path = self._ws.config.path
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            digest = f"unreadable: {exc}"
+        if digest == self._config_digest:
+            return self._config_error
+        self._config_digest = digest
+        try:
+            config = self._load_config()
+            _check_same_backends(self._ws.config, config)
+        except RlorinfraError as exc:
+            self._config_error = exc
+            return exc
+        self._ws.config = config
+        self._config_digest = config.digest
+        self._config_error = None
+        self._reported.pop(("", "config"), None)
+        self._emit(WatchEvent(WatchEventType.CONFIG_RELOADED, what=f"{path} changed: this cycle plans with it"))
+        return None
+
+    def _failed(self, exc: RlorinfraError, kind: WatchEventType, topic: str) -> CycleResult:
+        """A cycle that could not run (config, state backend): degraded, no action, reported once per cause."""
+        with self._status.lock:
+            self._status.last_error = exc.summary
+        key = ("", topic)
+        if self._reported.get(key) != exc.summary or topic == "state":
+            self._reported[key] = exc.summary
+            self._emit(WatchEvent(kind, what=f"{exc.summary}; no action this cycle. {exc.detail}".strip()))
+        return CycleResult(error=exc.summary)
 
     def _finish(self, result: CycleResult, *, skipped: bool) -> None:
         with self._status.lock:
@@ -194,10 +253,13 @@ class WatchLoop:
         ws = self._ws
         state = ws.store.read()
         try:
-            outcome = build_plan(ws, state, PlanRequest(health_check=self._settings.health_check), budget_gate=False)
+            # Protected resources the plan would delete or replace are held out (and reported), not a
+            # reason to skip the cycle: a refused replace elsewhere must not keep a preempted trainer down.
+            request = PlanRequest(health_check=self._settings.health_check, exclude_protected=True)
+            outcome = build_plan(ws, state, request, budget_gate=False)
         except ApiError as exc:  # an API error or timeout: no action on what could not be read
             return self._refresh_failed(exc)
-        except RlorinfraError as exc:  # a plan refused (protection, another control plane's state): no action
+        except RlorinfraError as exc:  # a plan refused (another control plane's state, a cycle): no action
             return self._plan_failed(exc)
         now = self._clock()
         decision = self._decide(outcome, now)
@@ -211,6 +273,8 @@ class WatchLoop:
             applied = self._execute(state, outcome, to_run)
         except RlorinfraError as exc:
             result.error = exc.summary
+            with self._status.lock:
+                self._status.last_error = exc.summary
             self._emit(WatchEvent(WatchEventType.ERROR, what=exc.summary))
             return result
         self._record_run(applied, result)
@@ -236,6 +300,10 @@ class WatchLoop:
         decision = _Decision()
         for change in outcome.plan.changes:
             self._decide_change(change, outcome, now, decision)
+        for address, why in outcome.plan.held:  # protection refused a delete or replace: left unchanged
+            decision.pending = True
+            what = f"{why}: left unchanged, the rest is still healed (`rlorinfra plan` shows the ways out)"
+            self._once(decision, address, "protected", why, WatchEventType.REFUSED, what)
         return decision
 
     def _decide_change(self, change: Change, outcome: PlanOutcome, now: float, decision: _Decision) -> None:
@@ -256,6 +324,14 @@ class WatchLoop:
             decision.pending = True
             self._once(decision, address, "quarantine", "yes", WatchEventType.QUARANTINED,
                        "quarantined: left alone until `rlorinfra apply` or `rlorinfra state unquarantine`")  # fmt: skip
+            return
+        if change.action is Action.RESUME and record is not None and record.phase == PHASE_STOPPED:
+            # Cancelled on purpose (desired_state = "stopped" was applied): never undone by a watcher
+            # that has not seen the config say otherwise; apply resumes it once the config does.
+            decision.pending = True
+            decision.records[address] = replace(watch, resumable_seen=0)
+            what = 'stopped on purpose (state phase "stopped"): not resumed; `rlorinfra apply` resumes it'
+            self._once(decision, address, "not_resumed", "stopped", WatchEventType.NOT_RESUMED, what)
             return
         if change.action is Action.RESUME:
             self._decide_resume(change, outcome.live, spec, watch, now, decision)
@@ -396,6 +472,21 @@ class WatchLoop:
             self._status.quarantined = quarantined
             self._status.last_refresh_ok = now
             self._status.last_error = ""
+
+
+def _check_same_backends(old: Config, new: Config) -> None:
+    """A reloaded config must keep the control plane and state backend the running watch opened."""
+    from rlorinfra.errors import ConfigError
+
+    def where(config: Config) -> tuple[object, object]:
+        return replace(config.control_plane, retry_budget_s=0.0), config.state_settings
+
+    if where(old) != where(new):
+        raise ConfigError(
+            "The config now names another control plane or state backend",
+            "A running watch keeps the [control_plane] and [state] it started with. Restart watch to use the "
+            "new ones, or put them back; until then it takes no action.",
+        )
 
 
 # The changes heal-only mode makes.

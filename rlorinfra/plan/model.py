@@ -177,6 +177,9 @@ class Plan:
     # Warnings for the user beside the plan (a ttl expiring within the hour, protected
     # resources left out of a destroy); not part of the plan document.
     notes: tuple[str, ...] = ()
+    # Protected resources an ``exclude_protected`` plan left unchanged instead of deleting or replacing
+    # them (outside destroy: watch heals the rest), with why; not part of the plan document.
+    held: tuple[tuple[Address, str], ...] = ()
 
     @property
     def actionable(self) -> tuple[Change, ...]:

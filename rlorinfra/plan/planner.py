@@ -37,7 +37,7 @@ from rlorinfra.model.times import expiry, human_delta, parse_rfc3339
 from rlorinfra.plan.kinds import KINDS, ResourceKind
 from rlorinfra.plan.kinds.job import accelerators_for as accelerators_for  # re-exported: older import path
 from rlorinfra.plan.model import Action, Change, Lifecycle, LiveWorld, Plan, PlanContext
-from rlorinfra.plan.problems import PlanProblem, raise_problems
+from rlorinfra.plan.problems import PlanProblem, ProtectedProblem, raise_problems
 from rlorinfra.state.model import Record, State
 
 Kinds = Mapping[Kind, ResourceKind[Any, Any]]
@@ -74,7 +74,10 @@ def make_plan(
     core dispatches on (tests pass synthetic kinds). ``now`` is the clock ttl
     expiry is judged against (default: the epoch, so nothing expires).
     ``exclude_protected`` (with ``destroy``) leaves protected resources out,
-    with a note.
+    with a note; without ``destroy`` (``watch``) a protected resource this
+    plan would delete or replace is left unchanged instead of failing the
+    plan (with whatever would go with it: its expired dependents), named in
+    ``Plan.held`` and a note, and the rest is planned as usual.
 
     Raises ``PlanError`` listing every problem at once: a declared resource whose
     live object is not in state (suggesting ``rlorinfra import``), a delete or
@@ -93,21 +96,43 @@ def make_plan(
         scope, notes = _without_protected(scope, declared, state)
     drift = tuple(d for a in scope if (rec := state.record(a)) for d in kinds[a.kind].drift(a.name, rec, live))
     changes: list[Change] = []
+    held: dict[Address, str] = {}
     if not refresh_only:
         if not destroy:
             problems += _untracked_problems(declared, state, live, scope, kinds)
         context = PlanContext(state=state, declared=declared, now=clock)
-        expired = {} if destroy else _expired(scope, declared, state, clock, kinds)
-        changes = _plan_changes(declared, state, live, scope, destroy, replace_set, problems, kinds, context, expired)
-        changes = _after_dependencies(changes, kinds, context)
-        if not destroy:
-            changes = [_with_lifecycle(c, declared.get(c.address), state.record(c.address), clock) for c in changes]
-        problems += _dangling_dependents(changes, declared, state, destroy, kinds)
-        problems += _protection_problems(changes, declared, state, destroy)
-        notes += _expiry_notes(scope, declared, state, clock, set(expired))
+        hold = exclude_protected and not destroy
+        planned = scope
+        while True:
+            expired = {} if destroy else _expired(planned, declared, state, clock, kinds)
+            found: list[PlanProblem] = []
+            changes = _plan_changes(
+                declared, state, live, planned, destroy, replace_set, found, kinds, context, expired
+            )
+            changes = _after_dependencies(changes, kinds, context)
+            if not destroy:
+                changes = [_with_lifecycle(c, declared.get(c.address), state.record(c.address), clock) for c in changes]
+            found += _dangling_dependents(changes, declared, state, destroy, kinds)
+            found += _protection_problems(changes, declared, state, destroy)
+            refused = {p.address: p.summary for p in found if isinstance(p, ProtectedProblem) and p.address}
+            if not (hold and refused):
+                break
+            # Hold the protected resources (and what would go with them: expired dependents) out, plan the rest.
+            held.update(refused)
+            planned = [a for a in planned if a not in held]
+        problems += found
+        notes += _expiry_notes(planned, declared, state, clock, set(expired))
+        notes += [f"{why}: left unchanged (protected); `rlorinfra plan` shows the ways out." for why in held.values()]
     raise_problems(problems)
     ordered = order_changes(changes)
-    return Plan(changes=ordered, drift=drift, destroy=destroy, refresh_only=refresh_only, notes=tuple(notes))
+    return Plan(
+        changes=ordered,
+        drift=drift,
+        destroy=destroy,
+        refresh_only=refresh_only,
+        notes=tuple(notes),
+        held=tuple(held.items()),
+    )
 
 
 def _declared(desired: Mapping[str, JobSpec], others: Mapping[Kind, Mapping[str, Any]] | None) -> dict[Address, Any]:
@@ -146,6 +171,7 @@ def _plan_changes(
             else:
                 change = kind.plan(address.name, spec, record, live, force_replace=address in replace, context=context)
         except PlanProblem as problem:
+            problem.address = problem.address or address
             problems.append(problem)
             continue
         if change is not None:
@@ -331,7 +357,7 @@ def _protection_problems(
     changes: Sequence[Change], declared: Mapping[Address, Any], state: State, destroy: bool
 ) -> list[PlanProblem]:
     """A delete or replace of a protected resource that still exists: the plan fails, naming the ways out."""
-    problems = []
+    problems: list[PlanProblem] = []
     seen: set[Address] = set()
     for change in changes:
         if change.action not in (Action.DELETE, Action.REPLACE) or change.address in seen:
@@ -342,22 +368,24 @@ def _protection_problems(
             continue  # not found: deleting only forgets the record
         if _is_protected(change.address, declared, state, destroy):
             seen.add(change.address)
-            problems.append(_protected_problem(change, change.address in declared and not destroy))
+            problem = _protected_problem(change, change.address in declared and not destroy)
+            problem.address = change.address
+            problems.append(problem)
     return problems
 
 
-def _protected_problem(change: Change, declared: bool) -> PlanProblem:
+def _protected_problem(change: Change, declared: bool) -> ProtectedProblem:
     """The error for a protected resource this plan would delete or replace, with both ways out."""
     address, verb = change.address, "replace" if change.action is Action.REPLACE else "delete"
     why = f" ({change.reason})" if change.reason else ""
     block = f"[{address.kind.plural}.{address.name}]"
     if declared:  # the block's prevent_destroy = true wins over state: unprotect alone would not help
-        return PlanProblem(
+        return ProtectedProblem(
             f"{address} is protected, but this plan would {verb} it{why}",
             f"{block} sets `prevent_destroy = true`. To {verb} it, set `prevent_destroy = false` in {block} "
             "and plan again; or undo the change that forces it.",
         )
-    return PlanProblem(
+    return ProtectedProblem(
         f"{address} is protected, but this plan would {verb} it{why}",
         f"Protection is recorded in state, so it holds even after the block is removed. To {verb} it: "
         f"declare {block} again with `prevent_destroy = false` and run `rlorinfra apply`, or run "

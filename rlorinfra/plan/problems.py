@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rlorinfra.errors import PlanError
+from rlorinfra.model.address import Address
 
 
 class PlanProblem(Exception):
@@ -19,6 +20,15 @@ class PlanProblem(Exception):
         super().__init__(summary)
         self.summary = summary
         self.detail = detail
+        self.address: Address | None = None  # the resource it is about, when the planner knows it
+
+
+class ProtectedProblem(PlanProblem):
+    """A delete or replace of a protected resource (``prevent_destroy``, or ``protected`` in state).
+
+    Apart because ``watch`` plans with ``exclude_protected``: the resource is then
+    left unchanged and reported, instead of failing the whole plan.
+    """
 
 
 def raise_problems(problems: Sequence[PlanProblem]) -> None:

@@ -349,17 +349,37 @@ def test_once_reports_nothing_pending_on_a_converged_world(world):
     assert world.status.snapshot().last_refresh_ok == world.clock.now
 
 
-def test_a_plan_refused_by_protection_is_an_error_and_no_action(world):
+@pytest.mark.parametrize("converge", [False, True])
+def test_a_protected_resource_the_plan_would_replace_is_held_out_and_the_heals_still_run(world, converge):
+    world.write("policy", "extra", extra={"policy": "prevent_destroy = true"})
+    world.apply()
+    policy_id = world.job_id()
+    # A field the API cannot update: the plan would replace the protected job, which apply refuses.
+    world.write("policy", "extra", extra={"policy": "prevent_destroy = true\nforward_only = true"})
+    world.store().preempt(world.job_id("extra"))
+    loop = world.loop(converge=converge)
+    results = [loop.run_cycle() for _ in range(3)]
+    assert [r.actions for r in results[:2]] == [{}, {"resume": 1}]  # the preempted trainer elsewhere is healed
+    assert all(r.pending and not r.error for r in results)
+    refused = [e for e in world.events if e.type is WatchEventType.REFUSED]
+    assert len(refused) == 1 and refused[0].address == "job.policy" and "prevent_destroy" in refused[0].what
+    assert WatchEventType.ERROR not in world.types() and world.status.snapshot().last_error == ""
+    assert world.job_id() == policy_id and world.live_state() == "JOB_STATE_RUNNING"  # nothing destructive
+    world.wait_live(_running, name="extra")
+
+
+def test_apply_and_plan_still_refuse_a_protected_replace(world):
+    from rlorinfra.errors import PlanError
+    from rlorinfra.operations.planning import build_plan
+
     world.write("policy", extra={"policy": "prevent_destroy = true"})
     world.apply()
-    # A field the API cannot update: the plan would replace the protected job, and is refused.
     world.write("policy", extra={"policy": "prevent_destroy = true\nforward_only = true"})
-    world.store().preempt(world.job_id())
-    loop = world.loop(converge=True)
-    results = [loop.run_cycle() for _ in range(2)]
-    assert all(r.error and not r.actions for r in results)
-    assert WatchEventType.ERROR in world.types() and WatchEventType.REFRESH_FAILED not in world.types()
-    assert world.live_state() == "JOB_STATE_FAILED"
+    ws = world.workspace()
+    with pytest.raises(PlanError, match="prevent_destroy"):
+        build_plan(ws, ws.store.read(), PlanRequest())
+    with pytest.raises(PlanError, match="prevent_destroy"):
+        world.apply()
 
 
 def test_watch_once_prints_human_lines_and_exits_as_plan(world):
@@ -407,3 +427,67 @@ def test_a_kill_after_the_journal_but_before_the_resume_sends_it_once_after_rest
     results = [restarted.run_cycle() for _ in range(2)]  # two fresh observations, then the one real resume
     assert [r.actions for r in results] == [{}, {"resume": 1}]
     world.wait_live(_running)
+
+
+def test_an_edited_config_is_read_again_and_a_stopped_job_is_not_resumed(world):
+    loop = world.loop()  # started with the old config: desired_state "running"
+    world.write("policy", extra={"policy": 'desired_state = "stopped"'})
+    world.apply()  # a human stops the trainer on purpose
+    assert world.state().jobs["policy"].phase == "stopped"
+    results = [loop.run_cycle() for _ in range(3)]
+    assert WatchEventType.CONFIG_RELOADED in world.types()
+    assert _resumes(world) == 0 and not any(r.actions for r in results)
+    assert world.live_state() != "JOB_STATE_RUNNING"
+
+
+def test_a_job_stopped_on_purpose_is_never_resumed_even_by_a_config_that_says_running(world):
+    world.write("policy", extra={"policy": 'desired_state = "stopped"'})
+    world.apply()
+    world.write("policy")  # running again in the file, but nobody applied it
+    loop = world.loop()
+    results = [loop.run_cycle() for _ in range(3)]
+    assert _resumes(world) == 0 and not any(r.actions for r in results)
+    assert WatchEventType.NOT_RESUMED in world.types()
+
+
+def test_a_config_that_no_longer_validates_stops_all_action_until_it_does(world):
+    loop = world.loop()
+    store, job_id = world.store(), world.job_id()
+    store.preempt(job_id)
+    world.config.write_text(world.config.read_text() + "\n[jobs.policy.oops\n")
+    results = [loop.run_cycle() for _ in range(3)]
+    assert all(r.error and not r.actions for r in results)
+    assert world.status.snapshot().health() is Health.DEGRADED
+    assert [e.type for e in world.events].count(WatchEventType.ERROR) == 1  # reported once, not every cycle
+    assert store.get_job(job_id)["state"] == "JOB_STATE_FAILED"
+    world.write("policy")
+    results = [loop.run_cycle() for _ in range(2)]
+    assert results[-1].actions == {"resume": 1}
+    assert world.status.snapshot().last_error == ""
+
+
+def test_a_state_backend_error_fails_one_cycle_and_watching_goes_on(world):
+    from rlorinfra.errors import StateError
+    from rlorinfra.state.backends.local import LocalBackend
+
+    class Blip(LocalBackend):
+        failures = 1
+
+        def read(self):  # type: ignore[no-untyped-def]
+            if Blip.failures:
+                Blip.failures -= 1
+                raise StateError("PostgreSQL did not answer", "connection reset")
+            return super().read()
+
+    ws = world.workspace()
+    ws.backend = Blip(ws.config.state_settings.path, config_path=ws.config.path)
+    world.store().preempt(world.job_id())
+    loop = WatchLoop(ws, WatchSettings(budget=ResumeBudget(backoff_base_s=0)), world.status, world.events.append,
+                     clock=world.clock)  # fmt: skip
+    failed = loop.run_cycle()
+    assert failed.error and not failed.actions and not failed.skipped
+    assert WatchEventType.REFRESH_FAILED in world.types()
+    assert world.status.snapshot().health() is Health.DEGRADED
+    results = [loop.run_cycle() for _ in range(2)]
+    assert results[-1].actions == {"resume": 1}
+    assert world.status.snapshot().health() is not Health.DEGRADED

@@ -263,3 +263,25 @@ def test_removing_a_protected_deployments_block_fails_the_plan(deployment_world)
         make_plan(specs, st, live, now=NOW)
     assert err.value.summary == "deployment.rollout is protected, but this plan would delete it (not in configuration)"
     assert "`rlorinfra state unprotect deployment.rollout`" in err.value.detail
+
+
+@pytest.mark.parametrize(
+    ("spec", "rec", "refusal"),
+    [
+        (None, _record(protected=True), "job.trainer is protected, but this plan would delete it"),
+        (declared("trainer", prevent_destroy=True, ttl=60), _record(protected=True, expires_at=CREATED), "ttl expired"),
+        (declared("trainer", prevent_destroy=True, lora_rank=16), _record(protected=True), "would replace it"),
+    ],
+)
+def test_exclude_protected_outside_destroy_holds_the_protected_one_and_plans_the_rest(spec, rec, refusal):
+    """watch's plan: a protected delete or replace is left unchanged (held, noted), the other trainer resumes."""
+    other = dataclasses.replace(record(declared("other"), "o-1"), created_at=CREATED)
+    specs = {**(desired(spec) if spec is not None else {}), **desired(declared("other"))}
+    live = world(live_job("t-1", "trainer"), live_job("o-1", "other", "JOB_STATE_FAILED"))
+    with pytest.raises(PlanError, match=refusal):  # apply and plan: refused as before
+        make_plan(specs, state(trainer=rec, other=other), live, now=NOW)
+    plan = make_plan(specs, state(trainer=rec, other=other), live, now=NOW, exclude_protected=True)
+    assert [(c.address, c.action) for c in plan.actionable] == [(Address.job("other"), Action.RESUME)]
+    ((address, why),) = plan.held
+    assert address == Address.job("trainer") and refusal in why
+    assert any("left unchanged (protected)" in note for note in plan.notes)

@@ -40,7 +40,7 @@ from rlorinfra.model.jobs import ShapeVersion
 from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.kinds.job import find_shape
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
-from rlorinfra.plan.problems import PlanProblem
+from rlorinfra.plan.problems import PlanProblem, ProtectedProblem
 from rlorinfra.state.model import PHASE_CREATING, DeploymentRecord
 
 REASON_RECREATE_SAME_ID = "previous create did not complete; creating it again"
@@ -430,9 +430,9 @@ def _plan_delete(name: str, record: DeploymentRecord, live: LiveWorld, reason: s
     )
 
 
-def _prevent_destroy(name: str, verb: str, why: str) -> PlanProblem:
+def _prevent_destroy(name: str, verb: str, why: str) -> ProtectedProblem:
     """The error for a delete or replace of a deployment with prevent_destroy."""
-    return PlanProblem(
+    return ProtectedProblem(
         f'Deployment "{name}" has prevent_destroy set, but this plan would {verb} it',
         f"{why} To proceed, remove `prevent_destroy = true` from [deployments.{name}] in the "
         f'configuration, or undo the change (leave "deployment.{name}" out with --target).',

@@ -39,7 +39,7 @@ from rlorinfra.model.states import (
 )
 from rlorinfra.plan.diff import changed_fields
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
-from rlorinfra.plan.problems import PlanProblem
+from rlorinfra.plan.problems import PlanProblem, ProtectedProblem
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, PHASE_STOPPED, JobRecord
 
 REASON_RECREATE_SAME_ID = "previous create did not complete; creating with recorded ID"
@@ -393,9 +393,9 @@ def _replace(
     )
 
 
-def _prevent_destroy(name: str, verb: str, why: str) -> PlanProblem:
+def _prevent_destroy(name: str, verb: str, why: str) -> ProtectedProblem:
     """The error for a delete or replace of a job with prevent_destroy."""
-    return PlanProblem(
+    return ProtectedProblem(
         f'Job "{name}" has prevent_destroy set, but this plan would {verb} it',
         f"{why} To proceed, remove `prevent_destroy = true` from [jobs.{name}] in the "
         f'configuration, or undo the change (leave "{name}" out with --target).',
