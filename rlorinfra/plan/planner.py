@@ -100,39 +100,71 @@ def make_plan(
     if not refresh_only:
         if not destroy:
             problems += _untracked_problems(declared, state, live, scope, kinds)
-        context = PlanContext(state=state, declared=declared, now=clock)
-        hold = exclude_protected and not destroy
-        planned = scope
-        while True:
-            expired = {} if destroy else _expired(planned, declared, state, clock, kinds)
-            found: list[PlanProblem] = []
-            changes = _plan_changes(
-                declared, state, live, planned, destroy, replace_set, found, kinds, context, expired
-            )
-            changes = _after_dependencies(changes, kinds, context)
-            if not destroy:
-                changes = [_with_lifecycle(c, declared.get(c.address), state.record(c.address), clock) for c in changes]
-            found += _dangling_dependents(changes, declared, state, destroy, kinds)
-            found += _protection_problems(changes, declared, state, destroy)
-            refused = {p.address: p.summary for p in found if isinstance(p, ProtectedProblem) and p.address}
-            if not (hold and refused):
-                break
-            # Hold the protected resources (and what would go with them: expired dependents) out, plan the rest.
-            held.update(refused)
-            planned = [a for a in planned if a not in held]
+        run = _Run(declared, state, live, kinds, PlanContext(state=state, declared=declared, now=clock), destroy)
+        changes, found, held, planned, expired = _plan_holding(run, scope, replace_set, exclude_protected)
         problems += found
-        notes += _expiry_notes(planned, declared, state, clock, set(expired))
+        notes += _expiry_notes(planned, declared, state, clock, expired)
         notes += [f"{why}: left unchanged (protected); `rlorinfra plan` shows the ways out." for why in held.values()]
     raise_problems(problems)
-    ordered = order_changes(changes)
     return Plan(
-        changes=ordered,
+        changes=order_changes(changes),
         drift=drift,
         destroy=destroy,
         refresh_only=refresh_only,
         notes=tuple(notes),
         held=tuple(held.items()),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """The inputs every pass over the scope shares."""
+
+    declared: Mapping[Address, Any]
+    state: State
+    live: LiveWorld
+    kinds: Kinds
+    context: PlanContext
+    destroy: bool
+
+
+def _plan_holding(
+    run: _Run, scope: list[Address], replace: Set[Address], exclude_protected: bool
+) -> tuple[list[Change], list[PlanProblem], dict[Address, str], list[Address], set[Address]]:
+    """Plan ``scope``; for ``watch`` (``exclude_protected`` without destroy) hold protected resources out.
+
+    Returns the changes, the problems, the held addresses (with why), the
+    addresses finally planned and the expired ones among them.
+    """
+    hold = exclude_protected and not run.destroy
+    held: dict[Address, str] = {}
+    planned = scope
+    while True:
+        changes, found, expired = _plan_once(run, planned, replace)
+        refused = {p.address: p.summary for p in found if isinstance(p, ProtectedProblem) and p.address}
+        if not (hold and refused):
+            return changes, found, held, planned, expired
+        # Hold the protected resources (and what would go with them: expired dependents) out, plan the rest.
+        held.update(refused)
+        planned = [a for a in planned if a not in held]
+
+
+def _plan_once(
+    run: _Run, planned: list[Address], replace: Set[Address]
+) -> tuple[list[Change], list[PlanProblem], set[Address]]:
+    """One pass: each resource's change, the dependency pass, lifecycle, and the cross-resource problems."""
+    clock = run.context.now
+    expired = {} if run.destroy else _expired(planned, run.declared, run.state, clock, run.kinds)
+    found: list[PlanProblem] = []
+    changes = _plan_changes(
+        run.declared, run.state, run.live, planned, run.destroy, replace, found, run.kinds, run.context, expired
+    )
+    changes = _after_dependencies(changes, run.kinds, run.context)
+    if not run.destroy:
+        changes = [_with_lifecycle(c, run.declared.get(c.address), run.state.record(c.address), clock) for c in changes]
+    found += _dangling_dependents(changes, run.declared, run.state, run.destroy, run.kinds)
+    found += _protection_problems(changes, run.declared, run.state, run.destroy)
+    return changes, found, set(expired)
 
 
 def _declared(desired: Mapping[str, JobSpec], others: Mapping[Kind, Mapping[str, Any]] | None) -> dict[Address, Any]:
