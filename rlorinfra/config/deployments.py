@@ -15,7 +15,7 @@ from typing import Any
 
 from rlorinfra.config import fields as F
 from rlorinfra.config.diagnostics import ERROR, Collector
-from rlorinfra.config.durations import FORMAT_HINT, parse_duration
+from rlorinfra.config.durations import FORMAT_HINT
 from rlorinfra.config.model import ControlPlaneSettings, DeploymentSpec, JobSpec, ShapeSource
 from rlorinfra.model.deployments import HotLoadTransition, is_valid_deployment_id
 
@@ -64,17 +64,6 @@ def string_map(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
-def ttl(value: Any) -> int:
-    """A duration > 0, as whole seconds (the same syntax as every duration of the file)."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise F.Invalid(f"{exc}, {F.got(value)}") from None
-    if seconds <= 0:
-        raise F.Invalid(f"must be > 0, {F.got(value)}", "Omit ttl to keep the deployment until it is removed.")
-    return seconds
-
-
 def description(value: Any) -> str:
     """Free text (at most 1024 characters, no control characters)."""
     return F.text(value, allow_empty=True)
@@ -112,7 +101,7 @@ DEPLOYMENT_RULES: dict[str, F.FieldRule] = {r.name: r for r in (
           replaces="replace"),
     _rule("preemptible", F.boolean, "boolean", "false", "Preemptible replicas (admin key).", replaces="replace"),
     _rule("prevent_destroy", F.boolean, "boolean", "false", "Refuse plans that delete it.", replaces="never"),
-    _rule("ttl", ttl, "duration", "unset", f"Delete it this long after creation: {FORMAT_HINT}.",
+    _rule("ttl", F.ttl, "duration", "unset", f"Delete it this long after creation: {FORMAT_HINT}.",
           replaces="never"),
 )}  # fmt: skip
 

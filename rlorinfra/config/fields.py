@@ -240,23 +240,23 @@ def extra_args(value: Any) -> tuple[str, ...] | None:
 
 def ttl(value: Any) -> int:
     """A lifetime > 0, as whole seconds (any duration of the file's syntax, up to a year)."""
+    return _positive_seconds(value, "Omit ttl to keep the resource until its block is removed.")
+
+
+def _positive_seconds(value: Any, hint: str) -> int:
+    """A duration of the file's syntax, > 0, as whole seconds; ``hint`` says what leaving it out means."""
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
         raise Invalid(f"{exc}, {got(value)}") from None
     if seconds <= 0:
-        raise Invalid(f"must be > 0, {got(value)}", "Omit ttl to keep the resource until its block is removed.")
+        raise Invalid(f"must be > 0, {got(value)}", hint)
     return seconds
 
 
 def inactivity_timeout(value: Any) -> int:
     """A duration of 1 s .. 3 h, as whole seconds."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise Invalid(f"{exc}, {got(value)}") from None
-    if seconds <= 0:
-        raise Invalid(f"must be > 0, {got(value)}", "Omit it to use the server default of 60 minutes.")
+    seconds = _positive_seconds(value, "Omit it to use the server default of 60 minutes.")
     if seconds > MAX_INACTIVITY_SECONDS:
         raise Invalid(f"must be at most 3h (10800s), {got(value)}")
     return seconds
