@@ -190,14 +190,7 @@ class Executor:
         """A dependency did not converge: end without a request (an ID reserved up front is released)."""
         task.steps.clear()
         self._kind(task).release_unstarted([task])
-        task.outcome = Outcome(
-            task.name,
-            task.change.action.value,
-            ok=False,
-            job_id=task.job_id,
-            message=SKIPPED,
-            address=str(task.change.address),
-        )
+        task.outcome = _outcome(task, ok=False, message=SKIPPED)
         self.event(task, EventKind.FAILED, message=SKIPPED)
 
     def _step_done(self, task: Task, future: Future[None]) -> None:
@@ -216,15 +209,7 @@ class Executor:
             if task.job_id is None and task.last_state is None
             else f"still {task.last_state or 'in progress'}"
         )
-        return Outcome(
-            task.name,
-            task.change.action.value,
-            ok=False,
-            job_id=task.job_id,
-            message=message,
-            pending=True,
-            address=str(task.change.address),
-        )
+        return _outcome(task, ok=False, message=message, pending=True)
 
     # -- poll rounds (main thread) ------------------------------------------
 
@@ -279,15 +264,7 @@ class Executor:
         task.steps.clear()
         if not ok:
             self._kind(task).settle_failed(task)
-        task.outcome = Outcome(
-            task.name,
-            task.change.action.value,
-            ok=ok,
-            job_id=task.job_id,
-            message=message,
-            pending=pending,
-            address=str(task.change.address),
-        )
+        task.outcome = _outcome(task, ok=ok, message=message, pending=pending)
         self.event(task, kind if ok else EventKind.FAILED, state=task.last_state, message=message)
 
     def event(
@@ -308,6 +285,19 @@ class Executor:
                     str(task.change.address),
                 )
             )
+
+
+def _outcome(task: Task, *, ok: bool, message: str, pending: bool = False) -> Outcome:
+    """How ``task`` ended, named by its change's name and address."""
+    return Outcome(
+        task.name,
+        task.change.action.value,
+        ok=ok,
+        job_id=task.job_id,
+        message=message,
+        pending=pending,
+        address=str(task.change.address),
+    )
 
 
 def _tasks_by_address(tasks: Sequence[Task]) -> dict[Address, list[Task]]:

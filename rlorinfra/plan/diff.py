@@ -6,6 +6,9 @@ renderer shows their old and new values. deepdiff does the comparison so that
 nested values (``extra_args`` lists) are compared structurally, and so that
 ``1`` vs ``1.0`` or a tuple vs a list (TOML vs JSON round trips) are not
 reported as changes.
+
+Also the arithmetic of accelerator counts every kind's changes share
+(``negated``, ``difference``).
 """
 
 from __future__ import annotations
@@ -36,3 +39,14 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, 
         keys = {k for k in set(before) | set(after) if k not in before or k not in after}
         keys |= {k for k in set(before) & set(after) if DeepDiff(before[k], after[k], **options)}
     return tuple(sorted(keys))
+
+
+def negated(counts: dict[str, int]) -> dict[str, int]:
+    """Accelerator counts with their signs flipped (what a release gives back)."""
+    return {k: -v for k, v in counts.items()}
+
+
+def difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """``after - before`` per accelerator type, keeping only non-zero entries."""
+    out = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(after) | set(before))}
+    return {k: v for k, v in out.items() if v}

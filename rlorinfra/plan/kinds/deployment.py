@@ -37,7 +37,7 @@ from rlorinfra.model.deployments import (
     trainer_link,
 )
 from rlorinfra.model.jobs import ShapeVersion
-from rlorinfra.plan.diff import changed_fields
+from rlorinfra.plan.diff import changed_fields, difference, negated
 from rlorinfra.plan.kinds.job import find_shape
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
 from rlorinfra.plan.problems import PlanProblem, ProtectedProblem
@@ -304,7 +304,8 @@ def _create(
     live_state: str | None = None,
 ) -> Change:
     """A CREATE change under the deployment's own ID."""
-    return Change(
+    return _declared_change(
+        spec,
         name=name,
         action=Action.CREATE,
         reason=reason,
@@ -312,8 +313,6 @@ def _create(
         live_state=live_state,
         after=desired,
         accelerators=_floor(desired, live),
-        kind=Kind.DEPLOYMENT,
-        depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
 
 
@@ -332,7 +331,8 @@ def _replace(
         why = f"Its fields {', '.join(fields)} changed and force a replacement." if fields else f"Reason: {reason}."
         raise _prevent_destroy(name, "replace", why)
     held = _held(record, live) if state != DeploymentState.FAILED else {}
-    return Change(
+    return _declared_change(
+        spec,
         name=name,
         action=Action.REPLACE,
         reason=reason,
@@ -341,9 +341,7 @@ def _replace(
         before=dict(record.spec),
         after=desired,
         changed_fields=fields,
-        accelerators=_subtract(_floor(desired, live), held),
-        kind=Kind.DEPLOYMENT,
-        depends_on=DEPLOYMENT_KIND.dependencies(spec),
+        accelerators=difference(_floor(desired, live), held),
     )
 
 
@@ -366,7 +364,8 @@ def _update(
                 before[key] = reported.get(key, DEPLOYMENT_SPEC_DEFAULTS.get(key))
         before = canonical_deployment_spec(before)  # a live default is left out, as in every spec
     reason = "re-attach to " + str(Address.job(desired[TRAINER_FIELD])) if updates == (TRAINER_FIELD,) else ""
-    return Change(
+    return _declared_change(
+        spec,
         name=name,
         action=Action.UPDATE,
         reason=reason,
@@ -375,9 +374,7 @@ def _update(
         before=before,
         after=desired,
         changed_fields=updates,
-        accelerators=_subtract(_floor(desired, live), _held(record, live)),
-        kind=Kind.DEPLOYMENT,
-        depends_on=DEPLOYMENT_KIND.dependencies(spec),
+        accelerators=difference(_floor(desired, live), _held(record, live)),
     )
 
 
@@ -396,7 +393,8 @@ def _change(
     It carries both specs: a re-attach (``after_dependencies``) may turn it into
     an UPDATE, which apply records as ``after`` and the plan text shows.
     """
-    return Change(
+    return _declared_change(
+        spec,
         name=name,
         action=action,
         reason=reason,
@@ -404,9 +402,12 @@ def _change(
         live_state=state,
         before=dict(record.spec),
         after=desired,
-        kind=Kind.DEPLOYMENT,
-        depends_on=DEPLOYMENT_KIND.dependencies(spec),
     )
+
+
+def _declared_change(spec: DeploymentSpec, **fields: Any) -> Change:
+    """A change of a declared deployment: its kind, and its edge to the trainer it names."""
+    return Change(kind=Kind.DEPLOYMENT, depends_on=DEPLOYMENT_KIND.dependencies(spec), **fields)
 
 
 def _plan_delete(name: str, record: DeploymentRecord, live: LiveWorld, reason: str) -> Change:
@@ -424,7 +425,7 @@ def _plan_delete(name: str, record: DeploymentRecord, live: LiveWorld, reason: s
         job_id=record.deployment_id,
         live_state=state,
         before=dict(record.spec),
-        accelerators=_negate(held),
+        accelerators=negated(held),
         kind=Kind.DEPLOYMENT,
         depends_on=record.depends_on,
     )
@@ -603,12 +604,3 @@ def _held(record: DeploymentRecord, live: LiveWorld) -> dict[str, int]:
     if found is not None and "min_replica_count" in found.reported:
         spec["min_replica_count"] = found.min_replica_count
     return _floor(spec, live)
-
-
-def _negate(counts: dict[str, int]) -> dict[str, int]:
-    return {k: -v for k, v in counts.items()}
-
-
-def _subtract(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    out = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(after) | set(before))}
-    return {k: v for k, v in out.items() if v}

@@ -37,7 +37,7 @@ from rlorinfra.model.states import (
     TRANSITIONAL_STATES,
     UNKNOWN_STATE,
 )
-from rlorinfra.plan.diff import changed_fields
+from rlorinfra.plan.diff import changed_fields, difference, negated
 from rlorinfra.plan.model import Action, Change, Drift, LiveWorld, PlanContext
 from rlorinfra.plan.problems import PlanProblem, ProtectedProblem
 from rlorinfra.state.model import PHASE_CREATING, PHASE_READY, PHASE_STOPPED, JobRecord
@@ -249,7 +249,7 @@ def _plan_delete(name: str, record: JobRecord, live: LiveWorld, reason: str) -> 
         job_id=record.job_id,
         live_state=state,
         before=dict(record.spec),
-        accelerators=_negate(_held(record.spec, state, live)),
+        accelerators=negated(_held(record.spec, state, live)),
     )
 
 
@@ -294,7 +294,7 @@ def _keep_running(name: str, spec: JobSpec, record: JobRecord, live: LiveWorld, 
     else:
         action, reason = Action.WAIT, f"job is {state}"
     # Once resumed or waited for, the job holds its accelerators again.
-    accelerators = _subtract(_accelerators(record.spec, live), _held(record.spec, state, live))
+    accelerators = difference(_accelerators(record.spec, live), _held(record.spec, state, live))
     return Change(
         name=name,
         action=action,
@@ -332,7 +332,7 @@ def _plan_declared_stopped(name: str, spec: JobSpec, record: JobRecord, live: Li
         reason=f"declared stopped; job is {state}",
         job_id=record.job_id,
         live_state=state,
-        accelerators=_negate(_held(record.spec, state, live)),
+        accelerators=negated(_held(record.spec, state, live)),
     )
 
 
@@ -387,7 +387,7 @@ def _replace(
         before=dict(record.spec),
         after=after,
         changed_fields=fields,
-        accelerators=_subtract(_accelerators(after, live), _held(record.spec, state, live)),
+        accelerators=difference(_accelerators(after, live), _held(record.spec, state, live)),
         create_before_destroy=spec.create_before_destroy,
         max_resumes=spec.max_resumes,
     )
@@ -609,13 +609,3 @@ def _held(spec: Mapping[str, Any], state: str | None, live: LiveWorld) -> dict[s
     if state is None or state in RELEASED_STATES:
         return {}
     return _accelerators(spec, live)
-
-
-def _negate(counts: dict[str, int]) -> dict[str, int]:
-    return {k: -v for k, v in counts.items()}
-
-
-def _subtract(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    """``after - before`` per type, keeping only non-zero entries."""
-    out = {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(after) | set(before))}
-    return {k: v for k, v in out.items() if v}
