@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rlorinfra.apply.model import Task
-from rlorinfra.errors import ApiError
+from rlorinfra.errors import ApiError, OutcomeUnknownError
 from rlorinfra.model.retry import RETRY_STATUSES
 from rlorinfra.plan.model import Change, Lifecycle
 from rlorinfra.state.model import Record
@@ -56,3 +57,30 @@ def lifecycle_fields(
     if lifecycle is not None:
         return lifecycle.protected, lifecycle.expires_at(created_at, datetime.now(UTC))
     return (kept.protected, kept.expires_at) if kept is not None else (False, None)
+
+
+# A non-idempotent call whose answer was lost is read back, then sent again at most this often.
+LOST_ANSWER_RETRIES = 5
+
+Found = TypeVar("Found")
+
+
+def lost_answer_backoff(attempt: int) -> float:
+    """Seconds to wait before sending a call again that, read back, had not landed."""
+    return min(2.0**attempt * 0.5, 8.0)
+
+
+def read_back(read: Callable[[], Found], exc: ApiError, what: str) -> Found:
+    """After a lost answer, read the resource (``what``: "job", "deployment") back to decide.
+
+    If the read fails too, whether the call was carried out is unknown: raise
+    ``OutcomeUnknownError`` and send nothing again (DESIGN.md §6: never a blind retry).
+    """
+    try:
+        return read()
+    except ApiError as look:
+        raise OutcomeUnknownError(
+            f"{exc.summary}; reading the {what} back failed too ({look.summary})",
+            "Whether the call was carried out is unknown; nothing was sent again. Run `rlorinfra plan` "
+            f"once the control plane answers: it reads the {what} and plans from there.",
+        ) from None

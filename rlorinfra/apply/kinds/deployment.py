@@ -24,10 +24,13 @@ from typing import Any
 from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import TaskHost
 from rlorinfra.apply.kinds.common import (
+    LOST_ANSWER_RETRIES,
     NotOursError,
     fan_out,
     is_definite_refusal,
     lifecycle_fields,
+    lost_answer_backoff,
+    read_back,
     require_id,
     spec_to_create,
 )
@@ -52,7 +55,6 @@ from rlorinfra.state.model import DeploymentRecord, State
 
 GONE_VALUES = frozenset(state.value for state in GONE_STATES)
 # How often a PATCH is sent again after its answer was lost and a re-read showed it had not landed.
-LOST_ANSWER_RETRIES = 5
 # Spec keys of ``Change.after`` that are rlorinfra's, not the API's: never sent as they are.
 TRAINER_KEY = "hot_load_trainer"  # the trainer's display name; sent as the link ``hot_load_trainer_job``
 SHAPE_FROM_KEY = "deployment_shape_from"  # the planner resolves it; a leftover is never sent
@@ -223,24 +225,14 @@ class DeploymentSteps:
             try:
                 return self.client.update_deployment(deployment_id, fields, mask)
             except OutcomeUnknownError as exc:
-                live = self._look_after_lost_answer(deployment_id, exc)
+                live = read_back(lambda: self.client.get_deployment(deployment_id), exc, "deployment")
                 if live is not None and _fields_match(live, fields):
                     self.host.event(task, EventKind.STATE, state=live.state, message="answer lost; the update landed")
                     return live
                 if attempt == LOST_ANSWER_RETRIES:
                     raise
-                self.host.pause(min(2.0**attempt * 0.5, 8.0))  # it had not landed: send it again
+                self.host.pause(lost_answer_backoff(attempt))  # it had not landed: send it again
         raise AssertionError("unreachable")
-
-    def _look_after_lost_answer(self, deployment_id: str, exc: ApiError) -> LiveDeployment | None:
-        try:
-            return self.client.get_deployment(deployment_id)
-        except ApiError as look:
-            raise OutcomeUnknownError(
-                f"{exc.summary}; reading the deployment back failed too ({look.summary})",
-                "Whether the update was carried out is unknown; nothing was sent again. Run `rlorinfra plan` "
-                "once the control plane answers: it reads the deployment and plans from there.",
-            ) from None
 
     # -- delete --------------------------------------------------------------------
 

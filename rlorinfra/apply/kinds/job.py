@@ -25,10 +25,13 @@ from typing import Any, TypeVar
 from rlorinfra.apply.control_plane import ControlPlane
 from rlorinfra.apply.kinds import TaskHost
 from rlorinfra.apply.kinds.common import (
+    LOST_ANSWER_RETRIES,
     NotOursError,
     fan_out,
     is_definite_refusal,
     lifecycle_fields,
+    lost_answer_backoff,
+    read_back,
     require_id,
     spec_to_create,
 )
@@ -46,7 +49,6 @@ MAX_ID_LEN = 63
 SUFFIX_LEN = 6
 # How often a non-idempotent call is made again after its answer was lost and a
 # re-read showed the server had not acted on it.
-LOST_ANSWER_RETRIES = 5
 # Right after :resume the control plane may still report the old stopped state
 # for a moment; the SDK tolerates that for 30 s, and so do we (FAILED excepted).
 RESUME_GRACE_S = 30.0
@@ -308,7 +310,7 @@ class JobSteps:
             except ApiError as exc:
                 if not isinstance(exc, OutcomeUnknownError) and exc.status_code != 400:
                     raise
-                live = self._look_after_lost_answer(task, exc)
+                live = read_back(lambda: self.client.get_job(require_id(task)), exc, "job")
                 if live is not None and not live.is_tombstone and live.state not in settled:
                     self.host.event(
                         task, EventKind.STATE, state=live.state, message="answer lost; the job shows it was done"
@@ -316,18 +318,8 @@ class JobSteps:
                     return live
                 if not isinstance(exc, OutcomeUnknownError) or attempt == LOST_ANSWER_RETRIES:
                     raise
-                self.host.pause(min(2.0**attempt * 0.5, 8.0))  # the server had not acted: try again
+                self.host.pause(lost_answer_backoff(attempt))  # the server had not acted: try again
         raise AssertionError("unreachable")
-
-    def _look_after_lost_answer(self, task: Task, exc: ApiError) -> LiveJob | None:
-        try:
-            return self.client.get_job(require_id(task))
-        except ApiError as look:
-            raise OutcomeUnknownError(
-                f"{exc.summary}; reading the job back failed too ({look.summary})",
-                "Whether the call was carried out is unknown; nothing was sent again. Run "
-                "`rlorinfra plan` once the control plane answers: it reads the job and plans from there.",
-            ) from None
 
     def _step_wait_ready(self, task: Task) -> None:
         if not self.host.options.wait:
