@@ -354,49 +354,87 @@ class WatchLoop:
         now: float,
         decision: _Decision,
     ) -> None:
-        address = change.address
-        cause = _stop_cause(change, live)
-        if cause and (spec is None or cause not in spec.resume_on):
-            decision.pending = True
-            decision.records[address] = replace(watch, resumable_seen=0)
-            self._once(decision, address, "not_resumed", cause, WatchEventType.NOT_RESUMED,
-                       f"stopped by {cause}: not resumed (resume_on does not name \"{cause}\")")  # fmt: skip
-            return
-        seen = watch.resumable_seen + 1
-        if seen < CONFIRMATIONS:
-            decision.pending = True
-            decision.records[address] = replace(watch, resumable_seen=seen)
-            decision.events.append(
-                WatchEvent(
-                    WatchEventType.OBSERVED, str(address), f"{change.live_state}: resumes if the next cycle agrees"
-                )
-            )
+        """Resume only past every gate: wanted, seen twice, within budget, not backing off."""
+        gates = (self._not_wanted, self._unconfirmed, self._over_budget, self._backing_off)
+        if any(gate(change, live, spec, watch, now, decision) for gate in gates):
             return
         budget = self._settings.budget
-        recent = tuple(t for t in watch.resumes if now - t < budget.window_s)
-        if len(recent) >= budget.max_resumes:
-            decision.pending = True
-            decision.records[address] = replace(watch, resumes=recent, resumable_seen=seen, quarantined=True)
-            decision.events.append(
-                WatchEvent(
-                    WatchEventType.QUARANTINED,
-                    str(address),
-                    f"{len(recent)} resumes in {budget.window_s:g}s spent its budget: quarantined",
-                )  # fmt: skip
-            )
-            self._reported[(str(address), "quarantine")] = "yes"
-            return
-        if watch.backoff_until is not None and now < watch.backoff_until:
-            decision.pending = True
-            decision.records[address] = replace(watch, resumable_seen=seen)
-            self._once(decision, address, "backoff", str(watch.backoff_until), WatchEventType.BACKOFF,
-                       f"backing off: no resume for another {watch.backoff_until - now:.0f}s")  # fmt: skip
-            return
-        resumes = (*recent, now)
-        decision.records[address] = WatchRecord(
+        resumes = (*self._recent(watch, now), now)
+        decision.records[change.address] = WatchRecord(
             resumes=resumes, resumable_seen=0, backoff_until=now + budget.backoff_after(len(resumes))
         )
-        decision.run.add(address)
+        decision.run.add(change.address)
+
+    def _recent(self, watch: WatchRecord, now: float) -> tuple[float, ...]:
+        """The resumes inside the budget's window."""
+        return tuple(t for t in watch.resumes if now - t < self._settings.budget.window_s)
+
+    def _not_wanted(
+        self, change: Change, live: LiveWorld | None, spec: JobSpec | None, watch: WatchRecord, now: float,
+        decision: _Decision,
+    ) -> bool:  # fmt: skip
+        """Stopped by inactivity or completion, and ``resume_on`` does not name it."""
+        cause = _stop_cause(change, live)
+        if not cause or (spec is not None and cause in spec.resume_on):
+            return False
+        decision.pending = True
+        decision.records[change.address] = replace(watch, resumable_seen=0)
+        self._once(decision, change.address, "not_resumed", cause, WatchEventType.NOT_RESUMED,
+                   f"stopped by {cause}: not resumed (resume_on does not name \"{cause}\")")  # fmt: skip
+        return True
+
+    def _unconfirmed(
+        self, change: Change, live: LiveWorld | None, spec: JobSpec | None, watch: WatchRecord, now: float,
+        decision: _Decision,
+    ) -> bool:  # fmt: skip
+        """Seen resumable once only: no action on one read."""
+        seen = watch.resumable_seen + 1
+        if seen >= CONFIRMATIONS:
+            return False
+        decision.pending = True
+        decision.records[change.address] = replace(watch, resumable_seen=seen)
+        decision.events.append(
+            WatchEvent(
+                WatchEventType.OBSERVED, str(change.address), f"{change.live_state}: resumes if the next cycle agrees"
+            )
+        )
+        return True
+
+    def _over_budget(
+        self, change: Change, live: LiveWorld | None, spec: JobSpec | None, watch: WatchRecord, now: float,
+        decision: _Decision,
+    ) -> bool:  # fmt: skip
+        """The budget's window already holds its resumes: quarantine."""
+        budget, recent = self._settings.budget, self._recent(watch, now)
+        if len(recent) < budget.max_resumes:
+            return False
+        address = change.address
+        decision.pending = True
+        decision.records[address] = replace(
+            watch, resumes=recent, resumable_seen=watch.resumable_seen + 1, quarantined=True
+        )
+        decision.events.append(
+            WatchEvent(
+                WatchEventType.QUARANTINED,
+                str(address),
+                f"{len(recent)} resumes in {budget.window_s:g}s spent its budget: quarantined",
+            )  # fmt: skip
+        )
+        self._reported[(str(address), "quarantine")] = "yes"
+        return True
+
+    def _backing_off(
+        self, change: Change, live: LiveWorld | None, spec: JobSpec | None, watch: WatchRecord, now: float,
+        decision: _Decision,
+    ) -> bool:  # fmt: skip
+        """Too soon after the last resume (exponential backoff)."""
+        if watch.backoff_until is None or now >= watch.backoff_until:
+            return False
+        decision.pending = True
+        decision.records[change.address] = replace(watch, resumable_seen=watch.resumable_seen + 1)
+        self._once(decision, change.address, "backoff", str(watch.backoff_until), WatchEventType.BACKOFF,
+                   f"backing off: no resume for another {watch.backoff_until - now:.0f}s")  # fmt: skip
+        return True
 
     def _once(
         self, decision: _Decision, address: Address, topic: str, fingerprint: str, kind: WatchEventType, what: str
